@@ -1,0 +1,1 @@
+"""LLM Math Sandbox: the mathematics behind language models as pure JAX functions."""
