@@ -1,0 +1,46 @@
+"""The `sandbox` command: one sub-command per file in this folder.
+
+Each sub-command module exposes `add_parser(subparsers)` that registers its parser and sets
+`func=run` on it; `run(args) -> int` does the work. A `SandboxError` raised anywhere is printed
+as one line without a traceback and the command exits 2.
+"""
+
+import argparse
+import importlib
+import sys
+
+from sandbox.errors import SandboxError
+
+COMMANDS = ["train", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sandbox", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"sandbox.cli.{name}")
+        except ModuleNotFoundError as e:  # a sub-command not built yet
+            if e.name != f"sandbox.cli.{name}":
+                raise
+            continue
+        module.add_parser(subparsers)
+    return parser
+
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits 2 on bad usage
+    try:
+        return int(args.func(args) or 0)
+    except SandboxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
