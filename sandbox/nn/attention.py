@@ -1,0 +1,74 @@
+"""Scaled dot-product attention and multi-head attention.
+
+Letters: B batch, H heads, L query length, S key length, K head width, D = H K.
+The mask is boolean, True where a query may attend to a key; it broadcasts to
+BxHxLxS, so one function serves a causal decoder (mask = causal_mask(L)) and a
+bidirectional encoder with padding (mask_Bx1x1xS).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from sandbox.nn import embedding
+from sandbox.nn.linear import dense, init_dense
+
+
+def causal_mask(length):
+    """LxL boolean, lower-triangular: query t may attend to keys s <= t."""
+    return jnp.tril(jnp.ones((length, length), dtype=bool))
+
+
+def scaled_dot_product_attention(q_BxHxLxK, k_BxHxSxK, v_BxHxSxK, mask=None):
+    """softmax(q k^T / sqrt(K) + masked) v  (Vaswani et al., 2017).
+
+    Dividing by sqrt(K) keeps the scores' variance O(1) when q, k have unit-variance
+    entries, so the softmax doesn't saturate. Scores and softmax are computed in
+    promote_types(dtype, float32): bf16 gets float32, float64 stays float64. Masked
+    scores get the most negative finite number, not -inf, so a fully masked row
+    gives a uniform (finite) distribution instead of NaN.
+    """
+    dtype = jnp.promote_types(q_BxHxLxK.dtype, jnp.float32)
+    k_width = q_BxHxLxK.shape[-1]
+    scores_BxHxLxS = jnp.einsum(
+        "bhlk,bhsk->bhls", q_BxHxLxK.astype(dtype), k_BxHxSxK.astype(dtype)
+    ) / jnp.sqrt(jnp.asarray(k_width, dtype))
+    if mask is not None:
+        scores_BxHxLxS = jnp.where(mask, scores_BxHxLxS, jnp.finfo(dtype).min)
+    weights_BxHxLxS = jax.nn.softmax(scores_BxHxLxS, axis=-1).astype(v_BxHxSxK.dtype)
+    return jnp.einsum("bhls,bhsk->bhlk", weights_BxHxLxS, v_BxHxSxK)
+
+
+def multi_head_attention(p, x_BxLxD, n_heads, mask=None, rope=False, positions_L=None):
+    """o(concat_h attention(q_h(x), k_h(x), v_h(x))), p = {"q", "k", "v", "o"} dense maps.
+
+    Each of H heads attends in its own K = D/H dimensional subspace, so the layer can
+    mix information by several patterns at once for the cost of one. With rope=True,
+    q and k are rotated by RoPE at positions_L (default 0..L-1) before the scores.
+    """
+    b, length, d = x_BxLxD.shape
+    k_width = d // n_heads
+
+    def split_heads(y_BxLxD):
+        return y_BxLxD.reshape(b, length, n_heads, k_width).transpose(0, 2, 1, 3)
+
+    q_BxHxLxK = split_heads(dense(p["q"], x_BxLxD))
+    k_BxHxLxK = split_heads(dense(p["k"], x_BxLxD))
+    v_BxHxLxK = split_heads(dense(p["v"], x_BxLxD))
+    if rope:
+        positions_L = jnp.arange(length) if positions_L is None else positions_L
+        q_BxHxLxK = embedding.rope(q_BxHxLxK, positions_L)
+        k_BxHxLxK = embedding.rope(k_BxHxLxK, positions_L)
+    out_BxHxLxK = scaled_dot_product_attention(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK, mask)
+    out_BxLxD = out_BxHxLxK.transpose(0, 2, 1, 3).reshape(b, length, d)
+    return dense(p["o"], out_BxLxD)
+
+
+def init_attention(key, d, std, out_std, bias=False):
+    """q, k, v: DxD with N(0, std^2); o (writes into the residual stream) with out_std."""
+    kq, kk, kv, ko = jax.random.split(key, 4)
+    return {
+        "q": init_dense(kq, d, d, std, bias),
+        "k": init_dense(kk, d, d, std, bias),
+        "v": init_dense(kv, d, d, std, bias),
+        "o": init_dense(ko, d, d, out_std, bias),
+    }

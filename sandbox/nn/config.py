@@ -1,0 +1,60 @@
+"""The shape of a decoder-only transformer LM, as a frozen (hashable) dataclass.
+
+Being frozen and hashable, a `ModelConfig` can be passed to `jax.jit` as a static
+argument: every field fixes an array shape or a code path, never a value.
+"""
+
+import dataclasses
+
+from sandbox.errors import SandboxError
+
+POS_ENCODINGS = ("learned", "sinusoidal", "rope")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and architectural choices of the LM (letters: V, L, D, H, F)."""
+
+    vocab_size: int = 256  # V
+    seq_len: int = 128  # L, the longest context the model is trained on
+    d_model: int = 64  # D, the residual-stream width
+    n_layers: int = 2
+    n_heads: int = 4  # H; head width K = D / H
+    d_ff: int = 256  # F, the MLP hidden width
+    pos_encoding: str = "learned"  # "learned" | "sinusoidal" | "rope"
+    norm: str = "layernorm"  # "layernorm" | "rmsnorm"
+    mlp: str = "gelu"  # "gelu" | "swiglu"
+    tie_embeddings: bool = True  # unembed with embed.tokens.T
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        for name in ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "d_ff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise SandboxError(f"model.{name} must be a positive integer, got {value!r}")
+        for name, choices in (("pos_encoding", POS_ENCODINGS), ("norm", NORMS), ("mlp", MLPS)):
+            value = getattr(self, name)
+            if value not in choices:
+                raise SandboxError(
+                    f"model.{name}={value!r} is not known; valid choices: {', '.join(choices)}"
+                )
+        if self.d_model % self.n_heads:
+            raise SandboxError(
+                f"model.d_model={self.d_model} must be divisible by model.n_heads={self.n_heads}"
+            )
+        if self.pos_encoding == "rope" and (self.d_model // self.n_heads) % 2:
+            raise SandboxError(
+                f"model.pos_encoding='rope' needs an even head width d_model/n_heads, "
+                f"got {self.d_model}/{self.n_heads}={self.d_model // self.n_heads}"
+            )
+        if not isinstance(self.tie_embeddings, bool):
+            raise SandboxError(f"model.tie_embeddings must be true or false, got {self.tie_embeddings!r}")
+        if not isinstance(self.init_std, (int, float)) or isinstance(self.init_std, bool) or self.init_std <= 0:
+            raise SandboxError(f"model.init_std must be a positive number, got {self.init_std!r}")
+
+    @property
+    def head_dim(self) -> int:
+        """K = D / H, the width of one attention head."""
+        return self.d_model // self.n_heads
