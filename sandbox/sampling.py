@@ -1,0 +1,85 @@
+"""Sampling from the LM: temperature, top-k and nucleus (top-p) filters, and generation.
+
+A filter maps logits to logits, setting the tokens it drops to -inf, so filters
+compose and `jax.random.categorical` samples from what is left.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from sandbox.losses import entropy, softmax
+from sandbox.nn.transformer import apply
+
+
+def apply_temperature(logits_NxV, temperature):
+    """z / T: T < 1 sharpens p toward the argmax, T > 1 flattens it toward uniform (T > 0)."""
+    return logits_NxV / temperature
+
+
+def top_k_filter(logits_NxV, k):
+    """Keep exactly the k largest logits (ties broken by index), set the rest to -inf."""
+    _, idx_NxK = jax.lax.top_k(logits_NxV, k)
+    keep_NxV = jnp.any(jax.nn.one_hot(idx_NxK, logits_NxV.shape[-1], dtype=bool), axis=-2)
+    return jnp.where(keep_NxV, logits_NxV, -jnp.inf)
+
+
+def top_p_filter(logits_NxV, p):
+    """Nucleus filter (Holtzman et al., 2019): keep the smallest set of most likely
+    tokens whose total probability is >= p, set the rest to -inf.
+
+    Sorted by decreasing probability, token i is kept iff the mass strictly before it
+    is < p; the most likely token is always kept.
+    """
+    order_NxV = jnp.argsort(-logits_NxV, axis=-1)
+    probs_sorted_NxV = jnp.take_along_axis(softmax(logits_NxV), order_NxV, axis=-1)
+    mass_before_NxV = jnp.cumsum(probs_sorted_NxV, axis=-1) - probs_sorted_NxV
+    keep_sorted_NxV = mass_before_NxV < p
+    keep_NxV = jnp.take_along_axis(keep_sorted_NxV, jnp.argsort(order_NxV, axis=-1), axis=-1)
+    return jnp.where(keep_NxV, logits_NxV, -jnp.inf)
+
+
+def sample_next(key, logits_BxV, temperature=1.0, top_k=None, top_p=None):
+    """One token per row: argmax if temperature == 0 (greedy), else a draw from
+    softmax(filters(z / T)). top_k must be a Python int (it fixes a shape)."""
+    temperature = jnp.asarray(temperature, logits_BxV.dtype)
+    z_BxV = apply_temperature(logits_BxV, jnp.where(temperature > 0, temperature, 1.0))
+    if top_k is not None:
+        z_BxV = top_k_filter(z_BxV, top_k)
+    if top_p is not None:
+        z_BxV = top_p_filter(z_BxV, top_p)
+    sampled_B = jax.random.categorical(key, z_BxV, axis=-1)
+    return jnp.where(temperature > 0, sampled_B, jnp.argmax(logits_BxV, axis=-1))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "num_new", "top_k"))
+def generate(params, cfg, prompt_tokens_BxP, num_new, key, temperature=1.0, top_k=None, top_p=None):
+    """Extend the prompt by num_new tokens; returns (tokens_Bx(P+N), entropies_BxN).
+
+    Each step runs the model on a fixed window of cfg.seq_len tokens ending at the
+    newest one (no KV cache: simple, and one compiled shape for every step), inside
+    one `lax.scan`. entropies[:, i] is the entropy in nats of the model's own
+    predictive distribution (temperature 1, unfiltered) at step i.
+    """
+    b, p = prompt_tokens_BxP.shape
+    window = cfg.seq_len
+    # While fewer than seq_len tokens exist, the window starts at 0 and runs past the
+    # newest token into unwritten zeros; causality makes them invisible to it.
+    total = max(p + num_new, window)
+    buf_BxT = jnp.zeros((b, total), prompt_tokens_BxP.dtype).at[:, :p].set(prompt_tokens_BxP)
+
+    def step(buf_BxT, inputs):
+        i, step_key = inputs
+        length = p + i  # tokens written so far
+        start = jnp.maximum(length - window, 0)
+        tokens_BxW = jax.lax.dynamic_slice_in_dim(buf_BxT, start, window, axis=1)
+        logits_BxWxV = apply(params, tokens_BxW, cfg)
+        logits_BxV = jax.lax.dynamic_index_in_dim(logits_BxWxV, length - 1 - start, 1, keepdims=False)
+        new_B = sample_next(step_key, logits_BxV, temperature, top_k, top_p).astype(buf_BxT.dtype)
+        buf_BxT = jax.lax.dynamic_update_slice_in_dim(buf_BxT, new_B[:, None], length, axis=1)
+        return buf_BxT, entropy(logits_BxV)
+
+    steps = (jnp.arange(num_new), jax.random.split(key, num_new))
+    buf_BxT, entropies_NxB = jax.lax.scan(step, buf_BxT, steps)
+    return buf_BxT[:, : p + num_new], entropies_NxB.T
