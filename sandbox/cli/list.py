@@ -1,0 +1,43 @@
+"""`sandbox list optimizers|experiments`: what a config can name."""
+
+import importlib
+
+WHATS = ("optimizers", "experiments")
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("list", help="list the registered optimizers or experiments")
+    p.add_argument("what", choices=WHATS, help="what to list")
+    p.set_defaults(func=run)
+
+
+def _table(title, columns, rows):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def run(args) -> int:
+    if args.what == "optimizers":
+        from sandbox import optim
+
+        rows = optim.describe()
+        _table(f"{len(rows)} optimizers (optimizer.name; optimizer.args takes the arguments)",
+               ("name", "arguments", "description"), rows)
+        return 0
+    try:
+        registry = importlib.import_module("experiments.registry")
+    except ModuleNotFoundError as e:
+        if e.name not in ("experiments", "experiments.registry"):
+            raise
+        print("no experiments are registered yet")
+        return 0
+    rows = [tuple(str(x) for x in row) for row in registry.describe()]  # (name, arguments, doc)
+    _table(f"{len(rows)} experiments (sandbox run NAME)", ("name", "arguments", "description"), rows)
+    return 0

@@ -1,0 +1,97 @@
+"""Muon (Jordan et al. 2024): momentum orthogonalized by a Newton-Schulz iteration."""
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sandbox.optim.adam import adamw
+
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+
+def orthogonalize(g_MxN: jax.Array, coeffs=NS_COEFFS, steps: int = 5, eps: float = 1e-8) -> jax.Array:
+    """Approximately U V^T for G = U S V^T, by the quintic Newton-Schulz iteration
+
+        X_0 = G / (||G||_F + eps);   X <- a X + (b A + c A^2) X,  A = X X^T   (`steps` times)
+
+    which pushes every singular value of X towards ~1 (into roughly [0.7, 1.2] for these
+    coefficients) while keeping the singular vectors. Runs on the wide orientation (M <= N).
+    """
+    a, b, c = coeffs
+    tall = g_MxN.shape[0] > g_MxN.shape[1]
+    x = g_MxN.T if tall else g_MxN
+    x = x / (jnp.linalg.norm(x, ord="fro") + eps)
+    for _ in range(steps):
+        a_MxM = x @ x.T
+        x = a * x + (b * a_MxM + c * a_MxM @ a_MxM) @ x
+    return x.T if tall else x
+
+
+class MuonState(NamedTuple):
+    count: jax.Array  # t
+    mu: optax.Updates  # m, the running mean of g
+
+
+def _muon_matrices(learning_rate, ns_coeffs, ns_steps, beta, eps, weight_decay, nesterov, bias_correction):
+    def init(params):
+        return MuonState(count=jnp.zeros([], jnp.int32), mu=jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        t = state.count + 1
+        mu = jax.tree.map(lambda g, m: (1 - beta) * g + beta * m, grads, state.mu)
+        m_cor = (lambda m: m / (1 - beta ** (t + 1))) if bias_correction else (lambda m: m)
+        g_cor = (lambda g: g / (1 - beta**t)) if bias_correction else (lambda g: g)
+        if nesterov:
+            m_hat = jax.tree.map(lambda m, g: beta * m_cor(m) + (1 - beta) * g_cor(g), mu, grads)
+        else:
+            m_hat = jax.tree.map(g_cor, mu)
+
+        def step(m_MxN, p_MxN):
+            o_MxN = orthogonalize(m_MxN, ns_coeffs, ns_steps, eps)
+            width_scale = jnp.sqrt(jnp.maximum(1, m_MxN.shape[1] / m_MxN.shape[0]))
+            return -learning_rate * (width_scale * o_MxN + weight_decay * p_MxN)
+
+        return jax.tree.map(step, m_hat, params), MuonState(count=t, mu=mu)
+
+    return optax.GradientTransformation(init, update)
+
+
+def muon(
+    learning_rate: float,
+    ns_coeffs: tuple = NS_COEFFS,
+    ns_steps: int = 5,
+    beta: float = 0.95,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    nesterov: bool = True,
+    bias_correction: bool = True,
+    adam_b1: float = 0.9,
+    adam_b2: float = 0.999,
+    adam_eps_root: float = 0.0,
+    adam_weight_decay: float = 0.0,
+    adam_learning_rate: Optional[float] = None,
+) -> optax.GradientTransformation:
+    """Muon for every 2-D parameter, AdamW for all others.
+
+    For W (M x N, used as x W) with gradient g:
+
+        m <- beta m + (1 - beta) g
+        m_hat = beta m / (1 - beta^(t+1)) + (1 - beta) g / (1 - beta^t)     (nesterov)
+              = m / (1 - beta^t)                                            (nesterov=False)
+        W <- W - lr * (sqrt(max(1, N / M)) * NS5(m_hat) + weight_decay * W)
+
+    where NS5 = `orthogonalize`. `bias_correction=False` drops the (1 - beta^k) divisors, which
+    is Keller Jordan's reference form (m_hat = lerp(g, m, beta)); True matches optax.contrib.muon.
+    The other parameters take AdamW steps (`adam_*` settings, its eps and nesterov from above).
+    """
+    matrices = _muon_matrices(
+        learning_rate, ns_coeffs, ns_steps, beta, eps, weight_decay, nesterov, bias_correction
+    )
+    others = adamw(
+        learning_rate if adam_learning_rate is None else adam_learning_rate,
+        adam_b1, adam_b2, eps, adam_eps_root, weight_decay=adam_weight_decay, nesterov=nesterov,
+    )
+    labels = lambda params: jax.tree.map(lambda p: "muon" if p.ndim == 2 else "adam", params)
+    return optax.partition({"muon": matrices, "adam": others}, labels)
