@@ -1,0 +1,69 @@
+"""Pre-tokenization: the split pattern that cuts text into pieces before byte-level BPE.
+
+BPE never merges across a piece boundary, so the pattern decides which byte strings can ever
+become tokens (no token spans a letter and a digit, a word and the next word's leading space
+is glued to it, ...). A regex alternation is a finite-state machine scanned left to right:
+at each position the first alternative that matches wins and the scan resumes after it.
+
+- "gpt2": GPT-2's pattern, exactly the one Hugging Face's `ByteLevel` pre-tokenizer uses.
+- "gpt4": cl100k_base's pattern (GPT-4) in its original form, without possessive quantifiers,
+  so that Python's `regex`, tiktoken's fancy-regex and HF's Oniguruma all read it the same way.
+  It caps digit runs at 3, lets one non-letter lead a word, and keeps newlines apart.
+
+The byte-level alphabet (`BYTE_ORDER`, `byte_to_char`) is GPT-2's printable stand-in for each
+byte, used by HF's `ByteLevel` and by the saved tokenizer file.
+"""
+
+from functools import lru_cache
+
+import regex
+
+from sandbox.errors import SandboxError
+
+PATTERNS = {
+    "gpt2": r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+    "gpt4": r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""",
+}
+
+
+def pattern_string(name: str) -> str:
+    """The regex source of the split pattern called `name` ("gpt2" or "gpt4")."""
+    if name not in PATTERNS:
+        raise SandboxError(f"unknown split pattern {name!r}: choose one of {', '.join(PATTERNS)}")
+    return PATTERNS[name]
+
+
+@lru_cache(maxsize=None)
+def compile_pattern(name: str) -> regex.Pattern:
+    """The compiled split pattern called `name`."""
+    return regex.compile(pattern_string(name))
+
+
+def split(text: str, pattern: str = "gpt4") -> list[str]:
+    """Cut `text` into pieces with the split pattern; "".join(pieces) == text."""
+    return compile_pattern(pattern).findall(text)
+
+
+def _byte_order() -> tuple[int, ...]:
+    """Bytes sorted by their GPT-2 stand-in character: printable bytes keep their own code
+    point, the other 68 (controls, space, NBSP, soft hyphen) map to 256, 257, ... in order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    return (*printable, *(b for b in range(256) if b not in printable))
+
+
+BYTE_ORDER = _byte_order()
+BYTE_TO_CHAR = {b: chr(b if i < 188 else 256 + i - 188) for i, b in enumerate(BYTE_ORDER)}
+CHAR_TO_BYTE = {c: b for b, c in BYTE_TO_CHAR.items()}
+
+
+def bytes_to_chars(data: bytes) -> str:
+    """Spell bytes in GPT-2's byte-level alphabet (one printable character per byte)."""
+    return "".join(BYTE_TO_CHAR[b] for b in data)
+
+
+def chars_to_bytes(chars: str) -> bytes:
+    """Inverse of `bytes_to_chars`; SandboxError if a character is outside the alphabet."""
+    try:
+        return bytes(CHAR_TO_BYTE[c] for c in chars)
+    except KeyError as e:
+        raise SandboxError(f"character {e.args[0]!r} is not in the byte-level alphabet") from None
