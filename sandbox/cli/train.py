@@ -1,0 +1,36 @@
+"""`sandbox train CONFIG [KEY=VALUE ...] [--out DIR]` and `sandbox train --resume DIR`."""
+
+import time
+from pathlib import Path
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("train", help="train a transformer LM from a YAML config")
+    p.add_argument("config", nargs="?", help="YAML config, e.g. configs/tiny.yaml")
+    p.add_argument("overrides", nargs="*", help="dotted overrides KEY=VALUE, e.g. train.steps=100 optimizer=lion")
+    p.add_argument("--out", help="run folder (default: runs/<run.name>-<timestamp>)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from sandbox import config as config_lib
+    from sandbox.errors import SandboxError
+    from sandbox.train import records, session
+
+    if args.resume:
+        overrides = ([args.config] if args.config else []) + args.overrides
+        run_dir = Path(args.resume)
+        summary = session.resume(run_dir, overrides, progress=not args.no_progress)
+    else:
+        if not args.config:
+            raise SandboxError("give a config file (e.g. configs/tiny.yaml) or --resume DIR")
+        cfg = config_lib.load(args.config, args.overrides)
+        run_dir = Path(args.out) if args.out else Path(cfg.run.out_root) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        summary = session.start(cfg, run_dir, force=args.force, progress=not args.no_progress)
+    print(f"final val loss {summary['final_val_loss']:.4f} after {summary['steps']} steps "
+          f"({summary['tokens_per_second']:.0f} tokens/s, {summary['wall_seconds']:.1f} s)")
+    print(f"run folder: {run_dir}")
+    return 0

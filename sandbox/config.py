@@ -1,0 +1,112 @@
+"""A run's config: a typed schema, YAML files, presets by name, and dotted overrides.
+
+`load(path, overrides)` merges, in order: the schema's defaults, the YAML file, then each
+`KEY=VALUE` override. A group given as a bare name (`model: tiny` in YAML, or
+`optimizer=adamw` on the command line) loads the preset `configs/<group>/<name>.yaml`.
+Unknown keys, wrong types and invalid values raise `SandboxError` naming the key and the
+valid choices. `save` writes the resolved config, which alone reproduces the run.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from sandbox.errors import SandboxError
+from sandbox.nn.config import ModelConfig
+from sandbox.optim.config import OptimizerConfig
+from sandbox.text.data import DataConfig
+from sandbox.train.config import TrainConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRESET_GROUPS = {"model": ModelConfig, "optimizer": OptimizerConfig, "data": DataConfig}
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"  # the default run folder is runs/<name>-<timestamp>
+    out_root: str = "runs"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def presets(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def _preset(group: str, name: str) -> DictConfig:
+    path = CONFIG_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        raise SandboxError(f"unknown {group} preset {name!r}; valid: {', '.join(presets(group))}")
+    return OmegaConf.merge(OmegaConf.structured(PRESET_GROUPS[group]), OmegaConf.load(path))
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise SandboxError(f"config file {path} not found")
+    try:
+        raw = OmegaConf.load(path)
+    except Exception as e:  # YAML syntax errors come in several types
+        raise SandboxError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(raw, DictConfig):
+        raise SandboxError(f"config file {path} must hold a mapping of sections (model, data, ...)")
+    return raw
+
+
+def _explain(e: OmegaConfBaseException) -> str:
+    """Turn an OmegaConf error into one line naming the key and what is valid there."""
+    key = e.full_key or e.key or "?"
+    if isinstance(e, ConfigKeyError):
+        parent = OmegaConf.select(OmegaConf.structured(Config), key.rpartition(".")[0]) if "." in key else None
+        section = parent if isinstance(parent, DictConfig) else OmegaConf.structured(Config)
+        return f"unknown config key {key!r}; valid keys here: {', '.join(section.keys())}"
+    if isinstance(e, ValidationError):
+        return f"config key {key!r} has a value of the wrong type: {e.msg.splitlines()[0]}"
+    return f"config error at {key!r}: {e.msg.splitlines()[0]}"
+
+
+def resolve(raw: DictConfig, overrides: list[str] = ()) -> Config:
+    """Merge defaults, `raw` and the overrides into a validated `Config`."""
+    try:
+        cfg = OmegaConf.structured(Config)
+        for group in PRESET_GROUPS:
+            if isinstance(raw.get(group), str):
+                cfg[group] = _preset(group, raw[group])
+                raw = OmegaConf.masked_copy(raw, [k for k in raw if k != group])
+        cfg = OmegaConf.merge(cfg, raw)
+        for override in overrides:
+            key, eq, value = override.partition("=")
+            if not eq or not key:
+                raise SandboxError(f"override {override!r} must look like KEY=VALUE, e.g. train.steps=100")
+            if key in PRESET_GROUPS and "." not in value and not value.startswith("{"):
+                cfg[key] = _preset(key, value)
+            else:
+                cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
+        return OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        raise SandboxError(_explain(e)) from None
+    except TypeError as e:  # a dataclass built with a value it cannot take
+        raise SandboxError(f"invalid config: {e}") from None
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config file and apply `KEY=VALUE` overrides."""
+    return resolve(_read_yaml(Path(path)), overrides)
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def replace(cfg: Config, **sections) -> Config:
+    """A copy of cfg with whole sections replaced (dataclasses.replace one level down)."""
+    return dataclasses.replace(cfg, **sections)

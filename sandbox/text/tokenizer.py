@@ -1,0 +1,64 @@
+"""Turning text into token ids: raw UTF-8 bytes, or a byte-level BPE trained on the train split."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.errors import SandboxError
+
+KINDS = ("bytes", "bpe")
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "bytes"  # "bytes" or "bpe"
+    vocab_size: int = 512  # bpe only
+    pattern: str = "gpt4"  # bpe only: "gpt2" or "gpt4"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise SandboxError(f"unknown data.tokenizer.kind {self.kind!r}; valid: {', '.join(KINDS)}")
+
+
+class ByteTokenizer:
+    """Each UTF-8 byte is a token (vocab 256); decoding replaces invalid UTF-8 with U+FFFD."""
+
+    vocab_size = 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids) -> str:
+        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+
+class SymbolTokenizer:
+    """Synthetic sources: symbol i is token i, shown as a letter."""
+
+    def __init__(self, alphabet: int):
+        self.vocab_size = alphabet
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) - ord("a") for c in text]
+
+    def decode(self, ids) -> str:
+        return "".join(chr(ord("a") + int(i)) for i in ids)
+
+
+def make_tokenizer(cfg: TokenizerConfig, train_text: str | None, run_dir: Path | None, alphabet: int = 0):
+    """The tokenizer for a run: a BPE is trained on `train_text`, or read back from the run folder."""
+    if train_text is None:
+        return SymbolTokenizer(alphabet)
+    if cfg.kind == "bytes":
+        return ByteTokenizer()
+    from sandbox.text import bpe
+
+    cached = run_dir / "tokenizer.json" if run_dir is not None else None
+    if cached is not None and cached.exists():
+        return bpe.load(cached)
+    return bpe.train(train_text, vocab_size=cfg.vocab_size, pattern=cfg.pattern)
+
+
+def save_tokenizer(tok, run_dir: Path) -> None:
+    """Cache a trained tokenizer in the run folder (byte and symbol tokenizers need no file)."""
+    if hasattr(tok, "save"):
+        tok.save(run_dir / "tokenizer.json")

@@ -1,0 +1,63 @@
+"""Checkpoints with orbax's CheckpointManager, and reading a finished run back.
+
+A checkpoint holds the whole `TrainState` (step, params, optimizer state), so resuming is
+exact. `load_run` is how every other tool (hessian, compress, sample) opens a run folder.
+"""
+
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+from sandbox import config as config_lib
+from sandbox import optim
+from sandbox.errors import SandboxError
+
+
+def manager(run_dir: Path, keep: int = 3) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False)
+    return ocp.CheckpointManager((Path(run_dir) / "checkpoints").resolve(), options=options)
+
+
+def save(mngr: ocp.CheckpointManager, state) -> None:
+    mngr.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
+    mngr.wait_until_finished()
+
+
+def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None):
+    """The state at `step` (default: the latest); `abstract_state` gives structure and shardings."""
+    step = mngr.latest_step() if step is None else step
+    if step is None:
+        raise SandboxError(f"no checkpoint in {mngr.directory}: nothing to resume or load")
+    if step not in mngr.all_steps():
+        raise SandboxError(f"no checkpoint at step {step} in {mngr.directory}; saved steps: {sorted(mngr.all_steps())}")
+    return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+
+def load_config(run_dir: str | Path) -> config_lib.Config:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise SandboxError(f"{run_dir} is not a run folder: it has no config.yaml")
+    return config_lib.load(path)
+
+
+def load_run(run_dir: str | Path, step: int | None = None, seed_index: int = 0):
+    """(cfg, params, step) of a run folder's checkpoint (default: the latest).
+
+    For a run of several seeds trained at once, `seed_index` picks one of them.
+    """
+    from sandbox.train.step import init_state, seed_keys
+
+    cfg = load_config(run_dir)
+    optimizer = optim.build(cfg.optimizer, cfg.train.steps)
+    keys, _ = seed_keys(cfg.train.seed, cfg.train.num_seeds)
+    init = jax.vmap(lambda k: init_state(k, cfg, optimizer)) if cfg.train.num_seeds > 1 else (
+        lambda ks: init_state(ks[0], cfg, optimizer))
+    abstract = jax.eval_shape(init, keys)
+    state = restore(manager(run_dir), abstract, step)
+    params = state.params
+    if cfg.train.num_seeds > 1:
+        if not 0 <= seed_index < cfg.train.num_seeds:
+            raise SandboxError(f"seed_index {seed_index} out of range: the run has {cfg.train.num_seeds} seeds")
+        params = jax.tree.map(lambda x: x[seed_index], params)
+    return cfg, params, int(state.step)

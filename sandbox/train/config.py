@@ -1,0 +1,37 @@
+"""The schema of the `train:` section: how long, how big, how often to evaluate and save."""
+
+from dataclasses import dataclass
+
+from sandbox.errors import SandboxError
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 600
+    batch_size: int = 32
+    eval_every: int = 100
+    eval_batches: int = 8
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 3
+    seed: int = 0
+    num_devices: int = 0  # 0: every visible device; the batch is split over the mesh's `data` axis
+    label_smoothing: float = 0.0
+    z_loss: float = 0.0
+    sharpness_every: int = 0  # 0: off; else log the top Hessian eigenvalue every N steps
+    sharpness_preconditioned: bool = False  # also log lambda_max(P^-1/2 H P^-1/2) for Adam's P
+    num_seeds: int = 1  # >1: train that many independent models at once with vmap
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "eval_every", "eval_batches", "log_every",
+                     "checkpoint_every", "keep_checkpoints", "num_seeds"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise SandboxError(f"train.{name} must be a positive integer, got {value!r}")
+        for name in ("num_devices", "sharpness_every"):
+            if getattr(self, name) < 0:
+                raise SandboxError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise SandboxError(f"train.label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.z_loss < 0:
+            raise SandboxError(f"train.z_loss must be >= 0, got {self.z_loss}")

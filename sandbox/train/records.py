@@ -1,0 +1,58 @@
+"""What a run leaves behind: atomic files, metrics.jsonl, and the run folder itself."""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from sandbox.errors import SandboxError
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file and rename, so a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def prepare_new_dir(path: Path, force: bool) -> Path:
+    """An empty folder at `path`; an existing non-empty one is only replaced with `force`."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if not force:
+            raise SandboxError(
+                f"{path} already exists and is not empty; choose another --out, or pass --force to replace it"
+            )
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MetricsLog:
+    """Append-only metrics.jsonl; opening at `resume_step` drops rows logged after that step."""
+
+    def __init__(self, path: Path, resume_step: int | None = None):
+        self.path = path
+        if resume_step is not None:
+            kept = [r for r in read_metrics(path) if r["step"] <= resume_step]
+            write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+        self._file = open(path, "a")
+
+    def write(self, row: dict) -> None:
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

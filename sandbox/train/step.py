@@ -1,0 +1,75 @@
+"""The train state and the jitted steps that move it.
+
+`TrainState` is a pytree (step, params, opt_state), so jit, vmap, device_put and orbax all
+see it directly. The batch of step t is drawn inside the step from fold_in(data_key, t): the
+data order is a pure function of the seed and the step, which makes resuming exact.
+With `train.num_seeds = N`, N independent states (each with its own init and data keys) are
+stacked on a leading axis and the same step is vmapped over them.
+"""
+
+from functools import partial
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from sandbox import optim
+from sandbox.nn import transformer
+from sandbox.text.data import get_batch
+from sandbox.train import objective
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: dict
+    opt_state: optax.OptState
+
+
+def seed_keys(seed: int, num_seeds: int) -> tuple[jax.Array, jax.Array]:
+    """(param_keys, data_keys), one of each per seed; seed i is the run with train.seed = seed + i."""
+    keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s)))(seed + jnp.arange(num_seeds))
+    return keys[:, 0], keys[:, 1]
+
+
+def init_state(param_key: jax.Array, cfg, optimizer: optax.GradientTransformation) -> TrainState:
+    params = transformer.init(param_key, cfg.model)
+    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+
+
+def loss_fn_for(cfg):
+    return partial(objective.lm_loss, model_cfg=cfg.model,
+                   label_smoothing=cfg.train.label_smoothing, z_loss=cfg.train.z_loss)
+
+
+def make_train_step(cfg, optimizer, batch_sharding):
+    """step(state, train_ids_N, data_key) -> (state, metrics) for one seed."""
+    loss_fn = loss_fn_for(cfg)
+
+    def step(state: TrainState, ids_N: jax.Array, data_key: jax.Array):
+        batch = get_batch(ids_N, jax.random.fold_in(data_key, state.step), cfg.train.batch_size, cfg.model.seq_len)
+        batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"train_loss": loss, "grad_norm": optax.global_norm(grads),
+                   "learning_rate": optim.learning_rate(opt_state)}
+        return TrainState(state.step + 1, params, opt_state), metrics
+
+    return step
+
+
+def make_eval(cfg, batch_sharding):
+    """evaluate(params, val_ids_N) -> mean loss over train.eval_batches fixed val batches."""
+    loss_fn = partial(objective.lm_loss, model_cfg=cfg.model)
+    keys = jax.random.split(jax.random.PRNGKey(cfg.train.seed + 10_000), cfg.train.eval_batches)
+
+    def evaluate(params, ids_N):
+        def one(key):
+            batch = get_batch(ids_N, key, cfg.train.batch_size, cfg.model.seq_len)
+            return loss_fn(params, jax.lax.with_sharding_constraint(batch, batch_sharding))
+
+        return jax.lax.map(one, keys).mean()
+
+    return evaluate
