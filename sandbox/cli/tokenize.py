@@ -1,0 +1,91 @@
+"""`sandbox tokenize`: train a byte-level BPE tokenizer, encode with it, explain a word, measure it.
+
+    sandbox tokenize train PATH_OR_CORPUS --vocab-size N [--pattern gpt2|gpt4] --out FILE [--force]
+    sandbox tokenize encode FILE TEXT [--allow-special]
+    sandbox tokenize explain FILE WORD
+    sandbox tokenize stats FILE PATH_OR_CORPUS
+"""
+
+import time
+from pathlib import Path
+
+from sandbox.errors import SandboxError
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("tokenize", help="train, apply and inspect byte-level BPE tokenizers")
+    actions = p.add_subparsers(dest="action", required=True)
+    t = actions.add_parser("train", help="learn a BPE tokenizer on a corpus and save it as JSON")
+    t.add_argument("corpus", metavar="PATH_OR_CORPUS", help="embedded corpus name (pydoc) or a UTF-8 file/folder")
+    t.add_argument("--vocab-size", type=int, required=True, help="number of token ids, special tokens included")
+    t.add_argument("--pattern", choices=["gpt2", "gpt4"], default="gpt4", help="split pattern (default gpt4)")
+    t.add_argument("--out", required=True, help="tokenizer file to write")
+    t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    e = actions.add_parser("encode", help="print the token ids and tokens of a text")
+    e.add_argument("file", metavar="FILE")
+    e.add_argument("text", metavar="TEXT")
+    e.add_argument("--allow-special", action="store_true", help="encode special tokens in TEXT as special tokens")
+    x = actions.add_parser("explain", help="show the merges that encode a word, step by step")
+    x.add_argument("file", metavar="FILE")
+    x.add_argument("word", metavar="WORD")
+    s = actions.add_parser("stats", help="bytes per token, unigram entropy and Zipf slope on a corpus")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("corpus", metavar="PATH_OR_CORPUS")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from sandbox.text import bpe
+
+    if args.action == "train":
+        return _train(args, bpe)
+    tok = bpe.load(args.file)
+    if args.action == "encode":
+        ids = tok.encode(args.text, allowed_special="all" if args.allow_special else frozenset())
+        print("ids:", " ".join(map(str, ids)))
+        print("tokens:", " ".join(_show(tok.decode_bytes([i])) for i in ids))
+        print(f"{len(ids)} tokens for {len(args.text.encode('utf-8', 'surrogatepass'))} bytes")
+    elif args.action == "explain":
+        _explain(tok, args.word)
+    else:
+        from sandbox.text.bpe_inspect import stats
+        from sandbox.text.corpus import load_text
+
+        st = stats(tok, load_text(args.corpus))
+        for k, v in st.items():
+            print(f"{k:22s} {v:.4f}" if isinstance(v, float) else f"{k:22s} {v}")
+    return 0
+
+
+def _train(args, bpe) -> int:
+    from sandbox.text.corpus import load_text
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise SandboxError(f"{out} already exists: choose another --out or pass --force to overwrite it")
+    text = load_text(args.corpus)
+    t0 = time.perf_counter()
+    tok = bpe.train(text, args.vocab_size, pattern=args.pattern)
+    seconds = time.perf_counter() - t0
+    tok.save(out, overwrite=args.force)
+    print(
+        f"trained {tok.vocab_size} tokens ({len(tok.merges)} merges, pattern {tok.pattern}) on "
+        f"{len(text.encode('utf-8'))} bytes in {seconds:.2f} s -> {out}"
+    )
+    return 0
+
+
+def _explain(tok, word: str) -> None:
+    for piece in tok.explain(word):
+        print(f"piece {piece['piece']!r} ({len(piece['piece'].encode('utf-8'))} bytes)")
+        for k, st in enumerate(piece["steps"], 1):
+            parts = " ".join(_show(p) for p in st["parts"])
+            print(f"  {k:3d}. {_show(st['left'])} + {_show(st['right'])} -> id {st['token']}   {parts}")
+        if piece["whole_piece"]:
+            print("  the whole piece is a token: looked up directly")
+        print("  ids:", " ".join(map(str, piece["ids"])))
+
+
+def _show(data: bytes) -> str:
+    """A token's bytes as a quoted string; bytes that are not UTF-8 shown as \\xNN."""
+    return repr(data.decode("utf-8", errors="backslashreplace"))

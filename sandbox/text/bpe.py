@@ -1,0 +1,231 @@
+"""Byte-level BPE tokenizer: train, encode, decode, save/load, export to tiktoken and HF.
+
+A tokenizer is a split pattern (`pretokenize`), a merge list learned by `bpe_train` and a few
+special tokens. Token ids are ranks: 0..255 the bytes (in GPT-2's byte-to-unicode order, as
+HF), then one id per new token in the order it was merged, then the special tokens. Encoding
+follows tiktoken exactly (`bpe_encode`), so `to_tiktoken()` encodes token for token the same.
+
+    tok = train(text, vocab_size=4096, pattern="gpt4")
+    ids = tok.encode(s); s == tok.decode(ids); tok.save(path); tok = load(path)
+"""
+
+import json
+import os
+from itertools import chain
+from pathlib import Path
+
+import regex
+
+from sandbox.errors import SandboxError
+from sandbox.text.bpe_encode import merge_piece
+from sandbox.text.bpe_train import count_pieces, train_merges
+from sandbox.text.pretokenize import BYTE_ORDER, bytes_to_chars, chars_to_bytes, compile_pattern, pattern_string
+
+FORMAT = "sandbox-bpe"
+ENDOFTEXT = "<|endoftext|>"
+_CACHE_SIZE = 1 << 18  # encoded pieces kept; real text repeats a few thousand pieces
+
+
+class Tokenizer:
+    """Byte-level BPE with tiktoken's encoding semantics; build with `train` or `load`."""
+
+    def __init__(self, pattern: str, merges: list[tuple[int, int]], special_tokens: list[str]):
+        self.pattern = pattern
+        self.merges = list(merges)
+        self.vocab = _replay(self.merges)  # vocab[id] = bytes of token id
+        self.ranks = {t: i for i, t in enumerate(self.vocab)}
+        self.special_tokens = {s: len(self.vocab) + k for k, s in enumerate(special_tokens)}
+        if len(self.special_tokens) != len(special_tokens):
+            raise SandboxError(f"special tokens {special_tokens} repeat a token: give each once")
+        self._decoder = self.vocab + [s.encode("utf-8") for s in special_tokens]
+        self._split = compile_pattern(pattern)
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids: byte tokens + merged tokens + special tokens."""
+        return len(self._decoder)
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Token ids of `text`, reading special tokens as ordinary text (tiktoken's name)."""
+        pieces = self._split.findall(text)
+        ids = list(map(self._cache.get, pieces))
+        if None in ids:
+            ids = [t if t is not None else self._encode_piece(p) for t, p in zip(ids, pieces)]
+        return list(chain.from_iterable(ids))
+
+    def encode(self, text: str, allowed_special=frozenset(), disallowed_special="all") -> list[int]:
+        """Token ids of `text`, with tiktoken's rules for special tokens: those in
+        `allowed_special` ("all" or a set) become their id; text holding a disallowed one
+        ("all" = every special token not allowed) is refused; the rest is ordinary text."""
+        allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
+        if unknown := allowed - set(self.special_tokens):
+            raise SandboxError(f"unknown special tokens {sorted(unknown)}: this tokenizer has {sorted(self.special_tokens)}")
+        disallowed = set(self.special_tokens) - allowed if disallowed_special == "all" else set(disallowed_special)
+        if disallowed and (m := _alternation(disallowed).search(text)):
+            raise SandboxError(
+                f"text contains the special token {m.group()!r} at character {m.start()}, which is not "
+                "allowed: allow it (allowed_special / --allow-special) to encode it as one special "
+                "token, or disallowed_special=() to encode it as plain text"
+            )
+        text = _fix_surrogates(text)
+        if not allowed:
+            return self.encode_ordinary(text)
+        ids, start = [], 0
+        for m in _alternation(allowed).finditer(text):
+            ids += self.encode_ordinary(text[start : m.start()])
+            ids.append(self.special_tokens[m.group()])
+            start = m.end()
+        return ids + self.encode_ordinary(text[start:])
+
+    def _encode_piece(self, piece: str) -> tuple[int, ...]:
+        data = piece.encode("utf-8")
+        rank = self.ranks.get(data)
+        ids = (rank,) if rank is not None else tuple(merge_piece(data, self.ranks))
+        if len(self._cache) < _CACHE_SIZE:
+            self._cache[piece] = ids
+        return ids
+
+    def decode_bytes(self, ids) -> bytes:
+        """The bytes the token ids stand for."""
+        try:
+            return b"".join([self._decoder[i] for i in ids])
+        except (IndexError, TypeError):
+            bad = next(i for i in ids if not (isinstance(i, int) and 0 <= i < self.vocab_size))
+            raise SandboxError(f"token id {bad!r} is not in this tokenizer: ids run 0..{self.vocab_size - 1}") from None
+
+    def decode(self, ids, errors: str = "replace") -> str:
+        """The text of the token ids; invalid UTF-8 (a cut multi-byte character) becomes U+FFFD
+        with errors="replace", or raises SandboxError with errors="strict"."""
+        data = self.decode_bytes(ids)
+        try:
+            return data.decode("utf-8", errors=errors)
+        except UnicodeDecodeError as e:
+            raise SandboxError(f"token ids decode to invalid UTF-8 at byte {e.start} ({e.reason}); use errors='replace'") from None
+
+    def explain(self, word: str) -> list[dict]:
+        """How `word` is encoded, piece by piece and merge by merge (see `bpe_inspect`)."""
+        from sandbox.text.bpe_inspect import explain
+
+        return explain(self, word)
+
+    def to_dict(self) -> dict:
+        """The readable JSON form: merges spelled in GPT-2's byte-level alphabet, as HF."""
+        spell = [bytes_to_chars(t) for t in self.vocab]
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "pattern": self.pattern,
+            "regex": pattern_string(self.pattern),
+            "special_tokens": self.special_tokens,
+            "merges": [f"{spell[a]} {spell[b]}" for a, b in self.merges],
+        }
+
+    def save(self, path, overwrite: bool = False) -> Path:
+        """Write the JSON file atomically (temp file + rename); refuse to replace one unless asked."""
+        return _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False)), overwrite)
+
+    def to_tiktoken(self, name: str = "sandbox-bpe"):
+        """A `tiktoken.Encoding` built offline from these ranks and special tokens."""
+        import tiktoken
+
+        return tiktoken.Encoding(name, pat_str=pattern_string(self.pattern), mergeable_ranks=self.ranks, special_tokens=self.special_tokens)
+
+    def to_hf(self, path, overwrite: bool = False) -> Path:
+        """Write a Hugging Face `tokenizer.json` (same ids, pattern and merges) atomically."""
+        from sandbox.text.bpe_hf import hf_tokenizer
+
+        return _write_atomic(path, lambda tmp: hf_tokenizer(self).save(str(tmp)), overwrite)
+
+
+def train(text: str, vocab_size: int, pattern: str = "gpt4", special_tokens=(ENDOFTEXT,)) -> Tokenizer:
+    """Learn a byte-level BPE tokenizer of `vocab_size` ids (special tokens included) on `text`."""
+    if not text:
+        raise SandboxError("the corpus is empty: give some text to train the tokenizer on")
+    n_special = len(special_tokens)
+    if vocab_size < 256 + n_special:
+        raise SandboxError(f"vocab size {vocab_size} is too small: it must hold the 256 byte tokens and {n_special} special token(s), so >= {256 + n_special}")
+    merges, vocab = train_merges(count_pieces(text, pattern), vocab_size - n_special)
+    if len(vocab) + n_special < vocab_size:
+        reached = len(vocab) + n_special
+        raise SandboxError(
+            f"vocab size {vocab_size} is more than this corpus can reach: it ran out of pairs to merge "
+            f"at {reached} tokens ({n_special} special); give --vocab-size <= {reached} or more text"
+        )
+    return Tokenizer(pattern, merges, list(special_tokens))
+
+
+def load(path) -> Tokenizer:
+    """Read a tokenizer file written by `Tokenizer.save`; SandboxError if it is not one."""
+    path = Path(path)
+    try:
+        return from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise SandboxError(f"tokenizer file {path} not found: train one with `sandbox tokenize train`") from None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, SandboxError) as e:  # JSONDecodeError is a ValueError
+        raise SandboxError(f"tokenizer file {path} is corrupt or not a sandbox BPE file: {e}") from None
+
+
+def from_dict(d) -> Tokenizer:
+    """Inverse of `Tokenizer.to_dict`; ValueError naming the first thing that is wrong."""
+    if not isinstance(d, dict) or d.get("format") != FORMAT or d.get("version") != 1:
+        raise ValueError(f"expected a JSON object with format {FORMAT!r} and version 1")
+    if not isinstance(d.get("merges"), list) or not isinstance(d.get("special_tokens"), dict):
+        raise ValueError("expected a list 'merges' and an object 'special_tokens'")
+    pattern_string(d.get("pattern"))
+    ids = {t: i for i, t in enumerate(_replay([]))}
+    merges = []
+    for k, m in enumerate(d["merges"]):
+        parts = m.split(" ") if isinstance(m, str) else []
+        pair = tuple(ids.get(chars_to_bytes(p)) for p in parts)
+        if len(pair) != 2 or None in pair:
+            raise ValueError(f"merge #{k} {m!r} is not two earlier tokens separated by one space")
+        ids.setdefault(chars_to_bytes("".join(parts)), len(ids))
+        merges.append(pair)
+    specials = d["special_tokens"]
+    tok = Tokenizer(d["pattern"], merges, sorted(specials, key=lambda s: specials[s]))
+    if tok.special_tokens != specials:
+        raise ValueError(f"special token ids {specials} should be {len(tok.vocab)}, {len(tok.vocab) + 1}, ... after the ranks")
+    return tok
+
+
+def _replay(merges) -> list[bytes]:
+    """Bytes of every token: the 256 bytes, then each merge's result unless already a token."""
+    vocab = [bytes([b]) for b in BYTE_ORDER]
+    known = set(vocab)
+    for a, b in merges:
+        t = vocab[a] + vocab[b]
+        if t not in known:
+            known.add(t)
+            vocab.append(t)
+    return vocab
+
+
+def _alternation(tokens) -> regex.Pattern:
+    """A regex matching any of the literal `tokens`, longest first."""
+    return regex.compile("|".join(regex.escape(t) for t in sorted(tokens, key=len, reverse=True)))
+
+
+def _fix_surrogates(text: str) -> str:
+    """Lone surrogates cannot be UTF-8 encoded; like tiktoken, replace them with U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _write_atomic(path, write, overwrite: bool) -> Path:
+    """Call write(tmp) on a temp file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise SandboxError(f"{path} already exists: choose another path or pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise SandboxError(f"folder {path.parent} does not exist: create it first")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

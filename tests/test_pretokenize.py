@@ -1,0 +1,76 @@
+"""Split patterns against Hugging Face's pre-tokenizers, and GPT-2's byte-level alphabet."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sandbox.errors import SandboxError
+from sandbox.text.bpe_hf import hf_pre_tokenizer
+from sandbox.text.corpus import load_text
+from sandbox.text.pretokenize import BYTE_ORDER, BYTE_TO_CHAR, bytes_to_chars, chars_to_bytes, split
+
+PARTS = [*"ab1 \t\r\n'sSdD.,!-", "\u00a0", "\u3000", "\u0301", "日本", "😀", "ſ", "٣", "\x1c", "\x85", "\r\n"]
+TRICKY = st.lists(st.sampled_from(PARTS), max_size=30).map("".join)
+
+
+def gpt2_bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's encoder.py, verbatim in spirit: the independent reference for the alphabet."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def hf_split(text: str, pattern: str) -> list[str]:
+    return [p for p, _ in hf_pre_tokenizer(pattern).pre_tokenize_str(text)]
+
+
+def test_byte_alphabet_is_gpt2s_and_hfs():
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    assert BYTE_TO_CHAR == gpt2_bytes_to_unicode()
+    assert sorted(BYTE_TO_CHAR.values()) == sorted(ByteLevel.alphabet())
+    # ids follow the characters' code points, which is how HF's trainer orders its alphabet
+    assert [BYTE_TO_CHAR[b] for b in BYTE_ORDER] == sorted(BYTE_TO_CHAR.values())
+    data = bytes(range(256))
+    assert chars_to_bytes(bytes_to_chars(data)) == data
+
+
+def test_chars_outside_alphabet_are_refused():
+    with pytest.raises(SandboxError, match="byte-level alphabet"):
+        chars_to_bytes("a b")  # a plain space is spelled Ġ
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+def test_split_matches_hf_on_corpus(pattern):
+    text = load_text("pydoc")
+    pieces = split(text, pattern)
+    assert "".join(pieces) == text
+    assert [bytes_to_chars(p.encode()) for p in pieces] == hf_split(text, pattern)
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+@settings(max_examples=150, deadline=None)
+@given(text=st.one_of(st.text(), TRICKY))
+def test_split_matches_hf_on_fuzzed_text(pattern, text):
+    pieces = split(text, pattern)
+    assert "".join(pieces) == text
+    assert [bytes_to_chars(p.encode()) for p in pieces] == hf_split(text, pattern)
+
+
+def test_patterns_differ_where_documented():
+    assert split("12345", "gpt4") == ["123", "45"]  # digit runs capped at 3
+    assert split("12345", "gpt2") == ["12345"]
+    assert split("x\n\ny", "gpt4") == ["x", "\n\n", "y"]
+    assert split(" (hello", "gpt4") == [" (", "hello"]
+    assert split("(hello", "gpt4") == ["(hello"]  # one non-letter may lead a word
+
+
+def test_unknown_pattern_is_refused():
+    with pytest.raises(SandboxError, match="gpt2, gpt4"):
+        split("x", "gpt5")
