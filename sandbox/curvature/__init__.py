@@ -1,0 +1,24 @@
+"""Curvature toolkit: Hessian/GGN/Fisher operators, Lanczos, SLQ densities, traces, Jacobians.
+
+    op = curvature.hessian(loss_fn, params, batch)          # or ggn(...), fisher(...)
+    eigvals, eigvecs = curvature.top_eigenpairs(op, k=5, key=key)
+    grid, density = curvature.spectral_density(op, key=key)
+    estimate = curvature.trace(op, key=key, num_matvecs=99, method="hutch++")
+"""
+
+from sandbox.curvature.jacobian import Jacobian, jacobian, singular_values
+from sandbox.curvature.lanczos import (Eigenpairs, Tridiagonal, bottom_eigenpairs, eigenpairs,
+                                       lanczos, top_eigenpairs)
+from sandbox.curvature.linop import Layout, LinearOperator, dense, from_dense
+from sandbox.curvature.operators import fisher, ggn, hessian
+from sandbox.curvature.power import power_iteration
+from sandbox.curvature.sharpness import preconditioned_sharpness, sharpness
+from sandbox.curvature.slq import slq_nodes_weights, smooth_density, spectral_density
+from sandbox.curvature.trace import diagonal, trace
+
+__all__ = [
+    "Eigenpairs", "Jacobian", "Layout", "LinearOperator", "Tridiagonal", "bottom_eigenpairs",
+    "dense", "diagonal", "eigenpairs", "fisher", "from_dense", "ggn", "hessian", "jacobian",
+    "lanczos", "power_iteration", "preconditioned_sharpness", "sharpness", "singular_values",
+    "slq_nodes_weights", "smooth_density", "spectral_density", "top_eigenpairs", "trace",
+]

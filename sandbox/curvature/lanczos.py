@@ -1,0 +1,115 @@
+"""Lanczos with full reorthogonalization: extreme eigenpairs of a symmetric operator.
+
+m steps build an orthonormal basis Q (m x N) of the Krylov space span{v, Av, ..., A^{m-1} v} and
+the tridiagonal T = Q A Q^T (alphas on the diagonal, betas beside it). The eigenvalues of T (Ritz
+values) converge first at the ends of the spectrum; Ritz vector y_j = Q^T s_j has residual
+||A y_j - theta_j y_j|| = |beta_m s_j[m-1]|. Each new vector is orthogonalized twice against all
+previous ones (Gram-Schmidt "twice is enough"), which keeps Q orthonormal to working precision
+and avoids ghost eigenvalues. On breakdown (beta ~ 0, an invariant subspace found) a fresh random
+vector orthogonal to Q continues the run, with a zero coupling in T.
+"""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from sandbox.curvature.linop import LinearOperator, ensure_finite
+from sandbox.errors import SandboxError
+
+
+class Tridiagonal(NamedTuple):
+    alphas_M: jax.Array    # diagonal of T
+    betas_M: jax.Array     # betas_M[i] couples step i to i+1; betas_M[-1] is the residual norm
+    basis_MxN: jax.Array   # orthonormal Lanczos vectors, one per row
+
+
+class Eigenpairs(NamedTuple):
+    values_K: jax.Array     # sorted: descending for which="top", ascending for "bottom"
+    vectors_KxN: jax.Array  # vectors_KxN[i] is the flat unit eigenvector of values_K[i]
+    residuals_K: jax.Array  # ||A y - theta y|| for each pair
+
+
+def lanczos(op: LinearOperator, v0_N: jax.Array, num_steps: int) -> Tridiagonal:
+    """Run `num_steps` Lanczos steps from the start vector v0 (normalized here); traceable, vmappable."""
+    n, m = op.dim, num_steps
+    dtype = op.dtype
+    tiny = jnp.finfo(dtype).eps * 10
+    q0_N = (v0_N / jnp.linalg.norm(v0_N)).astype(dtype)
+    basis0_MxN = jnp.zeros((m, n), dtype).at[0].set(q0_N)
+    key0 = jax.random.key(0)  # only for restarts after a breakdown
+
+    def orthogonalize(w_N, basis_MxN):
+        for _ in range(2):  # zero rows of the basis (not yet filled) contribute nothing
+            w_N = w_N - basis_MxN.T @ (basis_MxN @ w_N)
+        return w_N
+
+    def step(carry, i):
+        basis_MxN, key = carry
+        q_N = basis_MxN[i]
+        w_N = op.mv(q_N)
+        alpha = jnp.dot(q_N, w_N)
+        w_N = orthogonalize(w_N, basis_MxN)
+        beta = jnp.linalg.norm(w_N)
+        key, sub = jax.random.split(key)
+        fresh_N = orthogonalize(jax.random.normal(sub, (n,), dtype), basis_MxN)
+        broke = beta <= tiny * jnp.maximum(jnp.abs(alpha), 1.0)
+        fresh_N = fresh_N / (jnp.linalg.norm(fresh_N) + tiny)
+        nxt_N = jnp.where(broke, fresh_N, w_N / jnp.where(broke, 1, beta))
+        beta = jnp.where(broke, 0.0, beta)
+        basis_MxN = jnp.where(i + 1 < m, basis_MxN.at[(i + 1) % m].set(nxt_N), basis_MxN)
+        return (basis_MxN, key), (alpha, beta)
+
+    (basis_MxN, _), (alphas_M, betas_M) = jax.lax.scan(step, (basis0_MxN, key0), jnp.arange(m))
+    return Tridiagonal(alphas_M, betas_M, basis_MxN)
+
+
+def tridiagonal_eigh(tri: Tridiagonal):
+    """Ritz values (ascending) and the eigenvectors S (columns) of T."""
+    t_MxM = (jnp.diag(tri.alphas_M) + jnp.diag(tri.betas_M[:-1], 1)
+             + jnp.diag(tri.betas_M[:-1], -1))
+    return jnp.linalg.eigh(t_MxM)
+
+
+def eigenpairs(op: LinearOperator, k: int = 5, *, key: jax.Array, num_steps: int | None = None,
+               which: str = "top") -> Eigenpairs:
+    """The k largest ("top") or smallest ("bottom") eigenpairs by Lanczos, with residual norms.
+
+    num_steps defaults to min(dim, max(2k + 20, 40)); more steps, more accuracy (m = dim is exact).
+    """
+    if which not in ("top", "bottom"):
+        raise SandboxError(f"unknown which={which!r}; valid: 'top', 'bottom'")
+    if not 1 <= k <= op.dim:
+        raise SandboxError(f"k={k} eigenpairs asked of an operator of dimension {op.dim}; "
+                           f"choose 1 <= k <= {op.dim}")
+    num_steps = min(op.dim, num_steps or max(2 * k + 20, 40))
+    if num_steps < k:
+        raise SandboxError(f"num_steps={num_steps} is smaller than k={k}; use num_steps >= k")
+    out = _eigenpairs(op, key, k, num_steps, which)
+    return ensure_finite(out, "the Lanczos eigenpairs")
+
+
+@functools.partial(jax.jit, static_argnames=("k", "num_steps", "which"))
+def _eigenpairs(op, key, k, num_steps, which):
+    v0_N = jax.random.normal(key, (op.dim,), op.dtype)
+    tri = lanczos(op, v0_N, num_steps)
+    theta_M, s_MxM = tridiagonal_eigh(tri)
+    idx = jnp.arange(num_steps)[::-1][:k] if which == "top" else jnp.arange(k)
+    vectors_KxN = (tri.basis_MxN.T @ s_MxM[:, idx]).T
+    residuals_K = jnp.abs(tri.betas_M[-1] * s_MxM[-1, idx])
+    return Eigenpairs(theta_M[idx], vectors_KxN, residuals_K)
+
+
+def top_eigenpairs(op: LinearOperator, k: int = 5, *, key: jax.Array,
+                   num_steps: int | None = None):
+    """(eigvals descending, eigvecs as rows) of the k largest eigenvalues; see `eigenpairs`."""
+    out = eigenpairs(op, k, key=key, num_steps=num_steps, which="top")
+    return out.values_K, out.vectors_KxN
+
+
+def bottom_eigenpairs(op: LinearOperator, k: int = 5, *, key: jax.Array,
+                      num_steps: int | None = None):
+    """(eigvals ascending, eigvecs as rows) of the k smallest eigenvalues; see `eigenpairs`."""
+    out = eigenpairs(op, k, key=key, num_steps=num_steps, which="bottom")
+    return out.values_K, out.vectors_KxN
