@@ -1,0 +1,160 @@
+"""Encoding identical to tiktoken, round trips, special tokens, long pieces, save/load, export."""
+
+import json
+import random
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from sandbox.errors import SandboxError
+from sandbox.text import bpe
+from sandbox.text.bpe_encode import merge_piece
+from sandbox.text.corpus import load_text
+
+EOT = "<|endoftext|>"
+
+
+@pytest.fixture(scope="module")
+def pydoc():
+    return load_text("pydoc")
+
+
+@pytest.fixture(scope="module", params=["gpt2", "gpt4"])
+def tok(request, pydoc):
+    return bpe.train(pydoc, 1024, pattern=request.param)
+
+
+@pytest.fixture(scope="module")
+def gpt4(pydoc):
+    return bpe.train(pydoc, 1024, pattern="gpt4")
+
+
+def test_corpus_encodes_like_tiktoken(tok, pydoc):
+    ids = tok.encode(pydoc)
+    assert ids == tok.to_tiktoken().encode_ordinary(pydoc)
+    assert tok.decode(ids) == pydoc
+    assert len(pydoc.encode()) / len(ids) > 2.5  # 768 merges compress English well beyond bytes
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text())
+@example("")
+@example("naïve café 日本語 😀👍🏽 e\u0301 a\r\nb\u00a0c\u3000d 1234567 don'T DON'T \t\n\n  x")
+def test_fuzzed_text_encodes_like_tiktoken_and_round_trips(tok, text):
+    ids = tok.encode(text)
+    assert ids == tok.to_tiktoken().encode_ordinary(text)
+    assert tok.decode(ids) == text
+    assert all(0 <= i < tok.vocab_size - 1 for i in ids)  # never the special token
+
+
+def test_lone_surrogates_become_replacement_characters_as_in_tiktoken(gpt4):
+    text = "a\ud800b"
+    assert gpt4.encode(text) == gpt4.to_tiktoken().encode(text)
+    assert gpt4.decode(gpt4.encode(text)) == "a\ufffdb"
+
+
+def test_special_tokens_follow_tiktoken(gpt4):
+    enc = gpt4.to_tiktoken()
+    text = f"one{EOT}two"
+    assert gpt4.vocab_size == enc.n_vocab == 1024
+    with pytest.raises(SandboxError, match="special token '<\\|endoftext\\|>' at character 3"):
+        gpt4.encode(text)
+    with pytest.raises(ValueError):
+        enc.encode(text)
+    allowed = gpt4.encode(text, allowed_special="all")
+    assert allowed == enc.encode(text, allowed_special="all")
+    assert allowed.count(1023) == 1 and gpt4.decode(allowed) == text
+    plain = gpt4.encode(text, disallowed_special=())
+    assert plain == enc.encode(text, disallowed_special=()) and 1023 not in plain
+    with pytest.raises(SandboxError, match="unknown special tokens"):
+        gpt4.encode("x", allowed_special={"<|fim|>"})
+
+
+def test_decode_strict_and_replace(gpt4):
+    ids = gpt4.encode("é")  # two bytes, c3 a9
+    cut = [i for i in range(256) if gpt4.decode_bytes([i]) == b"\xc3"]
+    assert gpt4.decode_bytes(ids) == "é".encode()
+    assert gpt4.decode(cut) == "\ufffd"
+    with pytest.raises(SandboxError, match="invalid UTF-8"):
+        gpt4.decode(cut, errors="strict")
+    with pytest.raises(SandboxError, match="0..1023"):
+        gpt4.decode([5, 1024])
+
+
+class CountingRanks(dict):
+    """Counts rank look-ups: the work of the merge loop."""
+
+    lookups = 0
+
+    def get(self, key, default=None):
+        self.lookups += 1
+        return super().get(key, default)
+
+
+def test_long_piece_is_linear_in_lookups_and_matches_tiktoken(gpt4):
+    rng = random.Random(0)
+    piece = "".join(rng.choice("etaoinshrdlu") for _ in range(100_000))
+    ranks = CountingRanks(gpt4.ranks)
+    ids = merge_piece(piece.encode(), ranks)
+    # n - 1 initial pairs plus at most 2 new candidates per merge (a quadratic rescan would not fit)
+    assert ranks.lookups <= 3 * len(piece)
+    assert ids == gpt4.to_tiktoken().encode_ordinary(piece)
+    assert gpt4.decode(ids) == piece
+
+
+def test_merge_steps_are_lowest_rank_leftmost_first():
+    ranks = {bytes([b]): b for b in range(256)} | {b"aa": 256, b"ab": 257, b"aab": 258}
+    steps = []
+    ids = merge_piece(b"aaab", ranks, lambda i, m, e: steps.append((i, m, e)))
+    # "aa" ranks lowest; of its two places the leftmost wins (the other overlaps it), then "ab";
+    # "aab" is a token but never adjacent parts: aa+ab is not one
+    assert steps == [(0, 1, 2), (2, 3, 4)]
+    assert ids == [256, 257]
+
+
+def test_save_load_round_trip(tok, tmp_path, pydoc):
+    path = tok.save(tmp_path / "tok.json")
+    again = bpe.load(path)
+    assert again.merges == tok.merges and again.vocab == tok.vocab
+    assert again.special_tokens == tok.special_tokens and again.pattern == tok.pattern
+    assert again.encode(pydoc[:20_000]) == tok.encode(pydoc[:20_000])
+    assert json.loads(path.read_text())["merges"][0].count(" ") == 1  # readable, HF-style
+    with pytest.raises(SandboxError, match="already exists"):
+        tok.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["tok.json"]  # no temp file left behind
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda d: "{not json", "corrupt"),
+        (lambda d: {**d, "format": "other"}, "format"),
+        (lambda d: {**d, "pattern": "gpt5"}, "gpt5"),
+        (lambda d: {**d, "merges": d["merges"] + ["zz qq"]}, "merge #767"),
+        (lambda d: {**d, "merges": ["a b c"]}, "merge #0"),
+        (lambda d: {**d, "merges": ["\u4e00 b"]}, "alphabet"),
+        (lambda d: {**d, "special_tokens": {EOT: 5}}, "special token ids"),
+        (lambda d: [1, 2], "format"),
+    ],
+)
+def test_corrupt_files_are_refused(gpt4, tmp_path, edit, match):
+    d = edit(gpt4.to_dict())
+    path = tmp_path / "bad.json"
+    path.write_text(d if isinstance(d, str) else json.dumps(d))
+    with pytest.raises(SandboxError, match=match):
+        bpe.load(path)
+
+
+def test_missing_file_is_refused(tmp_path):
+    with pytest.raises(SandboxError, match="not found"):
+        bpe.load(tmp_path / "nope.json")
+
+
+def test_hf_export_encodes_the_same(tok, tmp_path, pydoc):
+    from tokenizers import Tokenizer
+
+    hf = Tokenizer.from_file(str(tok.to_hf(tmp_path / "tokenizer.json")))
+    text = pydoc[:50_000] + EOT
+    assert hf.encode(text).ids == tok.encode(text, allowed_special="all")
+    assert hf.get_vocab_size() == tok.vocab_size
