@@ -50,8 +50,10 @@ class Tokenizer:
         """Token ids of `text`, reading special tokens as ordinary text (tiktoken's name)."""
         pieces = self._split.findall(text)
         ids = list(map(self._cache.get, pieces))
-        if None in ids:
-            ids = [t if t is not None else self._encode_piece(p) for t, p in zip(ids, pieces)]
+        if None in ids:  # pieces not seen before (a piece may repeat within this text)
+            for k, t in enumerate(ids):
+                if t is None:
+                    ids[k] = self._cache.get(pieces[k]) or self._encode_piece(pieces[k])
         return list(chain.from_iterable(ids))
 
     def encode(self, text: str, allowed_special=frozenset(), disallowed_special="all") -> list[int]:
