@@ -38,7 +38,7 @@ def test_corpus_encodes_like_tiktoken(tok, pydoc):
 
 
 @settings(max_examples=150, deadline=None)
-@given(text=st.text())
+@given(text=st.text(st.characters(exclude_categories=("Cn", "Cs"))))  # see test_pretokenize
 @example("")
 @example("naïve café 日本語 😀👍🏽 e\u0301 a\r\nb\u00a0c\u3000d 1234567 don'T DON'T \t\n\n  x")
 def test_fuzzed_text_encodes_like_tiktoken_and_round_trips(tok, text):
@@ -121,7 +121,8 @@ def test_save_load_round_trip(tok, tmp_path, pydoc):
     assert again.encode(pydoc[:20_000]) == tok.encode(pydoc[:20_000])
     assert json.loads(path.read_text())["merges"][0].count(" ") == 1  # readable, HF-style
     with pytest.raises(SandboxError, match="already exists"):
-        tok.save(path)
+        tok.save(path, overwrite=False)
+    tok.save(path)  # replaces it atomically
     assert [p.name for p in tmp_path.iterdir()] == ["tok.json"]  # no temp file left behind
 
 

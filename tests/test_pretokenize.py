@@ -11,6 +11,9 @@ from sandbox.text.pretokenize import BYTE_ORDER, BYTE_TO_CHAR, bytes_to_chars, c
 
 PARTS = [*"ab1 \t\r\n'sSdD.,!-", "\u00a0", "\u3000", "\u0301", "日本", "😀", "ſ", "٣", "\x1c", "\x85", "\r\n"]
 TRICKY = st.lists(st.sampled_from(PARTS), max_size=30).map("".join)
+# Code points assigned in Python's Unicode database (14.0). Later ones (e.g. U+3D000) are letters
+# to `regex`, which follows newer Unicode, but not to HF's Oniguruma or tiktoken's regex crate.
+ASSIGNED = st.text(st.characters(exclude_categories=("Cn", "Cs")))
 
 
 def gpt2_bytes_to_unicode() -> dict[int, str]:
@@ -56,7 +59,7 @@ def test_split_matches_hf_on_corpus(pattern):
 
 @pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
 @settings(max_examples=150, deadline=None)
-@given(text=st.one_of(st.text(), TRICKY))
+@given(text=st.one_of(ASSIGNED, TRICKY))
 def test_split_matches_hf_on_fuzzed_text(pattern, text):
     pieces = split(text, pattern)
     assert "".join(pieces) == text

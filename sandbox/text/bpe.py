@@ -35,8 +35,8 @@ class Tokenizer:
         self.vocab = _replay(self.merges)  # vocab[id] = bytes of token id
         self.ranks = {t: i for i, t in enumerate(self.vocab)}
         self.special_tokens = {s: len(self.vocab) + k for k, s in enumerate(special_tokens)}
-        if len(self.special_tokens) != len(special_tokens):
-            raise SandboxError(f"special tokens {special_tokens} repeat a token: give each once")
+        if len(self.special_tokens) != len(special_tokens) or not all(isinstance(s, str) and s for s in special_tokens):
+            raise SandboxError(f"special tokens {special_tokens} must be distinct non-empty strings")
         self._decoder = self.vocab + [s.encode("utf-8") for s in special_tokens]
         self._split = compile_pattern(pattern)
         self._cache: dict[str, tuple[int, ...]] = {}
@@ -48,6 +48,12 @@ class Tokenizer:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Token ids of `text`, reading special tokens as ordinary text (tiktoken's name)."""
+        try:
+            return self._encode_ordinary(text)
+        except UnicodeEncodeError:  # lone surrogates: like tiktoken, make them U+FFFD first
+            return self._encode_ordinary(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+
+    def _encode_ordinary(self, text: str) -> list[int]:
         pieces = self._split.findall(text)
         ids = list(map(self._cache.get, pieces))
         if None in ids:  # pieces not seen before (a piece may repeat within this text)
@@ -70,7 +76,6 @@ class Tokenizer:
                 "allowed: allow it (allowed_special / --allow-special) to encode it as one special "
                 "token, or disallowed_special=() to encode it as plain text"
             )
-        text = _fix_surrogates(text)
         if not allowed:
             return self.encode_ordinary(text)
         ids, start = [], 0
@@ -123,8 +128,9 @@ class Tokenizer:
             "merges": [f"{spell[a]} {spell[b]}" for a, b in self.merges],
         }
 
-    def save(self, path, overwrite: bool = False) -> Path:
-        """Write the JSON file atomically (temp file + rename); refuse to replace one unless asked."""
+    def save(self, path, overwrite: bool = True) -> Path:
+        """Write the JSON file atomically (temp file + rename), so a reader never sees half a
+        file; with overwrite=False refuse to replace an existing one."""
         return _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False)), overwrite)
 
     def to_tiktoken(self, name: str = "sandbox-bpe"):
@@ -133,7 +139,7 @@ class Tokenizer:
 
         return tiktoken.Encoding(name, pat_str=pattern_string(self.pattern), mergeable_ranks=self.ranks, special_tokens=self.special_tokens)
 
-    def to_hf(self, path, overwrite: bool = False) -> Path:
+    def to_hf(self, path, overwrite: bool = True) -> Path:
         """Write a Hugging Face `tokenizer.json` (same ids, pattern and merges) atomically."""
         from sandbox.text.bpe_hf import hf_tokenizer
 
@@ -152,7 +158,7 @@ def train(text: str, vocab_size: int, pattern: str = "gpt4", special_tokens=(END
         reached = len(vocab) + n_special
         raise SandboxError(
             f"vocab size {vocab_size} is more than this corpus can reach: it ran out of pairs to merge "
-            f"at {reached} tokens ({n_special} special); give --vocab-size <= {reached} or more text"
+            f"at {reached} tokens ({n_special} special); give a vocab size <= {reached} or more text"
         )
     return Tokenizer(pattern, merges, list(special_tokens))
 
@@ -208,20 +214,11 @@ def _alternation(tokens) -> regex.Pattern:
     return regex.compile("|".join(regex.escape(t) for t in sorted(tokens, key=len, reverse=True)))
 
 
-def _fix_surrogates(text: str) -> str:
-    """Lone surrogates cannot be UTF-8 encoded; like tiktoken, replace them with U+FFFD."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-
-
 def _write_atomic(path, write, overwrite: bool) -> Path:
     """Call write(tmp) on a temp file beside `path`, then rename it over `path`."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise SandboxError(f"{path} already exists: choose another path or pass --force to overwrite it")
+        raise SandboxError(f"{path} already exists: choose another path or allow overwriting it (--force)")
     if not path.parent.is_dir():
         raise SandboxError(f"folder {path.parent} does not exist: create it first")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

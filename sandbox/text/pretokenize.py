@@ -10,6 +10,10 @@ at each position the first alternative that matches wins and the scan resumes af
   so that Python's `regex`, tiktoken's fancy-regex and HF's Oniguruma all read it the same way.
   It caps digit runs at 3, lets one non-letter lead a word, and keeps newlines apart.
 
+Caveat: `regex` follows a newer Unicode version than tiktoken's and HF's regex engines, so a
+code point assigned only recently (e.g. U+3D000, a letter to `regex`) may split differently;
+on characters assigned in Unicode 14 all three agree (tested).
+
 The byte-level alphabet (`BYTE_ORDER`, `byte_to_char`) is GPT-2's printable stand-in for each
 byte, used by HF's `ByteLevel` and by the saved tokenizer file.
 """
