@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from sandbox.nn import embedding
-from sandbox.nn.linear import dense, init_dense
+from sandbox.nn.linear import dense
 
 
 def causal_mask(length):
@@ -61,14 +61,3 @@ def multi_head_attention(p, x_BxLxD, n_heads, mask=None, rope=False, positions_L
     out_BxHxLxK = scaled_dot_product_attention(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK, mask)
     out_BxLxD = out_BxHxLxK.transpose(0, 2, 1, 3).reshape(b, length, d)
     return dense(p["o"], out_BxLxD)
-
-
-def init_attention(key, d, std, out_std, bias=False):
-    """q, k, v: DxD with N(0, std^2); o (writes into the residual stream) with out_std."""
-    kq, kk, kv, ko = jax.random.split(key, 4)
-    return {
-        "q": init_dense(kq, d, d, std, bias),
-        "k": init_dense(kk, d, d, std, bias),
-        "v": init_dense(kv, d, d, std, bias),
-        "o": init_dense(ko, d, d, out_std, bias),
-    }

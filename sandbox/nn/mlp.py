@@ -2,7 +2,7 @@
 
 import jax
 
-from sandbox.nn.linear import dense, init_dense
+from sandbox.nn.linear import dense
 
 
 def gelu(x, approximate=True):
@@ -23,12 +23,3 @@ def swiglu_mlp(p, x_NxD):
     linear forms of x: quadratic rather than piecewise-linear in x.
     """
     return dense(p["down"], jax.nn.silu(dense(p["gate"], x_NxD)) * dense(p["up"], x_NxD))
-
-
-def init_mlp(key, kind, d, f, std, out_std, bias=False):
-    """Parameters of a "gelu" or "swiglu" MLP; the down projection (into the residual) uses out_std."""
-    k_up, k_gate, k_down = jax.random.split(key, 3)
-    p = {"up": init_dense(k_up, d, f, std, bias), "down": init_dense(k_down, f, d, out_std, bias)}
-    if kind == "swiglu":
-        p["gate"] = init_dense(k_gate, d, f, std, bias)
-    return p

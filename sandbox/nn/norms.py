@@ -33,8 +33,3 @@ def init_rms_norm(d, dtype=jnp.float32):
 def norm(p, x_NxD, kind, eps=1e-5):
     """Dispatch on kind: "layernorm" or "rmsnorm"."""
     return layer_norm(p, x_NxD, eps) if kind == "layernorm" else rms_norm(p, x_NxD, eps)
-
-
-def init_norm(kind, d, dtype=jnp.float32):
-    """Parameters of the norm named by kind."""
-    return init_layer_norm(d, dtype) if kind == "layernorm" else init_rms_norm(d, dtype)

@@ -9,47 +9,88 @@ Parameters are one plain nested dict (see `init`), so `jax.grad`, `jax.hessian`,
 respect to the input embeddings.
 """
 
+import dataclasses
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 
 from sandbox.errors import SandboxError
-from sandbox.nn.attention import causal_mask, init_attention, multi_head_attention
+from sandbox.nn.attention import causal_mask, multi_head_attention
 from sandbox.nn.embedding import embed_tokens, sinusoidal_positions
-from sandbox.nn.linear import init_dense
-from sandbox.nn.mlp import gelu_mlp, init_mlp, swiglu_mlp
-from sandbox.nn.norms import init_norm, norm
+from sandbox.nn.mlp import gelu_mlp, swiglu_mlp
+from sandbox.nn.norms import norm
 
 
-def init(key, cfg):
-    """Random parameters for cfg (a `ModelConfig`); float32, N(0, init_std^2) weights.
+@dataclasses.dataclass(frozen=True)
+class _Leaf:
+    """How one parameter starts: N(0, std^2) if std > 0, else filled with `fill`."""
 
-    Tree: {"embed": {"tokens": VxD, "positions": LxD (learned only)},
-           "block_i": {"norm_attn", "attn": {"q","k","v","o"}, "norm_mlp", "mlp": {"up","down"[,"gate"]}},
-           "norm_final", "unembed": {"w": DxV} (untied only)}. No biases.
+    shape: tuple
+    std: float = 0.0
+    fill: float = 0.0
+
+
+def param_spec(cfg):
+    """The parameter tree with a `_Leaf` (shape and initializer) at every leaf.
+
+    {"embed": {"tokens": VxD, "positions": LxD (learned only)},
+     "block_i": {"norm_attn", "attn": {"q","k","v","o"}, "norm_mlp", "mlp": {"up","down"[,"gate"]}},
+     "norm_final", "unembed": {"w": DxV} (untied only)}. Dense maps are {"w": Din x Dout};
+    norms are {"scale"[, "bias"]}. The LM has no biases.
     """
-    k_tok, k_pos, k_unembed, *k_blocks = jax.random.split(key, cfg.n_layers + 3)
-    std = cfg.init_std
+    d, f, std = cfg.d_model, cfg.d_ff, cfg.init_std
     # Each block adds two terms to the residual stream; scaling the projections that
     # write them by 1/sqrt(2 n_layers) keeps the stream's variance O(1) at init (GPT-2).
     out_std = std / math.sqrt(2 * cfg.n_layers)
-    embed = {"tokens": std * jax.random.normal(k_tok, (cfg.vocab_size, cfg.d_model))}
+
+    def dense(d_in, d_out, s=std):
+        return {"w": _Leaf((d_in, d_out), s)}
+
+    def norm():
+        if cfg.norm == "layernorm":
+            return {"scale": _Leaf((d,), fill=1.0), "bias": _Leaf((d,))}
+        return {"scale": _Leaf((d,), fill=1.0)}
+
+    spec = {"embed": {"tokens": _Leaf((cfg.vocab_size, d), std)}}
     if cfg.pos_encoding == "learned":
-        embed["positions"] = std * jax.random.normal(k_pos, (cfg.seq_len, cfg.d_model))
-    params = {"embed": embed}
-    for i, k_block in enumerate(k_blocks):
-        k_attn, k_mlp = jax.random.split(k_block)
-        params[f"block_{i}"] = {
-            "norm_attn": init_norm(cfg.norm, cfg.d_model),
-            "attn": init_attention(k_attn, cfg.d_model, std, out_std),
-            "norm_mlp": init_norm(cfg.norm, cfg.d_model),
-            "mlp": init_mlp(k_mlp, cfg.mlp, cfg.d_model, cfg.d_ff, std, out_std),
+        spec["embed"]["positions"] = _Leaf((cfg.seq_len, d), std)
+    for i in range(cfg.n_layers):
+        mlp = {"up": dense(d, f), "down": dense(f, d, out_std)}
+        if cfg.mlp == "swiglu":
+            mlp["gate"] = dense(d, f)
+        spec[f"block_{i}"] = {
+            "norm_attn": norm(),
+            "attn": {"q": dense(d, d), "k": dense(d, d), "v": dense(d, d), "o": dense(d, d, out_std)},
+            "norm_mlp": norm(),
+            "mlp": mlp,
         }
-    params["norm_final"] = init_norm(cfg.norm, cfg.d_model)
+    spec["norm_final"] = norm()
     if not cfg.tie_embeddings:
-        params["unembed"] = init_dense(k_unembed, cfg.d_model, cfg.vocab_size, std)
-    return params
+        spec["unembed"] = dense(d, cfg.vocab_size)
+    return spec
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "dtype"))
+def init(key, cfg, dtype=jnp.float32):
+    """Random parameters for cfg (a `ModelConfig`), laid out as in `param_spec`.
+
+    All Gaussian entries come from one draw of N(0, 1), cut into pieces and scaled:
+    one random-number kernel compiles far faster than one per weight matrix. Jitted
+    (cfg and dtype static), so building the tree is one compiled program.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(param_spec(cfg))
+    sizes = [math.prod(leaf.shape) if leaf.std else 0 for leaf in leaves]
+    z = jax.random.normal(key, (sum(sizes),), dtype)
+    arrays, offset = [], 0
+    for leaf, size in zip(leaves, sizes):
+        if leaf.std:
+            arrays.append(leaf.std * z[offset : offset + size].reshape(leaf.shape))
+        else:
+            arrays.append(jnp.full(leaf.shape, leaf.fill, dtype))
+        offset += size
+    return jax.tree_util.tree_unflatten(treedef, arrays)
 
 
 def embed(params, tokens_BxL, cfg):
@@ -104,6 +145,5 @@ def apply(params, tokens_BxL, cfg):
 
 
 def num_params(cfg):
-    """The number of scalars in init(key, cfg), counted from shapes (nothing is allocated)."""
-    shapes = jax.eval_shape(lambda key: init(key, cfg), jax.random.key(0))
-    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
+    """The number of scalars in init(key, cfg), counted from `param_spec` (nothing is allocated)."""
+    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(param_spec(cfg)))
