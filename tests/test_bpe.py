@@ -3,6 +3,7 @@
 import json
 import random
 
+import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -80,6 +81,9 @@ def test_decode_strict_and_replace(gpt4):
         gpt4.decode(cut, errors="strict")
     with pytest.raises(SandboxError, match="0..1023"):
         gpt4.decode([5, 1024])
+    with pytest.raises(SandboxError, match="token id -1"):
+        gpt4.decode([-1])
+    assert gpt4.decode(np.asarray(gpt4.encode("héllo"), dtype=np.int32)) == "héllo"
 
 
 class CountingRanks(dict):

@@ -10,6 +10,7 @@ follows tiktoken exactly (`bpe_encode`), so `to_tiktoken()` encodes token for to
 """
 
 import json
+import operator
 import os
 from itertools import chain
 from pathlib import Path
@@ -94,12 +95,21 @@ class Tokenizer:
         return ids
 
     def decode_bytes(self, ids) -> bytes:
-        """The bytes the token ids stand for."""
+        """The bytes the token ids (ints, or numpy / JAX integer arrays) stand for."""
         try:
+            ids = ids if isinstance(ids, list) else [operator.index(i) for i in ids]
+            if ids and min(ids) < 0:
+                raise IndexError
             return b"".join([self._decoder[i] for i in ids])
         except (IndexError, TypeError):
-            bad = next(i for i in ids if not (isinstance(i, int) and 0 <= i < self.vocab_size))
+            bad = next(i for i in ids if not self._is_id(i))
             raise SandboxError(f"token id {bad!r} is not in this tokenizer: ids run 0..{self.vocab_size - 1}") from None
+
+    def _is_id(self, i) -> bool:
+        try:
+            return 0 <= operator.index(i) < self.vocab_size
+        except TypeError:
+            return False
 
     def decode(self, ids, errors: str = "replace") -> str:
         """The text of the token ids; invalid UTF-8 (a cut multi-byte character) becomes U+FFFD
