@@ -6,6 +6,9 @@ largest |w| in every run of M consecutive input rows of each output channel (W i
 the pattern sparse tensor cores run at full speed (2:4 keeps half).
 """
 
+from functools import partial
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -18,9 +21,15 @@ def magnitude_prune(w_MxN, sparsity: float) -> dict:
         raise SandboxError(f"sparsity {sparsity!r} must be in [0, 1): the fraction of weights set to zero")
     w = jnp.asarray(w_MxN)
     n_drop = int(round(sparsity * w.size))
-    order = jnp.argsort(jnp.abs(w).ravel())
-    mask = jnp.ones(w.size, bool).at[order[:n_drop]].set(False).reshape(w.shape)
-    return {"w": jnp.where(mask, w, 0), "mask": mask, "kept_fraction": 1.0 - n_drop / w.size}
+    w_pruned, mask = _magnitude(w, n_drop)
+    return {"w": w_pruned, "mask": mask, "kept_fraction": 1.0 - n_drop / w.size}
+
+
+@partial(jax.jit, static_argnums=1)
+def _magnitude(w_MxN, n_drop):
+    order = jnp.argsort(jnp.abs(w_MxN).ravel())
+    mask = jnp.ones(w_MxN.size, bool).at[order[:n_drop]].set(False).reshape(w_MxN.shape)
+    return jnp.where(mask, w_MxN, 0), mask
 
 
 def nm_prune(w_MxN, n: int = 2, m: int = 4) -> dict:
@@ -31,7 +40,14 @@ def nm_prune(w_MxN, n: int = 2, m: int = 4) -> dict:
         raise SandboxError(f"N:M sparsity {n}:{m} is invalid: need integers 0 < N < M, e.g. 2:4")
     if rows % m:
         raise SandboxError(f"M={m} does not divide the input dimension {rows}: choose M among its divisors, e.g. 4")
-    blocks_BxMxN = jnp.abs(w).reshape(rows // m, m, cols)
+    w_pruned, mask = _n_of_m(w, n, m)
+    return {"w": w_pruned, "mask": mask, "kept_fraction": n / m}
+
+
+@partial(jax.jit, static_argnums=(1, 2))
+def _n_of_m(w_MxN, n, m):
+    rows, cols = w_MxN.shape
+    blocks_BxMxN = jnp.abs(w_MxN).reshape(rows // m, m, cols)
     rank_BxMxN = jnp.argsort(jnp.argsort(-blocks_BxMxN, axis=1), axis=1)  # 0 = largest in its block
     mask = (rank_BxMxN < n).reshape(rows, cols)
-    return {"w": jnp.where(mask, w, 0), "mask": mask, "kept_fraction": n / m}
+    return jnp.where(mask, w_MxN, 0), mask

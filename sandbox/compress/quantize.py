@@ -10,6 +10,9 @@ close to uniform on [-Δ/2, Δ/2], so its root-mean-square is Δ / sqrt(12): the
 `quantize` returns beside the measured error.
 """
 
+from functools import partial
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -21,6 +24,16 @@ SCALE_BITS = 16  # each group stores its step in float16 (and its zero point in 
 FLOAT_DTYPES = {"bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
+def _check(m: int, granularity: str, group_size: int) -> None:
+    if granularity not in GRANULARITIES:
+        raise SandboxError(f"granularity {granularity!r} is unknown: choose one of {', '.join(GRANULARITIES)}")
+    if granularity == "group" and (not isinstance(group_size, (int, np.integer)) or group_size < 1 or m % group_size):
+        raise SandboxError(
+            f"group size {group_size!r} does not divide the input dimension {m}: "
+            f"choose a divisor such as {', '.join(str(d) for d in (32, 64, 128) if m % d == 0) or m}"
+        )
+
+
 def _grouped(w_MxN, granularity: str, group_size: int):
     """Reshape W to (G, g, N') so each quantization group is one [i, :, j] slice."""
     m, n = w_MxN.shape
@@ -28,14 +41,7 @@ def _grouped(w_MxN, granularity: str, group_size: int):
         return w_MxN.reshape(1, m * n, 1)
     if granularity == "channel":
         return w_MxN.reshape(1, m, n)
-    if granularity == "group":
-        if not isinstance(group_size, (int, np.integer)) or group_size < 1 or m % group_size:
-            raise SandboxError(
-                f"group size {group_size!r} does not divide the input dimension {m}: "
-                f"choose a divisor such as {', '.join(str(d) for d in (32, 64, 128) if m % d == 0) or m}"
-            )
-        return w_MxN.reshape(m // group_size, group_size, n)
-    raise SandboxError(f"granularity {granularity!r} is unknown: choose one of {', '.join(GRANULARITIES)}")
+    return w_MxN.reshape(m // group_size, group_size, n)
 
 
 def quantize(w_MxN, bits: int = 8, symmetric: bool = True, granularity: str = "channel", group_size: int = 128) -> dict:
@@ -46,8 +52,22 @@ def quantize(w_MxN, bits: int = 8, symmetric: bool = True, granularity: str = "c
     """
     if bits not in BITS:
         raise SandboxError(f"bits {bits!r} is not supported: choose one of {', '.join(map(str, BITS))}")
-    w = jnp.asarray(w_MxN, jnp.float32)
-    g = _grouped(w, granularity, group_size)
+    _check(np.shape(w_MxN)[0], granularity, group_size)
+    w_hat, q, step, zero, predicted = _rtn(jnp.asarray(w_MxN, jnp.float32), bits, symmetric, granularity, group_size)
+    overhead = step.size * (SCALE_BITS + (0 if symmetric else bits))
+    return {
+        "w": w_hat,
+        "q": q,
+        "scale": step,
+        "zero": zero,
+        "bits_per_weight": bits + overhead / w_hat.size,
+        "error": {**error_stats(w_MxN, w_hat), "predicted_rmse": predicted},
+    }
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _rtn(w_MxN, bits, symmetric, granularity, group_size):
+    g = _grouped(w_MxN, granularity, group_size)
     lo, hi = jnp.min(g, axis=1, keepdims=True), jnp.max(g, axis=1, keepdims=True)
     if symmetric:
         q_max = 2 ** (bits - 1) - 1
@@ -59,20 +79,12 @@ def quantize(w_MxN, bits: int = 8, symmetric: bool = True, granularity: str = "c
         step = jnp.maximum(hi - lo, 1e-30) / q_max
         zero = jnp.round(-lo / step)
     q = jnp.clip(jnp.round(g / step) + zero, q_min, q_max)
-    w_hat = ((q - zero) * step).reshape(w.shape)
-    n_groups = step.size
-    overhead = n_groups * (SCALE_BITS + (0 if symmetric else bits))
-    step_each = jnp.broadcast_to(step, g.shape)
-    return {
-        "w": w_hat,
-        "q": q.astype(jnp.int8 if bits <= 8 else jnp.int32).reshape(w.shape),
-        "scale": step,
-        "zero": zero,
-        "bits_per_weight": bits + overhead / w.size,
-        "error": {**error_stats(w, w_hat), "predicted_rmse": jnp.sqrt(jnp.mean(step_each**2) / 12.0)},
-    }
+    w_hat = ((q - zero) * step).reshape(w_MxN.shape)
+    predicted = jnp.sqrt(jnp.mean(jnp.broadcast_to(step, g.shape) ** 2) / 12.0)
+    return w_hat, q.astype(jnp.int8).reshape(w_MxN.shape), step, zero, predicted
 
 
+@jax.jit
 def error_stats(w, w_hat) -> dict:
     """rmse, max_abs and relative Frobenius error ||W - W'||_F / ||W||_F of an approximation."""
     w, w_hat = jnp.asarray(w, jnp.float32), jnp.asarray(w_hat, jnp.float32)

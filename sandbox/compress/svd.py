@@ -15,6 +15,9 @@ singular values of L^T W. ASVD instead scales rows by s_j = mean_t |x_tj|^alpha 
 diag(s) W, a cheap diagonal stand-in for L^T.
 """
 
+from functools import partial
+
+import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
@@ -38,54 +41,87 @@ def eckart_young_errors(s_K, rank: int) -> dict:
     return {"fro": jnp.sqrt(jnp.sum(dropped**2)), "spectral": spectral}
 
 
-def _truncated_factors(a_MxN, rank, left_inverse=None) -> dict:
-    """SVD of a, keep k terms, split sqrt(s) to each side; optionally map u back by left_inverse(u)."""
-    u_MxK, s_K, vt_KxN = jnp.linalg.svd(a_MxN, full_matrices=False)
+def factors(decomposition, rank: int) -> dict:
+    """Rank-k factors {"u": (M, k), "v": (k, N)} from a decomposition (A, s, V^T) of W:
+    u = A_k sqrt(s_k), v = sqrt(s_k) V_k^T. Decompose once, then truncate at every rank cheaply."""
+    a_MxK, s_K, vt_KxN = decomposition
+    check_rank(rank, (a_MxK.shape[0], vt_KxN.shape[1]))
+    return _truncate(a_MxK, s_K, vt_KxN, int(rank))
+
+
+@partial(jax.jit, static_argnums=3)
+def _truncate(a_MxK, s_K, vt_KxN, rank):
     root = jnp.sqrt(s_K[:rank])
-    u = u_MxK[:, :rank] * root
-    if left_inverse is not None:
-        u = left_inverse(u)
-    return {"u": u, "v": root[:, None] * vt_KxN[:rank]}
+    return {"u": a_MxK[:, :rank] * root, "v": root[:, None] * vt_KxN[:rank]}
+
+
+def plain_decomposition(w_MxN):
+    """(U, s, V^T): the SVD of W itself, whose truncations are the Eckart-Young optima."""
+    return jnp.linalg.svd(w_MxN, full_matrices=False)
+
+
+def whitened_decomposition(w_MxN, g_MxM):
+    """(L^{-T} U, s, V^T) with U s V^T the SVD of L^T W and G = L L^T: s are output-space singular values."""
+    l_MxM = jnp.linalg.cholesky(g_MxM)
+    if not bool(jnp.all(jnp.isfinite(l_MxM))):
+        raise SandboxError("calibration Gram matrix is not positive definite: give more calibration tokens or a larger damp")
+    u_MxK, s_K, vt_KxN = jnp.linalg.svd(l_MxM.T @ w_MxN, full_matrices=False)
+    return jsl.solve_triangular(l_MxM.T, u_MxK, lower=False), s_K, vt_KxN
+
+
+def asvd_scale(x_TxM, alpha: float = 0.5):
+    """ASVD's input-channel scale s_j = (mean_t |x_tj|)^alpha, floored at 1e-6 of its max."""
+    x = jnp.asarray(x_TxM).reshape(-1, x_TxM.shape[-1])
+    return scale_from_abs_mean(jnp.mean(jnp.abs(x), axis=0), alpha)
+
+
+def scale_from_abs_mean(abs_mean_M, alpha: float = 0.5):
+    """s_j = abs_mean_j^alpha, floored so no channel is divided by zero."""
+    s_M = jnp.asarray(abs_mean_M) ** alpha
+    return jnp.maximum(s_M, 1e-6 * jnp.max(s_M))
+
+
+def asvd_decomposition(w_MxN, scale_M):
+    """(diag(s)^{-1} U, sigma, V^T) with U sigma V^T the SVD of diag(s) W."""
+    u_MxK, s_K, vt_KxN = jnp.linalg.svd(scale_M[:, None] * w_MxN, full_matrices=False)
+    return u_MxK / scale_M[:, None], s_K, vt_KxN
 
 
 def svd_factors(w_MxN, rank: int) -> dict:
-    """Best rank-k factors {"u": (M, k), "v": (k, N)} of W (Eckart-Young), u v = U_k S_k V_k^T."""
+    """Best rank-k factors of W (Eckart-Young): u v = U_k S_k V_k^T."""
     check_rank(rank, w_MxN.shape)
-    return _truncated_factors(w_MxN, rank)
+    return factors(plain_decomposition(w_MxN), rank)
 
 
 def gram(x_TxM, damp: float = 1e-6):
     """Calibration Gram matrix G = X^T X, plus damp * mean(diag G) * I so its Cholesky factor exists."""
     x = jnp.asarray(x_TxM).reshape(-1, x_TxM.shape[-1])
-    g_MxM = x.T @ x
+    return damped(x.T @ x, damp)
+
+
+def damped(g_MxM, damp: float = 1e-6):
+    """G + damp * mean(diag G) * I: SVD-LLM's ridge, which keeps G positive definite."""
+    g_MxM = jnp.asarray(g_MxM)
     return g_MxM + damp * jnp.mean(jnp.diag(g_MxM)) * jnp.eye(g_MxM.shape[0], dtype=g_MxM.dtype)
 
 
 def whitened_factors(w_MxN, g_MxM, rank: int) -> dict:
     """SVD-LLM: with G = L L^T, factors of L^{-T} [L^T W]_k, the rank-k W' minimizing ||X (W - W')||_F."""
     check_rank(rank, w_MxN.shape)
-    l_MxM = jnp.linalg.cholesky(g_MxM)
-    if not bool(jnp.all(jnp.isfinite(l_MxM))):
-        raise SandboxError("calibration Gram matrix is not positive definite: give more calibration tokens or a larger damp")
-    return _truncated_factors(
-        l_MxM.T @ w_MxN, rank, lambda u: jsl.solve_triangular(l_MxM.T, u, lower=False)
-    )
+    return factors(whitened_decomposition(w_MxN, g_MxM), rank)
 
 
-def asvd_factors(w_MxN, x_TxM, rank: int, alpha: float = 0.5) -> dict:
-    """ASVD: scale input rows by s_j = mean_t |x_tj|^alpha, truncate diag(s) W, undo the scale on u."""
+def asvd_factors(w_MxN, scale_M, rank: int) -> dict:
+    """ASVD: truncate diag(s) W to rank k and undo the scale on u (s from `asvd_scale`)."""
     check_rank(rank, w_MxN.shape)
-    x = jnp.asarray(x_TxM).reshape(-1, x_TxM.shape[-1])
-    s_M = jnp.mean(jnp.abs(x), axis=0) ** alpha
-    s_M = jnp.maximum(s_M, 1e-6 * jnp.max(s_M))
-    return _truncated_factors(s_M[:, None] * w_MxN, rank, lambda u: u / s_M[:, None])
+    return factors(asvd_decomposition(w_MxN, scale_M), rank)
 
 
-def output_error(x_TxM, w_MxN, factors: dict):
+def output_error(x_TxM, w_MxN, f: dict):
     """Relative output error ||X W - X u v||_F / ||X W||_F of a factorized layer on inputs X."""
     x = jnp.asarray(x_TxM).reshape(-1, x_TxM.shape[-1])
     y = x @ w_MxN
-    return jnp.linalg.norm(y - (x @ factors["u"]) @ factors["v"]) / jnp.linalg.norm(y)
+    return jnp.linalg.norm(y - (x @ f["u"]) @ f["v"]) / jnp.linalg.norm(y)
 
 
 def rank_for_energy(s_K, energy: float) -> int:

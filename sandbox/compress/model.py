@@ -1,0 +1,145 @@
+"""Compressing a whole model: find its linear layers, calibrate them, swap in compressed weights.
+
+A linear layer is any dict in the params tree holding a 2-D "w" (D_in, D_out), outside the
+embedding tables. Compression replaces its {"w"} by {"u", "v"} (SVD: `sandbox.nn.linear.dense`
+then really multiplies by the thin matrices) or by a new dense "w" (quantized or pruned); a bias
+"b" is kept. Calibration records, for every layer, the Gram matrix G = X^T X of its inputs and
+their mean |x| per channel, which activation-aware SVD needs.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from sandbox.compress import prune, quantize, svd
+from sandbox.errors import SandboxError
+
+SKIP = ("embed", "unembed")  # lookup tables (and the tied/untied output map) stay dense
+METHODS = ("svd", "svd-whiten", "asvd", "quantize", "prune")
+
+
+def linear_layers(params, skip=SKIP) -> dict:
+    """{"block_0/attn/q": {"w": ...} or {"u", "v"}, (+ "b")}: every dense or factorized layer, by slash path."""
+    return {
+        "/".join(k[:-1]): _layer(params, k[:-1])
+        for k, leaf in traverse_util.flatten_dict(params).items()
+        if k[-1] in ("w", "u") and np.ndim(leaf) == 2 and k[0] not in skip
+    }
+
+
+def _layer(params, path):
+    for name in path:
+        params = params[name]
+    return params
+
+
+def replace_layers(params, new_layers: dict):
+    """A copy of params with each named layer's weights replaced (its bias, if any, kept)."""
+    flat = traverse_util.flatten_dict(params)
+    for path, layer in new_layers.items():
+        key = tuple(path.split("/"))
+        for name in ("w", "u", "v"):
+            flat.pop(key + (name,), None)
+        flat.update({key + (name,): value for name, value in layer.items()})
+    return traverse_util.unflatten_dict(flat)
+
+
+def param_count(layers: dict) -> int:
+    """Stored weights of the layers (w, or u and v), without biases."""
+    return sum(int(np.size(p[n])) for p in layers.values() for n in ("w", "u", "v") if n in p)
+
+
+class _Recorder:
+    """Stands in for W in an eager forward pass: `x @ recorder` adds x's statistics, returns x @ W."""
+
+    __array_priority__ = 1000  # so jax defers `x @ recorder` to __rmatmul__
+
+    def __init__(self, w, stats, row_mask):
+        self.w, self.stats, self.row_mask = w, stats, row_mask
+
+    def __rmatmul__(self, x):
+        rows = np.asarray(x, np.float64)
+        if self.row_mask is not None and rows.shape[:-1] == self.row_mask.shape:
+            rows = rows[self.row_mask]
+        rows = rows.reshape(-1, rows.shape[-1])
+        self.stats["gram"] = self.stats.get("gram", 0.0) + rows.T @ rows
+        self.stats["abs_sum"] = self.stats.get("abs_sum", 0.0) + np.abs(rows).sum(axis=0)
+        self.stats["count"] = self.stats.get("count", 0) + rows.shape[0]
+        return x @ self.w
+
+
+def calibrate(forward, params, batches, row_masks=None) -> dict:
+    """{path: {"gram": X^T X, "abs_mean": mean |x| per input channel, "count": T}} over `batches`.
+
+    `forward(params, batch)` must run eagerly (not under jit) so the recorders see real inputs;
+    `row_masks[i]` (B x L bool), if given, drops padding rows of batch i from the statistics.
+    """
+    layers = linear_layers(params)
+    stats = {path: {} for path in layers}
+    for i, batch in enumerate(batches):
+        mask = None if row_masks is None else np.asarray(row_masks[i], bool)
+        probes = {path: {"w": _Recorder(p["w"], stats[path], mask)} for path, p in layers.items()}
+        forward(replace_layers(params, probes), batch)
+    return {
+        path: {"gram": s["gram"], "abs_mean": s["abs_sum"] / s["count"], "count": s["count"]}
+        for path, s in stats.items()
+    }
+
+
+def decompose(layers: dict, method: str, stats=None, damp: float = 1e-6, alpha: float = 0.5) -> dict:
+    """Per-layer (A, s, V^T) for "svd", "svd-whiten" (needs stats' Gram) or "asvd" (needs abs_mean)."""
+    if method != "svd" and stats is None:
+        raise SandboxError(f"method {method!r} needs calibration activations; none were given")
+    out = {}
+    for path, p in layers.items():
+        w = jnp.asarray(p["w"], jnp.float32)
+        if method == "svd":
+            out[path] = svd.plain_decomposition(w)
+        elif method == "svd-whiten":
+            out[path] = svd.whitened_decomposition(w, svd.damped(jnp.asarray(stats[path]["gram"], jnp.float32), damp))
+        else:
+            out[path] = svd.asvd_decomposition(w, svd.scale_from_abs_mean(jnp.asarray(stats[path]["abs_mean"], jnp.float32), alpha))
+    return out
+
+
+def choose_ranks(layers: dict, decompositions: dict, setting: dict) -> dict:
+    """Ranks per layer from exactly one of {"rank": k}, {"fraction": f} (each layer keeps about f of its
+    parameters), {"energy": e} (each keeps energy e) or {"budget": f} (global, `svd.ranks_for_budget`)."""
+    shapes = {path: tuple(np.shape(p["w"])) for path, p in layers.items()}
+    (kind, value), = setting.items()
+    if kind == "budget":
+        return svd.ranks_for_budget({p: np.asarray(d[1]) for p, d in decompositions.items()}, shapes, value)
+    pick = {
+        "rank": lambda p: svd.check_rank(value, shapes[p]),
+        "fraction": lambda p: svd.rank_for_fraction(shapes[p], value),
+        "energy": lambda p: svd.rank_for_energy(np.asarray(decompositions[p][1]), value),
+    }
+    if kind not in pick:
+        raise SandboxError(f"SVD setting {kind!r} is unknown: choose rank, fraction, energy or budget")
+    return {p: pick[kind](p) for p in layers}
+
+
+def factorize(decompositions: dict, ranks: dict) -> dict:
+    """{path: {"u", "v"}} at the given ranks."""
+    return {path: svd.factors(dec, ranks[path]) for path, dec in decompositions.items()}
+
+
+def quantize_layers(layers: dict, setting: dict) -> tuple[dict, float]:
+    """({path: {"w": dequantized}}, mean bits per weight) for {"bits", "symmetric", "granularity",
+    "group_size"} (RTN) or {"dtype": "bfloat16"|"float16"} (a cast)."""
+    out, bits = {}, 0.0
+    for path, p in layers.items():
+        if "dtype" in setting:
+            q = quantize.cast(p["w"], setting["dtype"])
+        else:
+            q = quantize.quantize(p["w"], **setting)
+        out[path] = {"w": q["w"]}
+        bits += q["bits_per_weight"] * np.size(p["w"])
+    return out, bits / param_count(layers)
+
+
+def prune_layers(layers: dict, setting: dict) -> dict:
+    """{path: {"w": pruned}} for {"sparsity": s} (magnitude) or {"n": n, "m": m} (N:M)."""
+    if "sparsity" in setting:
+        return {path: {"w": prune.magnitude_prune(p["w"], setting["sparsity"])["w"]} for path, p in layers.items()}
+    return {path: {"w": prune.nm_prune(p["w"], setting["n"], setting["m"])["w"]} for path, p in layers.items()}
