@@ -36,7 +36,7 @@ VOCAB = 4096
 
 def benchmark_text() -> str:
     """pydoc, then stdlib docstrings in sorted file order, to N_CHARS characters."""
-    parts, n = [load_text("pydoc")], 0
+    parts = [load_text("pydoc")]
     n = len(parts[0])
     for path in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py")):
         if n >= N_CHARS or "site-packages" in path.parts or "test" in path.parts:

@@ -12,7 +12,7 @@ follows tiktoken exactly (`bpe_encode`), so `to_tiktoken()` encodes token for to
 import json
 import operator
 import os
-from itertools import chain
+from itertools import chain, compress, repeat
 from pathlib import Path
 
 import regex
@@ -24,7 +24,7 @@ from sandbox.text.pretokenize import BYTE_ORDER, bytes_to_chars, chars_to_bytes,
 
 FORMAT = "sandbox-bpe"
 ENDOFTEXT = "<|endoftext|>"
-_CACHE_SIZE = 1 << 18  # encoded pieces kept; real text repeats a few thousand pieces
+_CACHE_SIZE = 1 << 18  # encoded pieces kept: real text keeps repeating the same pieces
 
 
 class Tokenizer:
@@ -56,11 +56,16 @@ class Tokenizer:
 
     def _encode_ordinary(self, text: str) -> list[int]:
         pieces = self._split.findall(text)
-        ids = list(map(self._cache.get, pieces))
-        if None in ids:  # pieces not seen before (a piece may repeat within this text)
-            for k, t in enumerate(ids):
-                if t is None:
-                    ids[k] = self._cache.get(pieces[k]) or self._encode_piece(pieces[k])
+        cache = self._cache
+        ids = list(map(cache.get, pieces))
+        new = set(compress(pieces, map(operator.is_, ids, repeat(None))))  # pieces not seen before
+        if new:
+            if len(cache) + len(new) > _CACHE_SIZE:  # full: start afresh with this text's pieces
+                cache.clear()
+                new = set(pieces)
+            for piece in new:
+                cache[piece] = self._encode_piece(piece)
+            ids = list(map(cache.get, pieces))
         return list(chain.from_iterable(ids))
 
     def encode(self, text: str, allowed_special=frozenset(), disallowed_special="all") -> list[int]:
@@ -89,10 +94,7 @@ class Tokenizer:
     def _encode_piece(self, piece: str) -> tuple[int, ...]:
         data = piece.encode("utf-8")
         rank = self.ranks.get(data)
-        ids = (rank,) if rank is not None else tuple(merge_piece(data, self.ranks))
-        if len(self._cache) < _CACHE_SIZE:
-            self._cache[piece] = ids
-        return ids
+        return (rank,) if rank is not None else tuple(merge_piece(data, self.ranks))
 
     def decode_bytes(self, ids) -> bytes:
         """The bytes the token ids (ints, or numpy / JAX integer arrays) stand for."""
