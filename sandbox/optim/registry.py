@@ -25,10 +25,11 @@ from sandbox.optim.lion import lion
 from sandbox.optim.muon import muon
 from sandbox.optim.schedules import schedule_factor
 from sandbox.optim.sgd import momentum, nesterov, sgd
+from sandbox.optim.sophia import sophia
 
 SANDBOX_OPTIMIZERS = {
     "sgd": sgd, "momentum": momentum, "nesterov": nesterov,
-    "adam": adam, "adamw": adamw, "lion": lion, "muon": muon,
+    "adam": adam, "adamw": adamw, "lion": lion, "muon": muon, "sophia": sophia,
 }
 
 

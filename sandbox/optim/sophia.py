@@ -1,0 +1,66 @@
+"""Sophia-H (Liu et al. 2023): clipped steps preconditioned by a Hutchinson Hessian diagonal."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sandbox import curvature
+from sandbox.errors import SandboxError
+
+
+class SophiaState(NamedTuple):
+    count: jax.Array  # t
+    mu: optax.Updates  # m, the running mean of g
+    hess: optax.Updates  # h, the running mean of the Hessian-diagonal estimates
+    key: jax.Array  # for the Hutchinson probes
+
+
+def sophia(
+    learning_rate: float,
+    b1: float = 0.965,
+    b2: float = 0.99,
+    gamma: float = 0.01,
+    eps: float = 1e-12,
+    weight_decay: float = 0.0,
+    update_every: int = 10,
+    num_matvecs: int = 1,
+    seed: int = 0,
+) -> optax.GradientTransformationExtraArgs:
+    """Sophia-H. Its update needs the extra argument `loss_fn` (params -> scalar on this batch):
+
+        m <- b1 m + (1 - b1) g
+        every `update_every` steps (from t = 1):  h <- b2 h + (1 - b2) z * (H z),  z Rademacher,
+            H the Hessian of loss_fn at theta (`curvature.diagonal`, `num_matvecs` probes)
+        theta <- theta - lr * (clip(m / max(gamma h, eps), -1, 1) + weight_decay * theta)
+
+    Where the curvature is small or negative the ratio saturates and the step is sign(m) * lr,
+    so every coordinate moves at most lr per step.
+    """
+
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return SophiaState(jnp.zeros([], jnp.int32), zeros, zeros, jax.random.PRNGKey(seed))
+
+    def update(grads, state, params=None, *, loss_fn=None, **extra):
+        if loss_fn is None or params is None:
+            raise SandboxError("sophia needs params and loss_fn=(params -> scalar loss on this batch) "
+                               "in its update(grads, state, params, loss_fn=...)")
+        key, probe_key = jax.random.split(state.key)
+
+        def estimate(hess):
+            op = curvature.hessian(lambda p, _: loss_fn(p), params, ())
+            diag = curvature.diagonal(op, key=probe_key, num_matvecs=num_matvecs)
+            return jax.tree.map(lambda h, d: b2 * h + (1 - b2) * d, hess, diag)
+
+        hess = jax.lax.cond(state.count % update_every == 0, estimate, lambda h: h, state.hess)
+        mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, state.mu)
+        step = jax.tree.map(
+            lambda m, h, p: jnp.clip(m / jnp.maximum(gamma * h, eps), -1, 1) + weight_decay * p,
+            mu, hess, params,
+        )
+        updates = jax.tree.map(lambda s: -learning_rate * s, step)
+        return updates, SophiaState(state.count + 1, mu, hess, key)
+
+    return optax.GradientTransformationExtraArgs(init, update)
