@@ -29,20 +29,24 @@ def loss(params, batch):
     return ce(mlp(params, batch), batch)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def x64():
     with jax.enable_x64(True):
         yield
 
 
-@pytest.fixture
+def dense_hessian(loss_fn, unravel, batch, flat):
+    return jax.jit(jax.hessian(lambda w, b: loss_fn(unravel(w), b)))(flat, batch)
+
+
+@pytest.fixture(scope="module")
 def problem(x64):
     k1, k2, k3, k4 = jax.random.split(jax.random.key(0), 4)
     params = {"l1": {"w": jax.random.normal(k1, (N_IN, N_HID)), "b": 0.1 * jnp.ones(N_HID)},
               "l2": {"w": jax.random.normal(k2, (N_HID, N_OUT)), "b": jnp.zeros(N_OUT)}}
     batch = {"x": jax.random.normal(k3, (N_EX, N_IN)), "y": jax.random.randint(k4, (N_EX,), 0, N_OUT)}
     flat, unravel = ravel_pytree(params)
-    h_NxN = jax.hessian(lambda w: loss(unravel(w), batch))(flat)
+    h_NxN = dense_hessian(loss, unravel, batch, flat)
     return params, batch, flat, unravel, np.asarray(h_NxN)
 
 
@@ -59,9 +63,9 @@ def test_hessian_dense_and_matvec_equal_jax_hessian(problem):
 def test_ggn_equals_analytic_and_is_psd(problem):
     params, batch, flat, unravel, _ = problem
     op = curvature.ggn(mlp, ce, params, batch)
-    jac = jax.jacfwd(lambda w: mlp(unravel(w), batch))(flat).reshape(-1, flat.size)
+    jac = jax.jit(jax.jacfwd(lambda w: mlp(unravel(w), batch)))(flat).reshape(-1, flat.size)
     z = mlp(params, batch)
-    h_out = jax.hessian(lambda o: ce(o.reshape(z.shape), batch))(z.ravel())
+    h_out = jax.jit(jax.hessian(lambda o: ce(o.reshape(z.shape), batch)))(z.ravel())
     g = np.asarray(curvature.dense(op))
     np.testing.assert_allclose(g, jac.T @ h_out @ jac, atol=1e-12)
     assert np.linalg.eigvalsh(g).min() > -1e-12
@@ -70,7 +74,8 @@ def test_ggn_equals_analytic_and_is_psd(problem):
 def test_empirical_fisher_is_mean_outer_product_of_example_grads(problem):
     params, batch, flat, unravel, _ = problem
     op = curvature.fisher(mlp, params, batch, output_loss_fn=ce, kind="empirical")
-    per_example = jax.vmap(lambda x, y: jax.grad(lambda w: loss(unravel(w), {"x": x[None], "y": y[None]}))(flat))
+    per_example = jax.jit(jax.vmap(
+        lambda x, y: jax.grad(lambda w: loss(unravel(w), {"x": x[None], "y": y[None]}))(flat)))
     g_ExN = per_example(batch["x"], batch["y"])
     np.testing.assert_allclose(curvature.dense(op), g_ExN.T @ g_ExN / N_EX, atol=1e-12)
 
@@ -189,7 +194,7 @@ def test_dataset_operator_is_the_mean_over_batches(problem):
     for cut in (12, 7):  # equal shapes (scanned) and ragged (unrolled)
         parts = [jax.tree_util.tree_map(lambda x: x[:cut], batch),
                  jax.tree_util.tree_map(lambda x: x[cut:], batch)]
-        want = sum(jax.hessian(lambda w: loss(unravel(w), b))(flat) for b in parts) / 2
+        want = sum(dense_hessian(loss, unravel, b, flat) for b in parts) / 2
         np.testing.assert_allclose(curvature.dense(curvature.hessian(loss, params, parts)), want,
                                    atol=1e-12)
 
@@ -211,11 +216,11 @@ def test_jacobian_products_and_singular_values(x64):
     f = lambda x: jnp.tanh(x @ w)  # (3, 6) -> (3, 9)
     x = jax.random.normal(jax.random.key(8), (3, 6))
     jac = curvature.jacobian(f, x)
-    j = np.asarray(jac.dense())
+    j = np.asarray(jax.jit(jac.dense)())
     assert j.shape == (27, 18)
     u, o = jax.random.normal(jax.random.key(9), (3, 6)), jax.random.normal(jax.random.key(10), (3, 9))
-    np.testing.assert_allclose(jac.jvp(u).ravel(), j @ u.ravel(), atol=1e-12)
-    np.testing.assert_allclose(jac.vjp(o).ravel(), j.T @ o.ravel(), atol=1e-12)
+    np.testing.assert_allclose(jax.jit(jac.jvp)(u).ravel(), j @ u.ravel(), atol=1e-12)
+    np.testing.assert_allclose(jax.jit(jac.vjp)(o).ravel(), j.T @ o.ravel(), atol=1e-12)
     sv = curvature.singular_values(jac, k=4, key=jax.random.key(0), num_steps=18)
     np.testing.assert_allclose(sv, np.linalg.svd(j, compute_uv=False)[:4], rtol=1e-8)
 
@@ -233,4 +238,5 @@ def test_bad_inputs_raise_clear_errors(problem):
         curvature.fisher(mlp, params, batch, kind="true")
     bad = jax.tree_util.tree_map(lambda x: x * jnp.nan, params)
     with pytest.raises(SandboxError, match="NaN"):
-        curvature.top_eigenpairs(curvature.hessian(loss, bad, batch), k=2, key=jax.random.key(0))
+        curvature.top_eigenpairs(curvature.hessian(loss, bad, batch), k=3,
+                                 key=jax.random.key(0), num_steps=12)

@@ -37,32 +37,30 @@ def lanczos(op: LinearOperator, v0_N: jax.Array, num_steps: int) -> Tridiagonal:
     dtype = op.dtype
     tiny = jnp.finfo(dtype).eps * 10
     q0_N = (v0_N / jnp.linalg.norm(v0_N)).astype(dtype)
-    basis0_MxN = jnp.zeros((m, n), dtype).at[0].set(q0_N)
-    key0 = jax.random.key(0)  # only for restarts after a breakdown
+    # Row m is scratch: the step after the last writes there, so every step writes row i + 1.
+    basis0_MxN = jnp.zeros((m + 1, n), dtype).at[0].set(q0_N)
+    # Restart directions after a breakdown: shifts of a fixed vector with irregular entries.
+    restart_N = jnp.sin(jnp.arange(1, n + 1, dtype=dtype) * 12.9898) * 43758.5453 % 1 - 0.5
 
     def orthogonalize(w_N, basis_MxN):
-        for _ in range(2):  # zero rows of the basis (not yet filled) contribute nothing
+        for _ in range(2):  # rows not yet filled are zero and contribute nothing
             w_N = w_N - basis_MxN.T @ (basis_MxN @ w_N)
         return w_N
 
-    def step(carry, i):
-        basis_MxN, key = carry
+    def step(basis_MxN, i):
         q_N = basis_MxN[i]
         w_N = op.mv(q_N)
         alpha = jnp.dot(q_N, w_N)
         w_N = orthogonalize(w_N, basis_MxN)
         beta = jnp.linalg.norm(w_N)
-        key, sub = jax.random.split(key)
-        fresh_N = orthogonalize(jax.random.normal(sub, (n,), dtype), basis_MxN)
         broke = beta <= tiny * jnp.maximum(jnp.abs(alpha), 1.0)
+        fresh_N = orthogonalize(jnp.roll(restart_N, i), basis_MxN)
         fresh_N = fresh_N / (jnp.linalg.norm(fresh_N) + tiny)
         nxt_N = jnp.where(broke, fresh_N, w_N / jnp.where(broke, 1, beta))
-        beta = jnp.where(broke, 0.0, beta)
-        basis_MxN = jnp.where(i + 1 < m, basis_MxN.at[(i + 1) % m].set(nxt_N), basis_MxN)
-        return (basis_MxN, key), (alpha, beta)
+        return basis_MxN.at[i + 1].set(nxt_N), (alpha, jnp.where(broke, 0.0, beta))
 
-    (basis_MxN, _), (alphas_M, betas_M) = jax.lax.scan(step, (basis0_MxN, key0), jnp.arange(m))
-    return Tridiagonal(alphas_M, betas_M, basis_MxN)
+    basis_MxN, (alphas_M, betas_M) = jax.lax.scan(step, basis0_MxN, jnp.arange(m))
+    return Tridiagonal(alphas_M, betas_M, basis_MxN[:m])
 
 
 def tridiagonal_eigh(tri: Tridiagonal):
