@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from sandbox import losses, nn, sampling
 
@@ -46,13 +45,24 @@ def test_sample_next_draws_from_tempered_softmax():
 def test_sample_next_greedy_and_top_k_1_are_argmax():
     logits = jnp.asarray(RNG.standard_normal((6, 10), np.float32))
     key = jax.random.key(1)
-    np.testing.assert_array_equal(sampling.sample_next(key, logits, temperature=0.0), jnp.argmax(logits, -1))
-    np.testing.assert_array_equal(sampling.sample_next(key, logits, 1.0, top_k=1), jnp.argmax(logits, -1))
-    np.testing.assert_array_equal(sampling.sample_next(key, logits, 1.0, top_p=1e-6), jnp.argmax(logits, -1))
+
+    @jax.jit
+    def draws(logits):
+        return (
+            sampling.sample_next(key, logits, temperature=0.0),
+            sampling.sample_next(key, logits, 1.0, top_k=1),
+            sampling.sample_next(key, logits, 1.0, top_p=1e-6),
+            sampling.sample_next(key, jnp.zeros((200, 10)), 1.0),
+        )
+
+    greedy, top_1, top_p_tiny, uniform = draws(logits)
+    for tokens in (greedy, top_1, top_p_tiny):
+        np.testing.assert_array_equal(tokens, jnp.argmax(logits, -1))
+    assert len(np.unique(np.asarray(uniform))) > 5  # T > 0 does sample
 
 
-@pytest.mark.parametrize("num_new", [3, 9])  # 9 runs past seq_len, so the window slides
-def test_greedy_generate_equals_hand_argmax_rollout(num_new):
+def test_greedy_generate_equals_hand_argmax_rollout():
+    num_new = 9  # 3 prompt + 9 new > seq_len 6: the window first grows, then slides
     cfg = nn.ModelConfig(vocab_size=11, seq_len=6, d_model=16, n_layers=1, n_heads=2, d_ff=16, init_std=0.5)
     params = nn.init(jax.random.key(2), cfg)
     prompt = jnp.array([[1, 2, 3], [4, 5, 6]])
