@@ -23,11 +23,12 @@ def naive_attention(q, k, v, mask):
     """Loop over batch, head and query: softmax of one score row at a time."""
     b, h, l, kw = q.shape
     out = np.zeros(q.shape[:-1] + (v.shape[-1],))
+    allowed_all = np.ones((b, h, l, k.shape[2]), bool) if mask is None else np.broadcast_to(mask, (b, h, l, k.shape[2]))
     for bi in range(b):
         for hi in range(h):
             for t in range(l):
                 s = np.array([q[bi, hi, t] @ k[bi, hi, j] / math.sqrt(kw) for j in range(k.shape[2])])
-                allowed = np.ones_like(s, bool) if mask is None else np.broadcast_to(mask, (b, h, l, k.shape[2]))[bi, hi, t]
+                allowed = allowed_all[bi, hi, t]
                 w = np.where(allowed, np.exp(s - s[allowed].max()), 0.0)
                 out[bi, hi, t] = (w / w.sum()) @ v[bi, hi]
     return out

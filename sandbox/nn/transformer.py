@@ -45,10 +45,10 @@ def param_spec(cfg):
     # write them by 1/sqrt(2 n_layers) keeps the stream's variance O(1) at init (GPT-2).
     out_std = std / math.sqrt(2 * cfg.n_layers)
 
-    def dense(d_in, d_out, s=std):
+    def dense_spec(d_in, d_out, s=std):
         return {"w": _Leaf((d_in, d_out), s)}
 
-    def norm():
+    def norm_spec():
         if cfg.norm == "layernorm":
             return {"scale": _Leaf((d,), fill=1.0), "bias": _Leaf((d,))}
         return {"scale": _Leaf((d,), fill=1.0)}
@@ -57,18 +57,23 @@ def param_spec(cfg):
     if cfg.pos_encoding == "learned":
         spec["embed"]["positions"] = _Leaf((cfg.seq_len, d), std)
     for i in range(cfg.n_layers):
-        mlp = {"up": dense(d, f), "down": dense(f, d, out_std)}
+        mlp = {"up": dense_spec(d, f), "down": dense_spec(f, d, out_std)}
         if cfg.mlp == "swiglu":
-            mlp["gate"] = dense(d, f)
+            mlp["gate"] = dense_spec(d, f)
         spec[f"block_{i}"] = {
-            "norm_attn": norm(),
-            "attn": {"q": dense(d, d), "k": dense(d, d), "v": dense(d, d), "o": dense(d, d, out_std)},
-            "norm_mlp": norm(),
+            "norm_attn": norm_spec(),
+            "attn": {
+                "q": dense_spec(d, d),
+                "k": dense_spec(d, d),
+                "v": dense_spec(d, d),
+                "o": dense_spec(d, d, out_std),
+            },
+            "norm_mlp": norm_spec(),
             "mlp": mlp,
         }
-    spec["norm_final"] = norm()
+    spec["norm_final"] = norm_spec()
     if not cfg.tie_embeddings:
-        spec["unembed"] = dense(d, cfg.vocab_size)
+        spec["unembed"] = dense_spec(d, cfg.vocab_size)
     return spec
 
 
