@@ -20,7 +20,8 @@ def manager(run_dir: Path, keep: int = 3) -> ocp.CheckpointManager:
 
 
 def save(mngr: ocp.CheckpointManager, state) -> None:
-    mngr.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
+    # host copies: orbax would otherwise compile a slicing program per array for replicated shards
+    mngr.save(int(state.step), args=ocp.args.StandardSave(jax.device_get(state)), force=True)
     mngr.wait_until_finished()
 
 
@@ -31,7 +32,13 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None
         raise SandboxError(f"no checkpoint in {mngr.directory}: nothing to resume or load")
     if step not in mngr.all_steps():
         raise SandboxError(f"no checkpoint at step {step} in {mngr.directory}; saved steps: {sorted(mngr.all_steps())}")
-    return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    try:
+        return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    except ValueError as e:
+        raise SandboxError(
+            f"the checkpoint at step {step} in {mngr.directory} does not match the config "
+            f"(a changed model or optimizer?): {str(e).splitlines()[0]}"
+        ) from None
 
 
 def load_config(run_dir: str | Path) -> config_lib.Config:

@@ -57,11 +57,14 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
         abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep),
                                 jax.eval_shape(init, param_keys))
         state = checkpoint.restore(mngr, abstract)
+        # the base learning rate lives in the optimizer state: a resumed run takes the config's
+        set_lr = _seeded(lambda o: optim.set_learning_rate(o, cfg.optimizer.learning_rate), n, 0)
+        state = state.replace(opt_state=set_lr(state.opt_state))
     else:
         state = jax.jit(init, out_shardings=rep)(param_keys)  # fresh buffers, safe to donate
     start = int(np.asarray(state.step).reshape(-1)[0])
     log = records.MetricsLog(run_dir / "metrics.jsonl", resume_step=start if resume else None)
-    num_params = sum(x.size for x in jax.tree.leaves(transformer.init(jax.random.PRNGKey(0), cfg.model)))
+    num_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(transformer.init, jax.random.PRNGKey(0), cfg.model)))
     tokens_per_step = tc.batch_size * cfg.model.seq_len * n
 
     wall0, pending, speeds = time.perf_counter(), [], []

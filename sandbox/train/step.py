@@ -27,6 +27,7 @@ class TrainState:
     opt_state: optax.OptState
 
 
+@partial(jax.jit, static_argnums=(0, 1))
 def seed_keys(seed: int, num_seeds: int) -> tuple[jax.Array, jax.Array]:
     """(param_keys, data_keys), one of each per seed; seed i is the run with train.seed = seed + i."""
     keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s)))(seed + jnp.arange(num_seeds))
