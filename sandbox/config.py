@@ -7,7 +7,6 @@ Unknown keys, wrong types and invalid values raise `SandboxError` naming the key
 valid choices. `save` writes the resolved config, which alone reproduces the run.
 """
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,23 +61,24 @@ def _read_yaml(path: Path) -> DictConfig:
     return raw
 
 
-def _explain(e: OmegaConfBaseException) -> str:
+def _explain(e: OmegaConfBaseException, schema) -> str:
     """Turn an OmegaConf error into one line naming the key and what is valid there."""
     key = e.full_key or e.key or "?"
     if isinstance(e, ConfigKeyError):
-        parent = OmegaConf.select(OmegaConf.structured(Config), key.rpartition(".")[0]) if "." in key else None
-        section = parent if isinstance(parent, DictConfig) else OmegaConf.structured(Config)
+        parent = OmegaConf.select(OmegaConf.structured(schema), key.rpartition(".")[0]) if "." in key else None
+        section = parent if isinstance(parent, DictConfig) else OmegaConf.structured(schema)
         return f"unknown config key {key!r}; valid keys here: {', '.join(section.keys())}"
     if isinstance(e, ValidationError):
         return f"config key {key!r} has a value of the wrong type: {e.msg.splitlines()[0]}"
     return f"config error at {key!r}: {e.msg.splitlines()[0]}"
 
 
-def resolve(raw: DictConfig, overrides: list[str] = ()) -> Config:
-    """Merge defaults, `raw` and the overrides into a validated `Config`."""
+def resolve(raw: DictConfig, overrides: list[str] = (), schema=Config):
+    """Merge `schema`'s defaults, `raw` and the overrides into a validated `schema` instance."""
+    groups = PRESET_GROUPS if schema is Config else {}
     try:
-        cfg = OmegaConf.structured(Config)
-        for group in PRESET_GROUPS:
+        cfg = OmegaConf.structured(schema)
+        for group in groups:
             if isinstance(raw.get(group), str):
                 cfg[group] = _preset(group, raw[group])
                 raw = OmegaConf.masked_copy(raw, [k for k in raw if k != group])
@@ -87,26 +87,21 @@ def resolve(raw: DictConfig, overrides: list[str] = ()) -> Config:
             key, eq, value = override.partition("=")
             if not eq or not key:
                 raise SandboxError(f"override {override!r} must look like KEY=VALUE, e.g. train.steps=100")
-            if key in PRESET_GROUPS and "." not in value and not value.startswith("{"):
+            if key in groups and "." not in value and not value.startswith("{"):
                 cfg[key] = _preset(key, value)
             else:
                 cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
-        raise SandboxError(_explain(e)) from None
+        raise SandboxError(_explain(e, schema)) from None
     except TypeError as e:  # a dataclass built with a value it cannot take
         raise SandboxError(f"invalid config: {e}") from None
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> Config:
+def load(path: str | Path, overrides: list[str] = (), schema=Config):
     """Read a YAML config file and apply `KEY=VALUE` overrides."""
-    return resolve(_read_yaml(Path(path)), overrides)
+    return resolve(_read_yaml(Path(path)), overrides, schema)
 
 
-def to_yaml(cfg: Config) -> str:
+def to_yaml(cfg) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
-
-
-def replace(cfg: Config, **sections) -> Config:
-    """A copy of cfg with whole sections replaced (dataclasses.replace one level down)."""
-    return dataclasses.replace(cfg, **sections)
