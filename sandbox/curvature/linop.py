@@ -118,8 +118,8 @@ class LinearOperator:
     def matvec(self, v):
         """A v for a flat vector of length `dim` or a pytree shaped like the params."""
         if isinstance(v, (jax.Array, np.ndarray)) and np.shape(v) == (self.dim,):
-            return self.mv(jnp.asarray(v))
-        return self.unravel(self.mv(self.layout.ravel(v)))
+            return _matvec(self, jnp.asarray(v))
+        return self.unravel(_matvec(self, self.layout.ravel(v)))
 
     def unravel(self, v_N: jax.Array):
         return self.layout.unravel(v_N)
@@ -162,6 +162,11 @@ class _Scaled:
 class _Dense:
     def __call__(self, a_NxN, v_N):
         return a_NxN @ v_N
+
+
+@jax.jit
+def _matvec(op, v_N):
+    return op.mv(v_N)
 
 
 def from_dense(a_NxN: jax.Array) -> LinearOperator:
