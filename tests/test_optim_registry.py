@@ -164,3 +164,10 @@ def test_cli_lists_optimizers_and_rejects_unknown_things(capsys):
     with pytest.raises(SystemExit) as e:
         main(["list", "potatoes"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("name", sorted(optim.SANDBOX_OPTIMIZERS))
+def test_state_arrays_are_distinct_buffers_so_a_train_step_can_donate_them(name):
+    params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+    leaves = jax.tree.leaves(optim.registry()[name](0.1).init(params))
+    assert len({id(x) for x in leaves}) == len(leaves)

@@ -37,8 +37,8 @@ def adamw(
     """
 
     def init(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return AdamState(count=jnp.zeros([], jnp.int32), mu=zeros, nu=zeros)
+        zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # two trees: each buffer donatable
+        return AdamState(count=jnp.zeros([], jnp.int32), mu=zeros(), nu=zeros())
 
     def update(grads, state, params=None):
         t = state.count + 1

@@ -40,8 +40,8 @@ def sophia(
     """
 
     def init(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return SophiaState(jnp.zeros([], jnp.int32), zeros, zeros, jax.random.PRNGKey(seed))
+        zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # two trees: each buffer donatable
+        return SophiaState(jnp.zeros([], jnp.int32), zeros(), zeros(), jax.random.PRNGKey(seed))
 
     def update(grads, state, params=None, *, loss_fn=None, **extra):
         if loss_fn is None or params is None:
