@@ -118,7 +118,7 @@ def load_params(target: str, step=None):
 
 
 def run(args) -> int:
-    from sandbox.compress import report
+    from sandbox.compress import report, sweep
     from sandbox.train import records
 
     settings = plan(args)
@@ -128,6 +128,7 @@ def run(args) -> int:
         target = minilm_compress.target(n_sentences=args.sentences)
     else:
         target = lm_target(args.target, args)
+    sweep.validate(target.params, settings)
     out = records.prepare_new_dir(Path(args.out), args.force)
     summary = report.study(target, settings, out)
     records.write_json(out / "compress.json", summary)

@@ -35,13 +35,17 @@ def _magnitude(w_MxN, n_drop):
 def nm_prune(w_MxN, n: int = 2, m: int = 4) -> dict:
     """N:M sparsity along the input dimension: in each block of m rows per column keep the n largest |w|."""
     w = jnp.asarray(w_MxN)
-    rows, cols = w.shape
+    check_nm(w.shape[0], n, m)
+    w_pruned, mask = _n_of_m(w, n, m)
+    return {"w": w_pruned, "mask": mask, "kept_fraction": n / m}
+
+
+def check_nm(rows: int, n: int, m: int) -> None:
+    """Raise a SandboxError unless 0 < n < m are integers and m divides the input dimension."""
     if not (isinstance(n, (int, np.integer)) and isinstance(m, (int, np.integer)) and 0 < n < m):
         raise SandboxError(f"N:M sparsity {n}:{m} is invalid: need integers 0 < N < M, e.g. 2:4")
     if rows % m:
         raise SandboxError(f"M={m} does not divide the input dimension {rows}: choose M among its divisors, e.g. 4")
-    w_pruned, mask = _n_of_m(w, n, m)
-    return {"w": w_pruned, "mask": mask, "kept_fraction": n / m}
 
 
 @partial(jax.jit, static_argnums=(1, 2))

@@ -24,7 +24,10 @@ SCALE_BITS = 16  # each group stores its step in float16 (and its zero point in 
 FLOAT_DTYPES = {"bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
-def _check(m: int, granularity: str, group_size: int) -> None:
+def check(m: int, bits: int, granularity: str, group_size: int) -> None:
+    """Raise a SandboxError unless `bits` is supported and the grouping fits an input dimension m."""
+    if bits not in BITS:
+        raise SandboxError(f"bits {bits!r} is not supported: choose one of {', '.join(map(str, BITS))}")
     if granularity not in GRANULARITIES:
         raise SandboxError(f"granularity {granularity!r} is unknown: choose one of {', '.join(GRANULARITIES)}")
     if granularity == "group" and (not isinstance(group_size, (int, np.integer)) or group_size < 1 or m % group_size):
@@ -50,9 +53,7 @@ def quantize(w_MxN, bits: int = 8, symmetric: bool = True, granularity: str = "c
     `error` holds the measured rmse, max_abs and relative Frobenius error, and the predicted rmse
     sqrt(mean Δ^2 / 12) over entries. bits_per_weight counts the stored step and zero point.
     """
-    if bits not in BITS:
-        raise SandboxError(f"bits {bits!r} is not supported: choose one of {', '.join(map(str, BITS))}")
-    _check(np.shape(w_MxN)[0], granularity, group_size)
+    check(np.shape(w_MxN)[0], bits, granularity, group_size)
     w_hat, q, step, zero, predicted = _rtn(jnp.asarray(w_MxN, jnp.float32), bits, symmetric, granularity, group_size)
     overhead = step.size * (SCALE_BITS + (0 if symmetric else bits))
     return {

@@ -10,6 +10,7 @@ Decompositions are computed once per method and truncated at every rank.
 import numpy as np
 
 from sandbox.compress import model as cmodel
+from sandbox.compress import prune, quantize, svd
 from sandbox.errors import SandboxError
 
 SVD_METHODS = ("svd", "svd-whiten", "asvd")
@@ -25,6 +26,30 @@ def label(setting: dict) -> str:
     if "n" in setting:
         return f"{setting['n']}:{setting['m']}"
     return " ".join(f"{k}={v}" for k, v in setting.items())
+
+
+def validate(params, plan: dict) -> None:
+    """Raise a SandboxError before any work if a setting of `plan` ({method: [setting]}) cannot apply
+    to some layer: a rank outside 1..min(M, N), a group size or N:M block that does not divide D_in,
+    a fraction, energy or sparsity out of range."""
+    shapes = [tuple(np.shape(p["w"])) for p in cmodel.linear_layers(params).values()]
+    for method, settings in plan.items():
+        if method not in cmodel.METHODS:
+            raise SandboxError(f"method {method!r} is unknown: choose one of {', '.join(cmodel.METHODS)}")
+        for setting in settings:
+            for shape in shapes:
+                if method in SVD_METHODS and "rank" in setting:
+                    svd.check_rank(setting["rank"], shape)
+                elif method in SVD_METHODS:
+                    (kind, value), = setting.items()
+                    if not 0.0 < value <= 1.0:
+                        raise SandboxError(f"SVD {kind} {value!r} must be in (0, 1]")
+                elif method == "quantize" and "bits" in setting:
+                    quantize.check(shape[0], setting["bits"], setting["granularity"], setting["group_size"])
+                elif method == "prune" and "n" in setting:
+                    prune.check_nm(shape[0], setting["n"], setting["m"])
+                elif method == "prune" and not 0.0 <= setting["sparsity"] < 1.0:
+                    raise SandboxError(f"sparsity {setting['sparsity']!r} must be in [0, 1)")
 
 
 def compress(params, method: str, setting: dict, decompositions=None) -> tuple[dict, dict]:

@@ -1,6 +1,6 @@
 """Muon (Jordan et al. 2024): momentum orthogonalized by a Newton-Schulz iteration."""
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -72,6 +72,7 @@ def muon(
     adam_eps_root: float = 0.0,
     adam_weight_decay: float = 0.0,
     adam_learning_rate: Optional[float] = None,
+    adam_paths: Sequence[str] = (),
 ) -> optax.GradientTransformation:
     """Muon for every 2-D parameter, AdamW for all others.
 
@@ -84,7 +85,9 @@ def muon(
 
     where NS5 = `orthogonalize`. `bias_correction=False` drops the (1 - beta^k) divisors, which
     is Keller Jordan's reference form (m_hat = lerp(g, m, beta)); True matches optax.contrib.muon.
-    The other parameters take AdamW steps (`adam_*` settings, its eps and nesterov from above).
+    The other parameters take AdamW steps (`adam_*` settings, its eps and nesterov from above),
+    and so do matrices whose path ("embed/tokens") contains one of `adam_paths` (e.g. "embed":
+    Muon is meant for hidden layers; () matches optax, which orthogonalizes every matrix).
     """
     matrices = _muon_matrices(
         learning_rate, ns_coeffs, ns_steps, beta, eps, weight_decay, nesterov, bias_correction
@@ -93,5 +96,11 @@ def muon(
         learning_rate if adam_learning_rate is None else adam_learning_rate,
         adam_b1, adam_b2, eps, adam_eps_root, weight_decay=adam_weight_decay, nesterov=nesterov,
     )
-    labels = lambda params: jax.tree.map(lambda p: "muon" if p.ndim == 2 else "adam", params)
+    adam_paths = (adam_paths,) if isinstance(adam_paths, str) else tuple(adam_paths)
+
+    def label(path, p):
+        name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        return "muon" if p.ndim == 2 and not any(s in name for s in adam_paths) else "adam"
+
+    labels = lambda params: jax.tree_util.tree_map_with_path(label, params)
     return optax.partition({"muon": matrices, "adam": others}, labels)

@@ -58,6 +58,20 @@ def make_tokenizer(cfg: TokenizerConfig, train_text: str | None, run_dir: Path |
     return bpe.train(train_text, vocab_size=cfg.vocab_size, pattern=cfg.pattern)
 
 
+def run_tokenizer(data_cfg, run_dir: Path):
+    """The tokenizer a finished run was trained with, read back from its folder."""
+    if data_cfg.corpus == "markov":
+        return SymbolTokenizer(data_cfg.markov.alphabet)
+    if data_cfg.tokenizer.kind == "bytes":
+        return ByteTokenizer()
+    from sandbox.text import bpe
+
+    path = Path(run_dir) / "tokenizer.json"
+    if not path.is_file():
+        raise SandboxError(f"{run_dir} was trained with a BPE tokenizer but holds no tokenizer.json")
+    return bpe.load(path)
+
+
 def save_tokenizer(tok, run_dir: Path) -> None:
     """Cache a trained tokenizer in the run folder (byte and symbol tokenizers need no file)."""
     if hasattr(tok, "save"):

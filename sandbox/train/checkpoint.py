@@ -7,6 +7,7 @@ exact. `load_run` is how every other tool (hessian, compress, sample) opens a ru
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from sandbox import config as config_lib
@@ -19,9 +20,14 @@ def manager(run_dir: Path, keep: int = 3) -> ocp.CheckpointManager:
     return ocp.CheckpointManager((Path(run_dir) / "checkpoints").resolve(), options=options)
 
 
+def step_of(state) -> int:
+    """The state's step (for several seeds stacked, they all share it)."""
+    return int(np.asarray(state.step).reshape(-1)[0])
+
+
 def save(mngr: ocp.CheckpointManager, state) -> None:
     # host copies: orbax would otherwise compile a slicing program per array for replicated shards
-    mngr.save(int(state.step), args=ocp.args.StandardSave(jax.device_get(state)), force=True)
+    mngr.save(step_of(state), args=ocp.args.StandardSave(jax.device_get(state)), force=True)
     mngr.wait_until_finished()
 
 
@@ -67,4 +73,4 @@ def load_run(run_dir: str | Path, step: int | None = None, seed_index: int = 0):
         if not 0 <= seed_index < cfg.train.num_seeds:
             raise SandboxError(f"seed_index {seed_index} out of range: the run has {cfg.train.num_seeds} seeds")
         params = jax.tree.map(lambda x: x[seed_index], params)
-    return cfg, params, int(state.step)
+    return cfg, params, step_of(state)

@@ -47,7 +47,7 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
     rep = mesh_lib.replicated(mesh)
     step_fn = jax.jit(_seeded(make_train_step(cfg, optimizer, mesh_lib.batch_sharded(mesh)), n, (0, None, 0)),
                       donate_argnums=0)
-    evaluate = jax.jit(_seeded(make_eval(cfg, mesh_lib.batch_sharded(mesh)), n, (0, None)))
+    evaluate = jax.jit(_seeded(make_eval(cfg, mesh_lib.batch_sharded(mesh)), n, (0, None, 0)))
     sharpness = make_sharpness(cfg, n) if tc.sharpness_every else None
     train_ids = jax.device_put(as_device(data.train_N), rep)
     val_ids = jax.device_put(as_device(data.val_N), rep)
@@ -62,7 +62,7 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
         state = state.replace(opt_state=set_lr(state.opt_state))
     else:
         state = jax.jit(init, out_shardings=rep)(param_keys)  # fresh buffers, safe to donate
-    start = int(np.asarray(state.step).reshape(-1)[0])
+    start = checkpoint.step_of(state)
     log = records.MetricsLog(run_dir / "metrics.jsonl", resume_step=start if resume else None)
     num_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(transformer.init, jax.random.PRNGKey(0), cfg.model)))
     tokens_per_step = tc.batch_size * cfg.model.seq_len * n
@@ -93,7 +93,7 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
                        "tokens_per_second": speed}
                 speeds.append(speed)
                 if evaluating:
-                    val = np.asarray(evaluate(state.params, val_ids))
+                    val = np.asarray(evaluate(state.params, val_ids, data_key))
                     if not np.isfinite(val).all():
                         raise _diverged(s, mngr, run_dir)
                     row.update(_stats(val, "val_loss"))

@@ -62,11 +62,13 @@ def make_train_step(cfg, optimizer, batch_sharding):
 
 
 def make_eval(cfg, batch_sharding):
-    """evaluate(params, val_ids_N) -> mean loss over train.eval_batches fixed val batches."""
+    """evaluate(params, val_ids_N, data_key) -> mean loss over the seed's fixed val batches."""
     loss_fn = partial(objective.lm_loss, model_cfg=cfg.model)
-    keys = jax.random.split(jax.random.PRNGKey(cfg.train.seed + 10_000), cfg.train.eval_batches)
 
-    def evaluate(params, ids_N):
+    def evaluate(params, ids_N, data_key):
+        # the same train.eval_batches batches at every evaluation: drawn from a key no step uses
+        keys = jax.random.split(jax.random.fold_in(data_key, 2**32 - 1), cfg.train.eval_batches)
+
         def one(key):
             batch = get_batch(ids_N, key, cfg.train.batch_size, cfg.model.seq_len)
             return loss_fn(params, jax.lax.with_sharding_constraint(batch, batch_sharding))

@@ -1,0 +1,60 @@
+"""`sandbox sample RUN_DIR --prompt TEXT`: generate text from a run's checkpoint."""
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("sample", help="generate text from a trained run")
+    p.add_argument("run_dir", help="a run folder made by `sandbox train`")
+    p.add_argument("--prompt", required=True, help="text to continue")
+    p.add_argument("--num-tokens", type=int, default=200, help="how many tokens to generate (default 200)")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 is greedy")
+    p.add_argument("--top-k", type=int, default=None, help="keep only the k most likely tokens")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus: keep the smallest set with mass >= p")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    p.add_argument("--entropy", action="store_true", help="also print each token's predictive entropy (nats)")
+    p.set_defaults(func=run)
+
+
+def _check(args):
+    from sandbox.errors import SandboxError
+
+    if args.num_tokens <= 0:
+        raise SandboxError(f"--num-tokens must be positive, got {args.num_tokens}")
+    if args.temperature < 0:
+        raise SandboxError(f"--temperature must be >= 0, got {args.temperature}")
+    if args.top_k is not None and args.top_k <= 0:
+        raise SandboxError(f"--top-k must be positive, got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise SandboxError(f"--top-p must lie in (0, 1], got {args.top_p}")
+    if not args.prompt:
+        raise SandboxError("--prompt must not be empty")
+
+
+def run(args) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    from sandbox.errors import SandboxError
+    from sandbox.sampling import generate
+    from sandbox.text.tokenizer import run_tokenizer
+    from sandbox.train.checkpoint import load_run
+
+    _check(args)
+    cfg, params, step = load_run(args.run_dir, args.step)
+    tok = run_tokenizer(cfg.data, args.run_dir)
+    prompt = tok.encode(args.prompt)
+    if not prompt or min(prompt) < 0 or max(prompt) >= cfg.model.vocab_size:
+        raise SandboxError(f"the prompt holds symbols outside this run's vocabulary of {cfg.model.vocab_size}")
+    if args.top_k is not None and args.top_k > cfg.model.vocab_size:
+        raise SandboxError(f"--top-k {args.top_k} exceeds the vocabulary size {cfg.model.vocab_size}")
+    prompt = prompt[-cfg.model.seq_len:]
+    tokens, entropies = generate(params, cfg.model, jnp.asarray([prompt], jnp.int32), args.num_tokens,
+                                 jax.random.PRNGKey(args.seed), args.temperature, args.top_k, args.top_p)
+    new = [int(t) for t in tokens[0, len(prompt):]]
+    print(tok.decode(prompt) + tok.decode(new))
+    if args.entropy:
+        print(f"\nper-token predictive entropy (nats), checkpoint step {step}:")
+        for t, h in zip(new, entropies[0].tolist()):
+            print(f"{tok.decode([t])!r:>10}  {h:.3f}")
+        print(f"mean {float(entropies.mean()):.3f} nats/token")
+    return 0
