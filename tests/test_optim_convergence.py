@@ -1,7 +1,7 @@
 """Every sandbox optimizer, and a few optax ones through the registry, converges (optax's habit).
 
 Each runs from `optim.build` (cosine decay to zero, no clipping) inside one `lax.scan`, and gets
-the extra `loss_fn` argument every step, which all but Sophia must ignore.
+the extra `obj_fn` argument every step, which all but the Sophias must ignore.
 """
 
 import jax
@@ -48,6 +48,7 @@ OPTIMIZERS = {
     "optax.adam": (0.1, 0.02, {}),
     "optax.rmsprop": (0.02, 2e-3, {}),
     "optax.contrib.muon": (0.1, 0.02, {}),
+    "optax.contrib.sophia": (0.1, 0.02, {"update_interval": 1}),
 }
 STEPS = 10_000
 
@@ -63,7 +64,7 @@ def _minimize(name, problem):
     def step(carry, _):
         params, state = carry
         grads = jax.grad(loss_fn)(params)
-        updates, state = tx.update(grads, state, params, loss_fn=loss_fn)
+        updates, state = tx.update(grads, state, params, obj_fn=loss_fn)
         return (optax.apply_updates(params, updates), state), None
 
     (params, _), _ = jax.jit(lambda c: jax.lax.scan(step, c, length=STEPS))((params, tx.init(params)))

@@ -104,3 +104,14 @@ def test_newton_schulz_pushes_singular_values_towards_one(rows, cols, seed):
 
 
 _orthogonalize = jax.jit(optim.orthogonalize)
+
+
+def test_muon_adam_paths_send_named_matrices_to_adamw():
+    """A matrix whose path matches `adam_paths` takes exactly AdamW's step; the others Muon's."""
+    with jax.enable_x64(True):
+        ours = _trajectory(optim.muon(0.02, adam_paths=("wide",)))
+        muon_all = _trajectory(optax.contrib.muon(0.02))
+        adam = _trajectory(optax.adamw(0.02, eps=1e-8, weight_decay=0.0, nesterov=True))
+        np.testing.assert_allclose(ours["wide"], adam["wide"], rtol=1e-10)
+        np.testing.assert_allclose(ours["tall"], muon_all["tall"], rtol=1e-10)
+        assert np.max(np.abs(adam["wide"] - muon_all["wide"])) > 1e-3

@@ -21,7 +21,7 @@ def test_matches_the_update_rule_on_a_separable_quartic_in_float64():
         tx = optim.sophia(lr, b1=b1, b2=b2, gamma=gamma, weight_decay=wd, update_every=every)
         params = {"x": jnp.asarray(x)}
         state = tx.init(params)
-        update = jax.jit(lambda g, s, p: tx.update(g, s, p, loss_fn=loss))
+        update = jax.jit(lambda g, s, p: tx.update(g, s, p, obj_fn=loss))
         m, h = np.zeros(7), np.zeros(7)
         for t in range(steps):
             g = c * x + x**3 / 3
@@ -35,8 +35,8 @@ def test_matches_the_update_rule_on_a_separable_quartic_in_float64():
         assert np.any(np.abs(m / np.maximum(gamma * h, 1e-12)) < 1)  # the unclipped branch ran
 
 
-def test_without_loss_fn_says_what_to_pass():
+def test_without_obj_fn_says_what_to_pass():
     tx = optim.sophia(0.1)
     params = {"x": jnp.ones(3)}
-    with pytest.raises(SandboxError, match="loss_fn"):
+    with pytest.raises(SandboxError, match="obj_fn"):
         tx.update(params, tx.init(params), params)

@@ -87,8 +87,8 @@ def check_args(name: str, args: dict) -> None:
 def build(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTransformationExtraArgs:
     """The optimizer of `cfg`, clipped, scheduled over `total_steps`, lr held in its state.
 
-    Its `update(grads, state, params, **extra)` passes extra keyword arguments (e.g. Sophia's
-    `loss_fn` and `key`) to the optimizers that use them and drops them for the rest.
+    Its `update(grads, state, params, **extra)` passes extra keyword arguments (Sophia's
+    `obj_fn`, as optax.contrib.sophia's) to the optimizers that use them and drops them for the rest.
     """
     factory = resolve(cfg.name)
     check_args(cfg.name, cfg.args)
@@ -99,7 +99,7 @@ def build(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTransformatio
 
     def scheduled(learning_rate, lr_factor):
         step = factory(learning_rate=learning_rate * lr_factor, **cfg.args)
-        return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), step) if cfg.clip_norm else optax.chain(step)
+        return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), step) if cfg.clip_norm else step
 
     return optax.inject_hyperparams(scheduled)(
         learning_rate=cfg.learning_rate, lr_factor=schedule_factor(cfg, total_steps)

@@ -28,11 +28,11 @@ def sophia(
     num_matvecs: int = 1,
     seed: int = 0,
 ) -> optax.GradientTransformationExtraArgs:
-    """Sophia-H. Its update needs the extra argument `loss_fn` (params -> scalar on this batch):
+    """Sophia-H. Its update needs the extra argument `obj_fn` (params -> scalar loss on this batch):
 
         m <- b1 m + (1 - b1) g
         every `update_every` steps (from t = 1):  h <- b2 h + (1 - b2) z * (H z),  z Rademacher,
-            H the Hessian of loss_fn at theta (`curvature.diagonal`, `num_matvecs` probes)
+            H the Hessian of obj_fn at theta (`curvature.diagonal`, `num_matvecs` probes)
         theta <- theta - lr * (clip(m / max(gamma h, eps), -1, 1) + weight_decay * theta)
 
     Where the curvature is small or negative the ratio saturates and the step is sign(m) * lr,
@@ -43,14 +43,14 @@ def sophia(
         zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # two trees: each buffer donatable
         return SophiaState(jnp.zeros([], jnp.int32), zeros(), zeros(), jax.random.PRNGKey(seed))
 
-    def update(grads, state, params=None, *, loss_fn=None, **extra):
-        if loss_fn is None or params is None:
-            raise SandboxError("sophia needs params and loss_fn=(params -> scalar loss on this batch) "
-                               "in its update(grads, state, params, loss_fn=...)")
+    def update(grads, state, params=None, *, obj_fn=None, **extra):
+        if obj_fn is None or params is None:
+            raise SandboxError("sophia needs params and obj_fn=(params -> scalar loss on this batch) "
+                               "in its update(grads, state, params, obj_fn=...) (as optax.contrib.sophia)")
         key, probe_key = jax.random.split(state.key)
 
         def estimate(hess):
-            op = curvature.hessian(lambda p, _: loss_fn(p), params, ())
+            op = curvature.hessian(lambda p, _: obj_fn(p), params, ())
             diag = curvature.diagonal(op, key=probe_key, num_matvecs=num_matvecs)
             return jax.tree.map(lambda h, d: b2 * h + (1 - b2) * d, hess, diag)
 
