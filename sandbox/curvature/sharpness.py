@@ -2,9 +2,9 @@
 
 Plain: lambda_max(H) of L at the current params, by Lanczos (gradient descent with step size eta
 is stable on a quadratic iff lambda_max < 2/eta: the edge of stability). Preconditioned:
-lambda_max(P^-1/2 H P^-1/2) with P = diag(sqrt(nu_hat) + eps), Adam's effective curvature, whose
-stability threshold is 2/eta too (Cohen et al., 2022, "Adaptive gradient methods at the edge of
-stability"). Both are traceable, so a training step under `jit` can call them every N steps.
+lambda_max(P^-1/2 H P^-1/2) with P = diag(sqrt(nu_hat) + eps), Adam's effective curvature, which
+hovers at (2 + 2 b1) / ((1 - b1) eta) = 38/eta for b1 = 0.9 (Cohen et al., 2022, "Adaptive
+gradient methods at the edge of stability"). Both are traceable, so a training step under `jit` can call them every N steps.
 """
 
 import jax
