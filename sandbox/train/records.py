@@ -34,6 +34,10 @@ def prepare_new_dir(path: Path, force: bool) -> Path:
     return path
 
 
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
 def read_metrics(path: Path) -> list[dict]:
     if not path.exists():
         return []
