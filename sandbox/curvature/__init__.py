@@ -8,7 +8,7 @@
 
 from sandbox.curvature.jacobian import Jacobian, jacobian, singular_values
 from sandbox.curvature.lanczos import (Eigenpairs, Tridiagonal, bottom_eigenpairs, eigenpairs,
-                                       lanczos, top_eigenpairs)
+                                       lanczos, top_eigenpairs, tridiagonal_eigh)
 from sandbox.curvature.linop import Layout, LinearOperator, dense, from_dense
 from sandbox.curvature.operators import fisher, ggn, hessian
 from sandbox.curvature.power import power_iteration
@@ -21,4 +21,5 @@ __all__ = [
     "dense", "diagonal", "eigenpairs", "fisher", "from_dense", "ggn", "hessian", "jacobian",
     "lanczos", "power_iteration", "preconditioned_sharpness", "sharpness", "singular_values",
     "slq_nodes_weights", "smooth_density", "spectral_density", "top_eigenpairs", "trace",
+    "tridiagonal_eigh",
 ]
