@@ -18,13 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sandbox", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"sandbox.cli.{name}")
-        except ModuleNotFoundError as e:  # a sub-command not built yet
-            if e.name != f"sandbox.cli.{name}":
-                raise
-            continue
-        module.add_parser(subparsers)
+        importlib.import_module(f"sandbox.cli.{name}").add_parser(subparsers)
     return parser
 
 
