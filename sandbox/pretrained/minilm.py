@@ -12,7 +12,6 @@ tools see the same layout as in the sandbox's own LMs.
 
 import dataclasses
 import json
-from functools import partial
 from pathlib import Path
 
 import jax
@@ -78,26 +77,47 @@ def params_from_tensors(t: dict, n_layers: int) -> dict:
     return params
 
 
-def encode(params, ids_BxL, mask_BxL, cfg: Config):
-    """Unit-norm sentence embeddings emb_BxD: the encoder, then masked mean pooling and L2 normalization."""
-    length = ids_BxL.shape[1]
-    e = params["embed"]
-    x_BxLxD = e["tokens"][ids_BxL] + e["positions"][:length] + e["types"][0]
-    x_BxLxD = layer_norm(e["norm"], x_BxLxD, cfg.eps)
-    keys_Bx1x1xL = mask_BxL[:, None, None, :].astype(bool)  # every query sees every real token
-    for i in range(cfg.n_layers):
-        p = params[f"layer_{i}"]
-        x_BxLxD = layer_norm(p["norm_attn"], x_BxLxD + multi_head_attention(p["attn"], x_BxLxD, cfg.n_heads, keys_Bx1x1xL), cfg.eps)
-        h_BxLxF = gelu(dense(p["mlp"]["up"], x_BxLxD), approximate=False)
-        x_BxLxD = layer_norm(p["norm_mlp"], x_BxLxD + dense(p["mlp"]["down"], h_BxLxF), cfg.eps)
+def embed_tokens(e, ids_BxL, cfg: Config):
+    """x = LN(E_tok[ids] + E_pos[0..L-1] + E_type[0]) (every token is of segment 0)."""
+    x_BxLxD = e["tokens"][ids_BxL] + e["positions"][: ids_BxL.shape[1]] + e["types"][0]
+    return layer_norm(e["norm"], x_BxLxD, cfg.eps)
+
+
+def layer(p, x_BxLxD, mask_BxL, cfg: Config):
+    """Post-LN encoder layer: x <- LN(x + attn(x)), x <- LN(x + down(GELU(up(x)))); queries see all real tokens."""
+    keys_Bx1x1xL = mask_BxL[:, None, None, :].astype(bool)
+    x_BxLxD = layer_norm(p["norm_attn"], x_BxLxD + multi_head_attention(p["attn"], x_BxLxD, cfg.n_heads, keys_Bx1x1xL), cfg.eps)
+    h_BxLxF = gelu(dense(p["mlp"]["up"], x_BxLxD), approximate=False)
+    return layer_norm(p["norm_mlp"], x_BxLxD + dense(p["mlp"]["down"], h_BxLxF), cfg.eps)
+
+
+def pool(x_BxLxD, mask_BxL):
+    """Mean over the real tokens, then unit L2 norm: sum_t m_t x_t / sum_t m_t, normalized."""
     m_BxLx1 = mask_BxL[..., None].astype(x_BxLxD.dtype)
     pooled_BxD = jnp.sum(x_BxLxD * m_BxLx1, axis=1) / jnp.maximum(jnp.sum(m_BxLx1, axis=1), 1e-9)
     return pooled_BxD / jnp.maximum(jnp.linalg.norm(pooled_BxD, axis=-1, keepdims=True), 1e-12)
 
 
-@partial(jax.jit, static_argnames="cfg")
-def _encode_jit(params, ids_BxL, mask_BxL, cfg):
-    return encode(params, ids_BxL, mask_BxL, cfg)
+def encode(params, ids_BxL, mask_BxL, cfg: Config):
+    """Unit-norm sentence embeddings emb_BxD: the encoder, then masked mean pooling and L2 normalization."""
+    x_BxLxD = embed_tokens(params["embed"], ids_BxL, cfg)
+    for i in range(cfg.n_layers):
+        x_BxLxD = layer(params[f"layer_{i}"], x_BxLxD, mask_BxL, cfg)
+    return pool(x_BxLxD, mask_BxL)
+
+
+# Jitting one layer (not the whole stack) compiles once per layer shape and reuses it for all
+# six layers: a compression sweep changes the layers' shapes at every setting.
+_layer_jit = jax.jit(layer, static_argnames="cfg")
+_embed_jit = jax.jit(embed_tokens, static_argnames="cfg")
+_pool_jit = jax.jit(pool)
+
+
+def _encode_fast(params, ids_BxL, mask_BxL, cfg):
+    x_BxLxD = _embed_jit(params["embed"], ids_BxL, cfg)
+    for i in range(cfg.n_layers):
+        x_BxLxD = _layer_jit(params[f"layer_{i}"], x_BxLxD, mask_BxL, cfg)
+    return _pool_jit(x_BxLxD, mask_BxL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +151,7 @@ class MiniLM:
         params = self.params if params is None else params
         if not sentences:
             return np.zeros((0, self.params["embed"]["tokens"].shape[1]), np.float32)
-        run = _encode_jit if jit else encode
+        run = _encode_fast if jit else encode
         order, batches = self.batches(sentences, batch_size)
         out = np.concatenate([np.asarray(run(params, jnp.asarray(i), jnp.asarray(m), self.cfg)) for i, m in batches])
         emb = np.empty_like(out)
