@@ -1,6 +1,6 @@
 """Sandbox optimizers vs their optax counterparts: step time on the small LM's parameters.
 
-    python benchmarks/optimizer_step.py [--model small] [--iters 50] [--repeats 7]
+    python benchmarks/optimizer_step.py [--model small] [--iters 30] [--repeats 5]
 
 Two timings per pair, each jitted with donated buffers and measured interleaved in one run
 (best of `repeats` blocks of `iters` calls): the optimizer update alone (update + apply on
@@ -77,8 +77,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="small", help="a name in configs/model/")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--iters", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     cfg = nn.ModelConfig(**OmegaConf.to_container(OmegaConf.load(ROOT / "configs/model" / f"{args.model}.yaml")))
