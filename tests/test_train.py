@@ -111,3 +111,10 @@ def test_summary_interface(tmp_path):
         assert on_disk[key] == summary[key]
     # d=32, V=4, L=32, F=64, one layer, tied: embeddings + positions + 4 attention matrices + MLP + 3 norms
     assert on_disk["num_params"] == 4 * 32 + 32 * 32 + 4 * 32 * 32 + 2 * 32 * 64 + 3 * 2 * 32
+
+
+def test_hessian_aware_optimizer_trains_through_the_engine(tmp_path):
+    """Sophia-H probes the loss itself: the train step hands it obj_fn on the step's batch."""
+    cfg = micro("optimizer=sophia", "optimizer.learning_rate=1e-2", "train.steps=40", "train.eval_every=40")
+    summary = session.start(cfg, tmp_path / "sophia", progress=False)
+    assert summary["final_val_loss"] < 0.95 * np.log(4)  # below the uniform guess over 4 symbols

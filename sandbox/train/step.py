@@ -52,7 +52,9 @@ def make_train_step(cfg, optimizer, batch_sharding):
         batch = get_batch(ids_N, jax.random.fold_in(data_key, state.step), cfg.train.batch_size, cfg.model.seq_len)
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        # obj_fn: for optimizers that probe the loss themselves (Sophia-H); the others ignore it
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params,
+                                              obj_fn=lambda p: loss_fn(p, batch))
         params = optax.apply_updates(state.params, updates)
         metrics = {"train_loss": loss, "grad_norm": optax.global_norm(grads),
                    "learning_rate": optim.learning_rate(opt_state)}
