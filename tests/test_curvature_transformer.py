@@ -72,8 +72,7 @@ def test_ggn_of_the_transformer_is_psd_unlike_the_hessian(lm):
 @pytest.mark.slow
 def test_sharded_batch_gives_the_single_device_hvp_and_lanczos(lm):
     params, batch, flat, *_ = lm
-    if len(jax.devices()) < 8:
-        pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=8 (tests/conftest.py)")
+    assert len(jax.devices()) >= 8, "tests/conftest.py sets XLA_FLAGS to simulate 8 CPU devices"
     mesh = Mesh(np.array(jax.devices()[:8]), ("data",))
     sharded = jax.device_put(batch, NamedSharding(mesh, PartitionSpec("data")))
     replicated = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
