@@ -70,7 +70,7 @@ class Config:
             "model.n_heads": self.n_heads, "model.d_ff": self.d_ff, "model.seq_len": self.seq_len,
             "train.batch_size": self.batch_size, "optimizer.learning_rate": self.learning_rate,
             "train.steps": self.steps, "train.eval_every": self.eval_every,
-            "train.checkpoint_every": self.eval_every, "train.log_every": self.eval_every,
+            "train.checkpoint_every": self.eval_every, "train.log_every": min(20, self.eval_every),
             "train.keep_checkpoints": self.steps // self.eval_every + 1, "train.num_devices": 1,
             "train.eval_batches": self.eval_batches, "train.seed": self.seed, "run.name": "entropy_rate",
         }
