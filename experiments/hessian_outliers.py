@@ -2,12 +2,13 @@
 
 A one-hidden-layer MLP with softmax cross-entropy is trained briefly (Adam, full batch) on a
 mixture of C isotropic Gaussians with orthogonal means sep * e_c. Its Hessian spectrum is then a
-bulk near zero plus a few outliers. We count the outliers as the position of the largest gap
-log(lambda_k / lambda_k+1) among the top 2C Lanczos eigenvalues, and compare with the
-generalized Gauss-Newton G = J^T (diag p - p p^T) J: Papyan traces the outliers to G, through the
-class means of the logit gradients. Since the logit gradient p - onehot(y) sums to zero over the
-classes, G has C - 1 directions per sample, so the count is C - 1 or C depending on whether the
-smallest of the class-mean directions clears the bulk.
+bulk near zero plus a few outliers. Among the top 2C Lanczos eigenvalues, the bulk is the tail
+whose neighbours lie within a factor `bulk_ratio` (1.3) of each other, and the outliers are the
+eigenvalues above its first larger gap. We compare them with the generalized Gauss-Newton
+G = J^T (diag p - p p^T) J, to which Papyan traces the outliers (through the class means of the
+logit gradients). The logit gradient p - onehot(y) sums to zero over the classes, so each sample
+gives G only C - 1 directions: here the spectrum shows C - 1 large outliers and a smaller C-th,
+so the pass band is C - 1 or C.
 """
 
 import dataclasses
@@ -46,6 +47,7 @@ class Config:
     lanczos_steps: int = 100
     slq_steps: int = 80
     slq_probes: int = 4
+    bulk_ratio: float = 1.3  # neighbouring bulk eigenvalues are within this factor of each other
     ggn_tolerance: float = 0.15  # pass: the GGN's top eigenvalues within this relative error of H's
     seed: int = 0
 
@@ -58,6 +60,8 @@ class Config:
         for name in ("points_per_class", "width", "train_steps", "lanczos_steps", "slq_steps", "slq_probes"):
             if getattr(self, name) <= 0:
                 raise SandboxError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.bulk_ratio <= 1:
+            raise SandboxError(f"bulk_ratio must be > 1, got {self.bulk_ratio}")
         for name in ("separation", "noise", "learning_rate", "ggn_tolerance"):
             if getattr(self, name) <= 0:
                 raise SandboxError(f"{name} must be positive, got {getattr(self, name)}")
@@ -72,12 +76,16 @@ def make_data(cfg: Config, num_classes: int, key: jax.Array):
     return x_NxD, labels_N
 
 
-def count_outliers(eigs_K: np.ndarray) -> tuple[int, float]:
-    """(k, gap): the k top eigenvalues set apart by the largest log-ratio lambda_k / lambda_k+1."""
+def count_outliers(eigs_K: np.ndarray, bulk_ratio: float) -> tuple[int, float]:
+    """(k, gap): the bulk is the longest tail of the top eigenvalues (descending) whose neighbours
+    lie within a factor `bulk_ratio` of each other; the k eigenvalues above it are the outliers,
+    set apart from the bulk's top by the factor `gap`."""
     eigs_K = np.maximum(np.asarray(eigs_K, dtype=np.float64), 1e-30)
-    gaps = np.log(eigs_K[:-1] / eigs_K[1:])
-    k = int(np.argmax(gaps))
-    return k + 1, float(np.exp(gaps[k]))
+    ratios = eigs_K[:-1] / eigs_K[1:]
+    k = len(ratios)
+    while k > 0 and ratios[k - 1] < bulk_ratio:
+        k -= 1
+    return k, float(ratios[k - 1]) if k else 1.0
 
 
 def one_mixture(cfg: Config, num_classes: int) -> dict:
@@ -113,11 +121,12 @@ def one_mixture(cfg: Config, num_classes: int) -> dict:
     h_vals, g_vals = np.asarray(h_vals, np.float64), np.asarray(g_vals, np.float64)
     if not (np.isfinite(h_vals).all() and np.isfinite(g_vals).all()):
         raise SandboxError(f"C={num_classes}: the eigenvalues are not finite; lower learning_rate")
-    count_h, gap_h = count_outliers(h_vals)
-    count_g, gap_g = count_outliers(g_vals)
+    count_h, gap_h = count_outliers(h_vals, cfg.bulk_ratio)
+    count_g, gap_g = count_outliers(g_vals, cfg.bulk_ratio)
     # how much of the Hessian's outlier subspace the GGN's top eigenvectors span (1 = all of it)
-    overlap = float(jnp.sum((h_vecs[:count_h] @ g_vecs[:count_h].T) ** 2) / count_h)
-    rel_err = float(np.max(np.abs(g_vals[:count_h] - h_vals[:count_h]) / h_vals[:count_h]))
+    top = max(count_h, 1)
+    overlap = float(jnp.sum((h_vecs[:top] @ g_vecs[:top].T) ** 2) / top)
+    rel_err = float(np.max(np.abs(g_vals[:top] - h_vals[:top]) / h_vals[:top]))
     about_c = lambda count: num_classes - 1 <= count <= num_classes  # noqa: E731
     ok = about_c(count_h) and about_c(count_g) and rel_err <= cfg.ggn_tolerance and overlap >= 0.9
     return {
