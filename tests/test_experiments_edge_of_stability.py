@@ -27,3 +27,14 @@ def test_sharpness_hovers_at_each_threshold(tmp_path):
     assert on_disk["verdict"] == "pass" and "Cohen" in on_disk["expected"]["source"]
     assert (tmp_path / "figures" / "sharpness.png").stat().st_size > 0
     assert (tmp_path / "figures" / "loss.png").stat().st_size > 0
+
+
+def test_judge_takes_the_median_after_the_first_crossing():
+    from experiments.edge_of_stability import Config, judge
+
+    cfg = Config(sharpness_every=10)
+    row = judge([2.0, 6.0, 10.5, 9.0, 10.0, 30.0], threshold=10.0, cfg=cfg)
+    assert row["crossing_step"] == 30  # third measurement, after 30 steps
+    assert row["median_after_crossing"] == pytest.approx(10.25)  # median of 10.5, 9, 10, 30
+    assert row["verdict"] == "pass"
+    assert judge([2.0, 6.0], threshold=10.0, cfg=cfg)["verdict"] == "fail"  # never reached the edge

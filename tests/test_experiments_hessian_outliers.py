@@ -22,3 +22,11 @@ def test_outliers_track_the_number_of_classes(tmp_path):
     assert summary["verdict"] == "pass"
     for name in ("density.png", "hessian_vs_ggn.png"):
         assert (tmp_path / "figures" / name).stat().st_size > 0
+
+
+def test_count_outliers_stops_at_the_first_gap_above_the_dense_tail():
+    from experiments.hessian_outliers import count_outliers
+
+    eigs = [10.0, 9.0, 8.0, 3.0, 1.2, 1.0, 0.95, 0.9]  # outliers spread apart, then a dense bulk
+    assert count_outliers(eigs, 1.3) == (4, pytest.approx(2.5))
+    assert count_outliers([1.0, 0.9, 0.8, 0.7], 1.3) == (0, 1.0)  # all bulk: no outliers
