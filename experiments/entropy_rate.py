@@ -44,7 +44,7 @@ class Config:
     steps: int = 600
     eval_every: int = 100  # also the checkpoint interval: one KL point per checkpoint
     eval_batches: int = 32
-    tolerance: float = 0.03  # pass: final val loss <= (1 + tolerance) * entropy rate
+    tolerance: float = 0.03  # pass: final expected val cross-entropy <= (1 + tolerance) * entropy rate
     seed: int = 0
 
     def __post_init__(self):
@@ -77,8 +77,9 @@ class Config:
         return config_lib.load(config_lib.CONFIG_DIR / "tiny.yaml", [f"{k}={v}" for k, v in overrides.items()])
 
 
-def score(params, model_cfg, val_N: np.ndarray, table_SxA: np.ndarray, order: int):
-    """(mean KL(P(.|s) || q), mean cross-entropy) over val positions with a full k-symbol context.
+def score(params, model_cfg, val_N: np.ndarray, table_SxA: np.ndarray, order: int) -> dict:
+    """Means over the val positions with a full k-symbol context of: KL(P(.|s) || q), the expected
+    cross-entropy -sum_y P(y|s) log q(y) (= H(P(.|s)) + KL, no label noise), and the sampled one.
 
     The val stream is cut into non-overlapping windows; logits[:, t] predicts token t + 1 from
     tokens 0..t, whose last k symbols (base-A digits) index the true row P[s].
@@ -92,10 +93,13 @@ def score(params, model_cfg, val_N: np.ndarray, table_SxA: np.ndarray, order: in
     logq_WxLxA = jax.nn.log_softmax(transformer.apply(params, tokens_WxL, model_cfg), axis=-1)
     p_WxLxA = jnp.asarray(table_SxA, logq_WxLxA.dtype)[context_WxL]
     logp = jnp.log(jnp.where(p_WxLxA > 0, p_WxLxA, 1.0))
-    kl_WxL = jnp.sum(p_WxLxA * (logp - logq_WxLxA), axis=-1)
-    ce_WxL = -jnp.take_along_axis(logq_WxLxA, targets_WxL[..., None], axis=-1)[..., 0]
     full = slice(order - 1, None)  # positions t >= k - 1 see k symbols (roll wrapped the rest)
-    return float(kl_WxL[:, full].mean()), float(ce_WxL[:, full].mean())
+    per_position = {
+        "kl": jnp.sum(p_WxLxA * (logp - logq_WxLxA), axis=-1),
+        "expected_cross_entropy": -jnp.sum(p_WxLxA * logq_WxLxA, axis=-1),
+        "sampled_cross_entropy": -jnp.take_along_axis(logq_WxLxA, targets_WxL[..., None], axis=-1)[..., 0],
+    }
+    return {name: float(v_WxL[:, full].mean()) for name, v_WxL in per_position.items()}
 
 
 def figure(rows: list[dict], kl_rows: list[dict], entropy: float, path: Path) -> None:
@@ -108,7 +112,9 @@ def figure(rows: list[dict], kl_rows: list[dict], entropy: float, path: Path) ->
     train = [(r["step"], r["train_loss"]) for r in rows if "train_loss" in r]
     val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
     ax.plot(*zip(*train), label="train loss")
-    ax.plot(*zip(*val), "o-", label="val loss")
+    ax.plot(*zip(*val), "o-", label="val loss (engine, sampled)")
+    ax.plot([r["step"] for r in kl_rows], [r["expected_cross_entropy"] for r in kl_rows], "s-",
+            label="val cross-entropy (expected, full context)")
     ax.axhline(entropy, color="k", linestyle="--", label=f"entropy rate {entropy:.4f}")
     ax.set(xlabel="step", ylabel="nats / token", title="cross-entropy vs the entropy rate")
     ax.legend()
@@ -129,23 +135,25 @@ def run(cfg: Config, out_dir: Path, progress: bool) -> dict:
     kl_rows = []
     for step in sorted(checkpoint.manager(run_dir).all_steps()):
         saved_cfg, params, _ = checkpoint.load_run(run_dir, step)
-        kl, ce = score(params, saved_cfg.model, val_N, table, cfg.order)
-        kl_rows.append({"step": step, "kl": kl, "cross_entropy_full_context": ce})
+        kl_rows.append({"step": step, **score(params, saved_cfg.model, val_N, table, cfg.order)})
     rows = records.read_metrics(run_dir / "metrics.jsonl")
     figure(rows, kl_rows, entropy, out_dir / "figures" / "loss.png")
-    final_val = train_summary["final_val_loss"]
-    ratio = final_val / entropy
+    final = kl_rows[-1]
+    ratio = final["expected_cross_entropy"] / entropy
     summary = {
         "measured": {
-            "entropy_rate": entropy, "final_val_loss": final_val, "ratio": ratio,
-            "excess_percent": 100 * (ratio - 1), "kl_over_training": kl_rows,
-            "final_kl": kl_rows[-1]["kl"],
-            "final_cross_entropy_full_context": kl_rows[-1]["cross_entropy_full_context"],
+            "entropy_rate": entropy, "final_val_cross_entropy": final["expected_cross_entropy"],
+            "ratio": ratio, "excess_percent": 100 * (ratio - 1), "final_kl": final["kl"],
+            "final_sampled_val_cross_entropy": final["sampled_cross_entropy"],
+            "engine_final_val_loss": train_summary["final_val_loss"], "kl_over_training": kl_rows,
             "train_wall_seconds": train_summary["wall_seconds"], "num_params": train_summary["num_params"],
         },
         "expected": {
             "claim": (f"val cross-entropy within {cfg.tolerance:.0%} of the source's exact entropy rate, "
-                      "and KL(true || model) falling towards 0 over training"),
+                      "and KL(true || model) falling towards 0 over training. Measured: the expected "
+                      "cross-entropy (over the true next-token law) at the val positions that see a full "
+                      "k-symbol context; the engine's val loss, a sample that also counts the first k - 1 "
+                      "positions of each window, is reported beside it"),
             "source": SOURCE,
         },
         "setup": dataclasses.asdict(cfg),
