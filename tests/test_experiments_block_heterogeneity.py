@@ -22,3 +22,17 @@ def test_transformer_blocks_are_more_heterogeneous(tmp_path):
     assert t["mean_js_distance"] > 2 * m["mean_js_distance"]
     assert summary["verdict"] == "pass"
     assert (tmp_path / "figures" / "block_densities.png").stat().st_size > 0
+
+
+def test_js_distance_matches_scipy():
+    import numpy as np
+    from scipy.spatial import distance
+
+    from experiments.block_heterogeneity import js_distance
+
+    rng = np.random.default_rng(0)
+    p, q = rng.random(50), rng.random(50)
+    q[:10] = 0  # zero mass where the other has some
+    assert js_distance(p, q) == pytest.approx(distance.jensenshannon(p, q, base=2), rel=1e-12)
+    assert js_distance(p, p) == pytest.approx(0.0, abs=1e-7)
+    assert js_distance(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == pytest.approx(1.0)  # disjoint
