@@ -47,3 +47,11 @@ def test_bad_overrides_name_the_problem(override, message):
 def test_missing_config_file():
     with pytest.raises(SandboxError, match="not found"):
         config.load("configs/nope.yaml")
+
+
+def test_cli_takes_overrides_after_options(tmp_path, capsys):
+    from sandbox.cli import main
+
+    out = tmp_path / "never"
+    assert main(["train", "configs/tiny.yaml", "--out", str(out), "model.widht=3"]) == 2
+    assert "unknown config key 'model.widht'" in capsys.readouterr().err and not out.exists()

@@ -25,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)  # argparse itself exits 2 on bad usage
+    args, extra = parser.parse_known_args(argv)  # argparse itself exits 2 on bad usage
+    # KEY=VALUE overrides may also come after the options (`sandbox run NAME --quick a.b=1`)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except SandboxError as e:
