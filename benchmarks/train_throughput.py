@@ -6,8 +6,9 @@
 The step is the engine's own (sandbox.train.step.make_train_step with optim.build and a
 one-device mesh, jitted with the state donated, as sandbox/train/loop.py builds it), on a
 random byte stream: one step per call, as the engine runs it, and `--fuse` steps per call in
-one lax.scan (what the engine would gain by scanning between log steps). Beside it, the same model and step in PyTorch eager (benchmarks/_torch_lm.py)
-with as many threads as JAX's CPU backend uses, if torch is installed.
+one lax.scan (what the engine would gain by scanning between log steps). Beside it, the same
+model and step in PyTorch eager (benchmarks/_torch_lm.py) with as many threads as JAX's CPU
+backend uses, if torch is installed.
 
 Model FLOPs per token, counting a multiply-add as 2 FLOPs and the backward pass as twice the
 forward (a gradient for the input and one for the weight of every matmul):
@@ -164,7 +165,7 @@ def main():
             mfu[name].append(flops / s / 1e9 / peaks[-1])
 
     print(f"load average after:  {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
-          f"(the {threads} cores are shared: figures are medians of {args.repeats} blocks of {args.steps} steps)")
+          f"(medians of {args.repeats} blocks of {args.steps} steps; load above {threads}: shared cores)")
     print(f"measured peak (float32 {args.matmul}^2 matmul, jit): {statistics.median(peaks):.1f} GFLOP/s "
           f"(min {min(peaks):.1f}, max {max(peaks):.1f})")
     print(f"{'':<24}{'tokens/s':>10}{'ms/step':>10}{'model GFLOP/s':>15}{'MFU':>8}")
