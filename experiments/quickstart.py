@@ -22,7 +22,7 @@ from sandbox.train import records, session
 class Config:
     base: str = "configs/tiny.yaml"
     overrides: list[str] = field(default_factory=lambda: [
-        "data.tokenizer.kind=bpe", "data.tokenizer.vocab_size=512", "train.steps=400", "train.sharpness_every=100"])
+        "data.tokenizer.kind=bpe", "data.tokenizer.vocab_size=512", "train.steps=300", "train.sharpness_every=100"])
     hessian_args: list[str] = field(default_factory=lambda: ["--density", "--top-k", "5", "--num-steps", "40"])
     svd_fractions: str = "0.1,0.25,0.5,0.75"
 
