@@ -1,7 +1,6 @@
 """Magnitude and N:M pruning keep exactly the right entries."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -4,8 +4,6 @@ Writes OUT/hessian.json (top_eigenvalues, residuals, trace, density {grid, value
 figures: density.png (log scale), top_eigenvalues.png, and with --blocks blocks_density.png.
 """
 
-import json
-import os
 from pathlib import Path
 
 OPERATORS = ("hessian", "ggn", "fisher")
@@ -36,7 +34,7 @@ def run(args) -> int:
     from rich.progress import Progress
 
     from sandbox.errors import SandboxError
-    from sandbox.train import checkpoint, objective
+    from sandbox.train import checkpoint, objective, records
 
     if args.top_k < 1 or args.batch_size < 1:
         raise SandboxError(f"--top-k ({args.top_k}) and --batch-size ({args.batch_size}) must be >= 1")
@@ -62,7 +60,7 @@ def run(args) -> int:
     if per_target:
         result["blocks"] = per_target
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "hessian.json", result)
+    records.write_json(out_dir / "hessian.json", result)
     figures = write_figures(result, out_dir, args.operator)
     print(f"{args.operator} at step {step}: dim {op.dim}, top eigenvalues "
           + ", ".join(f"{v:.4g}" for v in result["top_eigenvalues"][:5])
@@ -115,13 +113,6 @@ def analyse(op, args, key, progress, task):
         out["trace"] = float(curvature.trace(op, key=key, num_matvecs=max(args.num_matvecs, 3)))
         progress.advance(task)
     return out
-
-
-def write_json(path: Path, data):
-    """Write to a temporary file, then rename: a reader never sees half a file."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def write_figures(result, out_dir: Path, kind: str) -> list:

@@ -18,7 +18,7 @@ def add_parser(subparsers):
 def run(args) -> int:
     from sandbox import config as config_lib
     from sandbox.errors import SandboxError
-    from sandbox.train import records, session
+    from sandbox.train import session
 
     if args.resume:
         overrides = ([args.config] if args.config else []) + args.overrides
