@@ -133,7 +133,7 @@ def run(cfg: Config, out_dir: Path, progress: bool) -> dict:
     table = markov.transition_table(cfg.markov())
     val_N = load_dataset(run_cfg.data, run_cfg.model.seq_len).val_N
     kl_rows = []
-    for step in sorted(checkpoint.manager(run_dir).all_steps()):
+    for step in checkpoint.saved_steps(run_dir):
         saved_cfg, params, _ = checkpoint.load_run(run_dir, step)
         kl_rows.append({"step": step, **score(params, saved_cfg.model, val_N, table, cfg.order)})
     rows = records.read_metrics(run_dir / "metrics.jsonl")

@@ -67,7 +67,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "NaN or infinite" in err and "step 10" in err and "Traceback" not in err
-    assert checkpoint.manager(run).all_steps() == [10]
+    assert checkpoint.saved_steps(run) == [10]
     _, params, step = checkpoint.load_run(run)
     assert step == 10 and all(np.isfinite(x).all() for x in jax.tree.leaves(params))
 

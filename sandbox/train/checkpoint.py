@@ -20,6 +20,14 @@ def manager(run_dir: Path, keep: int = 3) -> ocp.CheckpointManager:
     return ocp.CheckpointManager((Path(run_dir) / "checkpoints").resolve(), options=options)
 
 
+def saved_steps(run_dir: Path) -> list[int]:
+    """The steps of the checkpoints kept in a run folder, oldest first."""
+    if not (Path(run_dir) / "checkpoints").is_dir():
+        return []
+    with manager(run_dir) as mngr:
+        return sorted(mngr.all_steps())
+
+
 def step_of(state) -> int:
     """The state's step (for several seeds stacked, they all share it)."""
     return int(np.asarray(state.step).reshape(-1)[0])
@@ -38,6 +46,12 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None
         raise SandboxError(f"no checkpoint in {mngr.directory}: nothing to resume or load")
     if step not in mngr.all_steps():
         raise SandboxError(f"no checkpoint at step {step} in {mngr.directory}; saved steps: {sorted(mngr.all_steps())}")
+    # compare shapes first: a restore that fails half-way leaves orbax's reads dangling
+    meta = ocp.PyTreeCheckpointHandler().metadata(Path(mngr.directory) / str(step) / "default")
+    saved = sorted(tuple(m.shape) for m in jax.tree.leaves(meta))
+    if saved != sorted(tuple(a.shape) for a in jax.tree.leaves(abstract_state)):
+        raise SandboxError(f"the checkpoint at step {step} in {mngr.directory} does not match the config: "
+                           "its arrays have other shapes (a changed model or optimizer?)")
     try:
         return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
     except ValueError as e:
@@ -67,7 +81,8 @@ def load_run(run_dir: str | Path, step: int | None = None, seed_index: int = 0):
     init = jax.vmap(lambda k: init_state(k, cfg, optimizer)) if cfg.train.num_seeds > 1 else (
         lambda ks: init_state(ks[0], cfg, optimizer))
     abstract = jax.eval_shape(init, keys)
-    state = restore(manager(run_dir), abstract, step)
+    with manager(run_dir) as mngr:
+        state = restore(mngr, abstract, step)
     params = state.params
     if cfg.train.num_seeds > 1:
         if not 0 <= seed_index < cfg.train.num_seeds:

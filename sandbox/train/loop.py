@@ -107,6 +107,7 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
                 pending, t0 = [], time.perf_counter()
     finally:
         log.close()
+        mngr.close()
 
     rows = records.read_metrics(run_dir / "metrics.jsonl")
     plot_loss(rows, run_dir / "figures" / "loss.png", data.entropy_rate)

@@ -34,7 +34,7 @@ def resume(run_dir: Path, overrides: list[str] = (), progress: bool = True) -> d
     cfg = checkpoint.load_config(run_dir)
     if overrides:
         cfg = config_lib.resolve(config_lib.OmegaConf.structured(cfg), overrides)
-    if checkpoint.manager(run_dir).latest_step() is None:
+    if not checkpoint.saved_steps(run_dir):
         raise config_lib.SandboxError(f"--resume {run_dir}: the folder has no checkpoint to continue from")
     cfg, data = _checked(cfg, run_dir)
     records.write_atomic(run_dir / "config.yaml", config_lib.to_yaml(cfg))
