@@ -11,13 +11,13 @@ follows tiktoken exactly (`bpe_encode`), so `to_tiktoken()` encodes token for to
 
 import json
 import operator
-import os
 from itertools import chain, compress, repeat
 from pathlib import Path
 
 import regex
 
 from sandbox.errors import SandboxError
+from sandbox.files import replace_atomically
 from sandbox.text.bpe_encode import merge_piece
 from sandbox.text.bpe_train import count_pieces, train_merges
 from sandbox.text.pretokenize import BYTE_ORDER, bytes_to_chars, chars_to_bytes, compile_pattern, pattern_string
@@ -233,10 +233,4 @@ def _write_atomic(path, write, overwrite: bool) -> Path:
         raise SandboxError(f"{path} already exists: choose another path or allow overwriting it (--force)")
     if not path.parent.is_dir():
         raise SandboxError(f"folder {path.parent} does not exist: create it first")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return replace_atomically(path, write)

@@ -1,22 +1,16 @@
 """What a run leaves behind: atomic files, metrics.jsonl, and the run folder itself."""
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from sandbox.errors import SandboxError
+from sandbox.files import replace_atomically
 
 
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temp file and rename, so a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; a run's files are ordinary files
-    os.replace(tmp, path)
+    replace_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json(path: Path, obj) -> None:
