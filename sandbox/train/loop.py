@@ -64,7 +64,6 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
         state = jax.jit(init, out_shardings=rep)(param_keys)  # fresh buffers, safe to donate
     start = checkpoint.step_of(state)
     log = records.MetricsLog(run_dir / "metrics.jsonl", resume_step=start if resume else None)
-    num_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(transformer.init, jax.random.PRNGKey(0), cfg.model)))
     tokens_per_step = tc.batch_size * cfg.model.seq_len * n
 
     wall0, pending, speeds = time.perf_counter(), [], []
@@ -118,7 +117,7 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
         "final_train_loss": last_train.get("train_loss"),
         "final_val_loss": last_val.get("val_loss"),
         "tokens_per_second": float(np.median(speeds)) if speeds else None,
-        "num_params": int(num_params),
+        "num_params": transformer.num_params(cfg.model),
         "wall_seconds": time.perf_counter() - wall0,
         "num_seeds": n,
         "num_devices": mesh.size,
