@@ -34,11 +34,11 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from sandbox import config as config_lib, optim  # noqa: E402
+from sandbox import config as config_lib  # noqa: E402
+from sandbox import optim
 from sandbox.nn import transformer  # noqa: E402
 from sandbox.train import mesh as mesh_lib  # noqa: E402
 from sandbox.train.step import init_state, make_train_step  # noqa: E402
-
 
 SANDBOX = "sandbox (engine step)"
 
@@ -77,7 +77,6 @@ def torch_step(cfg, threads: int):
     """run() for the PyTorch peer, or None (with the reason printed) if torch is missing."""
     try:
         import torch
-
         from _torch_lm import make_train_step as torch_train_step
     except ImportError as e:
         print(f"PyTorch peer skipped: {e} (pip install torch==2.13.0 to compare)")

@@ -5,10 +5,10 @@ import math
 import jax
 import numpy as np
 import pytest
+from test_train import micro
 
 from sandbox.cli import main
 from sandbox.train import checkpoint, records, session
-from test_train import micro
 
 
 @pytest.mark.slow

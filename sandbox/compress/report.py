@@ -7,8 +7,8 @@ the name of the main metric (val_loss for an LM, mean_cosine for a sentence enco
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

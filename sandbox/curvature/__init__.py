@@ -7,8 +7,15 @@
 """
 
 from sandbox.curvature.jacobian import Jacobian, jacobian, singular_values
-from sandbox.curvature.lanczos import (Eigenpairs, Tridiagonal, bottom_eigenpairs, eigenpairs,
-                                       lanczos, top_eigenpairs, tridiagonal_eigh)
+from sandbox.curvature.lanczos import (
+                                       Eigenpairs,
+                                       Tridiagonal,
+                                       bottom_eigenpairs,
+                                       eigenpairs,
+                                       lanczos,
+                                       top_eigenpairs,
+                                       tridiagonal_eigh,
+)
 from sandbox.curvature.linop import Layout, LinearOperator, dense, from_dense
 from sandbox.curvature.operators import fisher, ggn, hessian
 from sandbox.curvature.power import power_iteration

@@ -6,7 +6,7 @@ operator J^T J (input space), found by Lanczos; the dense J (jacfwd) serves smal
 """
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

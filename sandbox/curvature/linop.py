@@ -9,7 +9,8 @@ like the params. A parameter block (a subtree) is a contiguous slice of that fla
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -14,7 +14,7 @@ batch. Vectors are flat (see `linop.LinearOperator`).
 """
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

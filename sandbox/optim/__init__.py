@@ -10,7 +10,13 @@ from sandbox.optim.lion import lion
 from sandbox.optim.muon import muon, orthogonalize
 from sandbox.optim.registry import (
     SANDBOX_OPTIMIZERS,
-    build, check_args, describe, learning_rate, registry, resolve, set_learning_rate,
+    build,
+    check_args,
+    describe,
+    learning_rate,
+    registry,
+    resolve,
+    set_learning_rate,
 )
 from sandbox.optim.schedules import schedule_factor
 from sandbox.optim.sgd import momentum, nesterov, sgd

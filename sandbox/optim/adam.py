@@ -1,6 +1,6 @@
 """Adam and AdamW (Kingma & Ba 2015; Loshchilov & Hutter 2019), written from the update rules."""
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,7 @@ def adamw(
     eps: float = 1e-8,
     eps_root: float = 0.0,
     weight_decay: float = 1e-4,
-    mask: Optional[Any] = None,
+    mask: Any | None = None,
     nesterov: bool = False,
 ) -> optax.GradientTransformation:
     """Adam with decoupled weight decay (AdamW).

@@ -2,7 +2,7 @@
 
 import dataclasses
 import math
-from typing import Any, Dict, Optional
+from typing import Any
 
 from sandbox.errors import SandboxError
 
@@ -28,8 +28,8 @@ class OptimizerConfig:
     schedule: str = "constant"  # "constant" | "cosine" | "linear"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
-    clip_norm: Optional[float] = 1.0
-    args: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    clip_norm: float | None = 1.0
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:

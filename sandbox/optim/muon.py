@@ -1,6 +1,7 @@
 """Muon (Jordan et al. 2024): momentum orthogonalized by a Newton-Schulz iteration."""
 
-from typing import NamedTuple, Optional, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -71,7 +72,7 @@ def muon(
     adam_b2: float = 0.999,
     adam_eps_root: float = 0.0,
     adam_weight_decay: float = 0.0,
-    adam_learning_rate: Optional[float] = None,
+    adam_learning_rate: float | None = None,
     adam_paths: Sequence[str] = (),
 ) -> optax.GradientTransformation:
     """Muon for every 2-D parameter, AdamW for all others.

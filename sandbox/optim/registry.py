@@ -13,7 +13,7 @@ or `optax.contrib` whose first parameter is `learning_rate` (its `scale_by_*` tr
 import difflib
 import functools
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 import optax

@@ -18,7 +18,7 @@ The byte-level alphabet (`BYTE_ORDER`, `byte_to_char`) is GPT-2's printable stan
 byte, used by HF's `ByteLevel` and by the saved tokenizer file.
 """
 
-from functools import lru_cache
+from functools import cache
 
 import regex
 
@@ -37,7 +37,7 @@ def pattern_string(name: str) -> str:
     return PATTERNS[name]
 
 
-@lru_cache(maxsize=None)
+@cache
 def compile_pattern(name: str) -> regex.Pattern:
     """The compiled split pattern called `name`."""
     return regex.compile(pattern_string(name))

@@ -16,7 +16,8 @@ from sandbox import optim
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
 from sandbox.text.data import Dataset, as_device
-from sandbox.train import checkpoint, mesh as mesh_lib, records
+from sandbox.train import checkpoint, records
+from sandbox.train import mesh as mesh_lib
 from sandbox.train.figures import plot_loss
 from sandbox.train.sharpness import make_sharpness
 from sandbox.train.step import init_state, make_eval, make_train_step, seed_keys

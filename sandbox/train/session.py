@@ -7,7 +7,8 @@ from sandbox import config as config_lib
 from sandbox import optim
 from sandbox.text.data import load_dataset
 from sandbox.text.tokenizer import save_tokenizer
-from sandbox.train import checkpoint, mesh as mesh_lib, records
+from sandbox.train import checkpoint, records
+from sandbox.train import mesh as mesh_lib
 from sandbox.train.loop import train
 
 
