@@ -117,14 +117,14 @@ def adam_runs(cfg, loss_fn, batch, params, lrs):
     """(losses RxT, preconditioned sharpness RxC) of full-batch Adam, vmapped over lr."""
     key = jax.random.PRNGKey(cfg.seed + 1)
 
+    args = {"b1": cfg.adam_b1, "b2": cfg.adam_b2, "eps": cfg.adam_eps}
+
     def measure(p, state):
-        return curvature.preconditioned_sharpness(loss_fn, p, batch, key, state.nu, eps=cfg.adam_eps,
-                                                  b2=cfg.adam_b2, count=state.count,
-                                                  num_steps=cfg.lanczos_steps)
+        precond = optim.preconditioner("adam", args, state)
+        return curvature.preconditioned_sharpness(loss_fn, p, batch, key, precond, num_steps=cfg.lanczos_steps)
 
     def one(lr):
-        opt = optim.adam(lr, cfg.adam_b1, cfg.adam_b2, cfg.adam_eps)
-        return _trajectory(cfg, loss_fn, batch, params, opt, measure)
+        return _trajectory(cfg, loss_fn, batch, params, optim.adam(lr, **args), measure)
 
     return jax.jit(jax.vmap(one))(jnp.asarray(lrs))
 

@@ -1,4 +1,5 @@
-"""Each sandbox optimizer, written from its equations, equals its optax counterpart in float64."""
+"""Each sandbox optimizer, written from its equations, equals its optax counterpart in float64:
+its `scale_by_<name>` against optax's `scale_by_*`, and the whole chain against optax's alias."""
 
 import jax
 import jax.numpy as jnp
@@ -12,14 +13,18 @@ from sandbox import optim
 
 STEPS = 100
 SHAPES = {"wide": (3, 5), "tall": (6, 2), "bias": (4,), "conv": (2, 3, 2)}
+MATRICES = {"wide": (3, 5), "tall": (6, 2)}
+DECAY_TREE = {"wide": True, "tall": False, "bias": True, "conv": False}
+MATRIX_DIMS = {k: optax.contrib.MuonDimensionNumbers() for k in MATRICES}  # every leaf x W, W = M x N
+decay_fn = lambda p: jax.tree.map(lambda x: x.shape[0] == 3 or x.ndim == 1, p)  # noqa: E731  (= DECAY_TREE)
 
 
-def _trajectory(tx, seed=0):
+def _trajectory(tx, seed=0, shapes=SHAPES):
     """Parameters after each of STEPS updates on a random quadratic with gradient noise."""
     rng = np.random.default_rng(seed)
-    params = {k: jnp.asarray(rng.standard_normal(s)) for k, s in SHAPES.items()}
-    target = {k: jnp.asarray(rng.standard_normal(s)) for k, s in SHAPES.items()}
-    noise = {k: jnp.asarray(rng.standard_normal((STEPS, *s))) for k, s in SHAPES.items()}
+    params = {k: jnp.asarray(rng.standard_normal(s)) for k, s in shapes.items()}
+    target = {k: jnp.asarray(rng.standard_normal(s)) for k, s in shapes.items()}
+    noise = {k: jnp.asarray(rng.standard_normal((STEPS, *s))) for k, s in shapes.items()}
 
     def step(carry, noise):
         params, state = carry
@@ -32,20 +37,41 @@ def _trajectory(tx, seed=0):
     return path
 
 
+def _descend(direction, lr=0.01):
+    """A `scale_by_*` direction followed by optax's fixed step -lr (the same on both sides)."""
+    return optax.chain(direction, optax.scale(-lr))
+
+
+# The mathematics alone: each scale_by_<name> against optax's own transform.
+SCALE_BY = [
+    ("momentum", optim.scale_by_momentum(0.8), optax.trace(0.8)),
+    ("nesterov", optim.scale_by_momentum(0.9, nesterov=True), optax.trace(0.9, nesterov=True)),
+    ("adam", optim.scale_by_adam(0.8, 0.95, 1e-6), optax.scale_by_adam(0.8, 0.95, 1e-6)),
+    ("adam_eps_root", optim.scale_by_adam(eps_root=1e-4), optax.scale_by_adam(eps_root=1e-4)),
+    ("nadam", optim.scale_by_adam(nesterov=True), optax.scale_by_adam(nesterov=True)),
+    ("lion", optim.scale_by_lion(0.8, 0.97), optax.scale_by_lion(0.8, 0.97)),
+    ("muon", optim.scale_by_muon(beta=0.9, ns_steps=4),
+     optax.contrib.scale_by_muon(beta=0.9, ns_steps=4, weight_dimension_numbers=MATRIX_DIMS)),
+    ("muon_no_nesterov", optim.scale_by_muon(nesterov=False),
+     optax.contrib.scale_by_muon(nesterov=False, weight_dimension_numbers=MATRIX_DIMS)),
+]
+
+# The whole optimizers: the sandbox's chains against optax's aliases.
 CASES = [
     ("sgd", optim.sgd(0.05), optax.sgd(0.05)),
     ("momentum", optim.momentum(0.02, beta=0.8), optax.sgd(0.02, momentum=0.8)),
     ("nesterov", optim.nesterov(0.02, beta=0.9), optax.sgd(0.02, momentum=0.9, nesterov=True)),
     ("adam", optim.adam(0.01, b1=0.8, b2=0.95, eps=1e-6), optax.adam(0.01, b1=0.8, b2=0.95, eps=1e-6)),
-    ("adam_eps_root", optim.adam(0.01, eps_root=1e-4), optax.adam(0.01, eps_root=1e-4)),
     ("nadam", optim.adam(0.01, nesterov=True), optax.adam(0.01, nesterov=True)),
     ("adamw", optim.adamw(0.01, weight_decay=0.3), optax.adamw(0.01, weight_decay=0.3)),
-    (
-        "adamw_mask",
-        optim.adamw(0.01, weight_decay=0.3, mask=lambda p: jax.tree.map(lambda x: x.ndim == 2, p)),
-        optax.adamw(0.01, weight_decay=0.3, mask=lambda p: jax.tree.map(lambda x: x.ndim == 2, p)),
-    ),
-    ("lion", optim.lion(0.003, b1=0.8, b2=0.97, weight_decay=0.5), optax.lion(0.003, b1=0.8, b2=0.97, weight_decay=0.5)),
+    ("adamw_mask", optim.adamw(0.01, weight_decay=0.3, mask=decay_fn),
+     optax.adamw(0.01, weight_decay=0.3, mask=decay_fn)),
+    ("adamw_mask_tree", optim.adamw(0.01, weight_decay=0.3, mask=DECAY_TREE),
+     optax.adamw(0.01, weight_decay=0.3, mask=DECAY_TREE)),
+    ("lion", optim.lion(0.003, b1=0.8, b2=0.97, weight_decay=0.5),
+     optax.lion(0.003, b1=0.8, b2=0.97, weight_decay=0.5)),
+    ("lion_mask_tree", optim.lion(0.003, weight_decay=0.5, mask=DECAY_TREE),
+     optax.lion(0.003, weight_decay=0.5, mask=DECAY_TREE)),
     ("muon", optim.muon(0.02), optax.contrib.muon(0.02)),
     (
         "muon_options",
@@ -54,20 +80,46 @@ CASES = [
         optax.contrib.muon(0.02, beta=0.9, weight_decay=0.1, nesterov=False, adam_b1=0.8,
                            adam_weight_decay=0.2, adam_learning_rate=0.005, ns_steps=4),
     ),
+    ("muon_mask", optim.muon(0.02, weight_decay=0.1, mask=decay_fn),
+     optax.contrib.muon(0.02, weight_decay=0.1, weight_decay_mask=decay_fn)),
+    ("muon_mask_tree", optim.muon(0.02, weight_decay=0.1, mask=DECAY_TREE),
+     optax.contrib.muon(0.02, weight_decay=0.1, weight_decay_mask=decay_fn)),
 ]
+
+
+def _assert_same_paths(name, ours_path, theirs_path):
+    for key in ours_path:
+        a, b = np.asarray(ours_path[key]), np.asarray(theirs_path[key])
+        assert a.dtype == np.float64
+        rel = np.max(np.abs(a - b)) / np.max(np.abs(b))
+        assert rel < 1e-10, f"{name}/{key}: relative difference {rel:.2e}"
+        # The trajectory really moved: the test could have failed.
+        assert np.max(np.abs(a[-1] - a[0])) > 1e-3
+
+
+@pytest.mark.parametrize("name,ours,theirs", SCALE_BY, ids=[c[0] for c in SCALE_BY])
+def test_scale_by_matches_optax_for_100_steps_in_float64(name, ours, theirs):
+    shapes = MATRICES if name.startswith("muon") else SHAPES  # Muon's direction is for matrices
+    with jax.enable_x64(True):
+        _assert_same_paths(name, _trajectory(_descend(ours), shapes=shapes),
+                           _trajectory(_descend(theirs), shapes=shapes))
 
 
 @pytest.mark.parametrize("name,ours,theirs", CASES, ids=[c[0] for c in CASES])
 def test_matches_optax_for_100_steps_in_float64(name, ours, theirs):
     with jax.enable_x64(True):
-        ours_path, theirs_path = _trajectory(ours), _trajectory(theirs)
-        for key in SHAPES:
-            a, b = np.asarray(ours_path[key]), np.asarray(theirs_path[key])
-            assert a.dtype == np.float64
-            rel = np.max(np.abs(a - b)) / np.max(np.abs(b))
-            assert rel < 1e-10, f"{name}/{key}: relative difference {rel:.2e}"
-            # The trajectory really moved: the test could have failed.
-            assert np.max(np.abs(a[-1] - a[0])) > 1e-3
+        _assert_same_paths(name, _trajectory(ours), _trajectory(theirs))
+
+
+def test_muon_mask_decays_the_adamw_group_too():
+    """optax's mask covers only Muon's matrices; the sandbox's also says which AdamW leaves decay."""
+    with jax.enable_x64(True):
+        ours = _trajectory(optim.muon(0.02, adam_weight_decay=0.5, mask=DECAY_TREE))
+        decayed = _trajectory(optax.contrib.muon(0.02, adam_weight_decay=0.5))
+        kept = _trajectory(optax.contrib.muon(0.02))
+        np.testing.assert_allclose(ours["bias"], decayed["bias"], rtol=1e-10)  # 1-D, mask True
+        np.testing.assert_allclose(ours["conv"], kept["conv"], rtol=1e-10)  # 3-D, mask False
+        assert np.max(np.abs(decayed["conv"] - kept["conv"])) > 1e-3
 
 
 def test_muon_without_bias_correction_is_the_reference_lerp_form():

@@ -1,7 +1,7 @@
 """Muon (Jordan et al. 2024): momentum orthogonalized by a Newton-Schulz iteration."""
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,14 +30,28 @@ def orthogonalize(g_MxN: jax.Array, coeffs=NS_COEFFS, steps: int = 5, eps: float
     return x.T if tall else x
 
 
-class MuonState(NamedTuple):
+class ScaleByMuonState(NamedTuple):
     count: jax.Array  # t
     mu: optax.Updates  # m, the running mean of g
 
 
-def _muon_matrices(learning_rate, ns_coeffs, ns_steps, beta, eps, weight_decay, nesterov, bias_correction):
+def scale_by_muon(
+    ns_coeffs: tuple = NS_COEFFS, ns_steps: int = 5, beta: float = 0.95, eps: float = 1e-8,
+    nesterov: bool = True, bias_correction: bool = True,
+) -> optax.GradientTransformation:
+    """Muon's orthogonalized momentum, for every leaf (all must be matrices), gradient g at step t:
+
+        m <- beta m + (1 - beta) g
+        m_hat = beta m / (1 - beta^(t+1)) + (1 - beta) g / (1 - beta^t)     (nesterov)
+              = m / (1 - beta^t)                                            (nesterov=False)
+        d = NS5(m_hat)
+
+    where NS5 = `orthogonalize`. `bias_correction=False` drops the (1 - beta^k) divisors, which
+    is Keller Jordan's reference form (m_hat = lerp(g, m, beta)); True matches optax.contrib.scale_by_muon.
+    """
+
     def init(params):
-        return MuonState(count=jnp.zeros([], jnp.int32), mu=jax.tree.map(jnp.zeros_like, params))
+        return ScaleByMuonState(count=jnp.zeros([], jnp.int32), mu=jax.tree.map(jnp.zeros_like, params))
 
     def update(grads, state, params=None):
         t = state.count + 1
@@ -48,15 +62,29 @@ def _muon_matrices(learning_rate, ns_coeffs, ns_steps, beta, eps, weight_decay, 
             m_hat = jax.tree.map(lambda m, g: beta * m_cor(m) + (1 - beta) * g_cor(g), mu, grads)
         else:
             m_hat = jax.tree.map(g_cor, mu)
-
-        def step(m_MxN, p_MxN):
-            o_MxN = orthogonalize(m_MxN, ns_coeffs, ns_steps, eps)
-            width_scale = jnp.sqrt(jnp.maximum(1, m_MxN.shape[1] / m_MxN.shape[0]))
-            return -learning_rate * (width_scale * o_MxN + weight_decay * p_MxN)
-
-        return jax.tree.map(step, m_hat, params), MuonState(count=t, mu=mu)
+        direction = jax.tree.map(lambda m_MxN: orthogonalize(m_MxN, ns_coeffs, ns_steps, eps), m_hat)
+        return direction, ScaleByMuonState(count=t, mu=mu)
 
     return optax.GradientTransformation(init, update)
+
+
+def scale_by_width() -> optax.GradientTransformation:
+    """d <- sqrt(max(1, N / M)) d for each M x N matrix (used as x W): Keller Jordan's width scaling,
+    so a wide matrix's orthogonalized step keeps its per-entry size."""
+
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda d_MxN: jnp.sqrt(jnp.maximum(1, d_MxN.shape[1] / d_MxN.shape[0])) * d_MxN,
+                            updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def _for_one_group(mask):
+    """`mask` as optax.partition's groups see it: their subtree, with the other group's leaves
+    replaced by `optax.MaskedNode()`; a function of the params already follows that subtree."""
+    if mask is None or callable(mask):
+        return mask
+    return lambda sub: jax.tree.map(lambda m, s: s if isinstance(s, optax.MaskedNode) else m, mask, sub)
 
 
 def muon(
@@ -74,34 +102,32 @@ def muon(
     adam_weight_decay: float = 0.0,
     adam_learning_rate: float | None = None,
     adam_paths: Sequence[str] = (),
+    mask: Any | None = None,
 ) -> optax.GradientTransformation:
     """Muon for every 2-D parameter, AdamW for all others.
 
-    For W (M x N, used as x W) with gradient g:
-
-        m <- beta m + (1 - beta) g
-        m_hat = beta m / (1 - beta^(t+1)) + (1 - beta) g / (1 - beta^t)     (nesterov)
-              = m / (1 - beta^t)                                            (nesterov=False)
-        W <- W - lr * (sqrt(max(1, N / M)) * NS5(m_hat) + weight_decay * W)
-
-    where NS5 = `orthogonalize`. `bias_correction=False` drops the (1 - beta^k) divisors, which
-    is Keller Jordan's reference form (m_hat = lerp(g, m, beta)); True matches optax.contrib.muon.
+    A matrix W (M x N) takes  W <- W - lr * (sqrt(max(1, N / M)) NS5(m_hat) + weight_decay * W),
+    with NS5(m_hat) Muon's orthogonalized momentum (`scale_by_muon`, then `scale_by_width`).
     The other parameters take AdamW steps (`adam_*` settings, its eps and nesterov from above),
     and so do matrices whose path ("embed/tokens") contains one of `adam_paths` (e.g. "embed":
     Muon is meant for hidden layers; () matches optax, which orthogonalizes every matrix).
+    `mask` (pytree of bools or params -> pytree) says which parameters decay, in both groups.
     """
-    matrices = _muon_matrices(
-        learning_rate, ns_coeffs, ns_steps, beta, eps, weight_decay, nesterov, bias_correction
-    )
-    others = adamw(
-        learning_rate if adam_learning_rate is None else adam_learning_rate,
-        adam_b1, adam_b2, eps, adam_eps_root, weight_decay=adam_weight_decay, nesterov=nesterov,
-    )
     adam_paths = (adam_paths,) if isinstance(adam_paths, str) else tuple(adam_paths)
 
     def label(path, p):
         name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
         return "muon" if p.ndim == 2 and not any(s in name for s in adam_paths) else "adam"
 
+    matrices = optax.chain(
+        scale_by_muon(ns_coeffs, ns_steps, beta, eps, nesterov, bias_correction),
+        scale_by_width(),
+        optax.add_decayed_weights(weight_decay, _for_one_group(mask)),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+    others = adamw(
+        learning_rate if adam_learning_rate is None else adam_learning_rate,
+        adam_b1, adam_b2, eps, adam_eps_root, adam_weight_decay, _for_one_group(mask), nesterov,
+    )
     labels = lambda params: jax.tree_util.tree_map_with_path(label, params)
     return optax.partition({"muon": matrices, "adam": others}, labels)

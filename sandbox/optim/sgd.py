@@ -1,4 +1,4 @@
-"""Gradient descent with and without momentum, written from the update rules."""
+"""Gradient descent with and without momentum: the momentum is the mathematics, the step is optax's."""
 
 from typing import NamedTuple
 
@@ -10,32 +10,35 @@ class MomentumState(NamedTuple):
     velocity: optax.Updates  # v, one array per parameter
 
 
-def sgd(learning_rate: float) -> optax.GradientTransformation:
-    """Plain gradient descent:  theta <- theta - lr * g."""
+def scale_by_momentum(beta: float = 0.9, nesterov: bool = False) -> optax.GradientTransformation:
+    """The direction d of heavy-ball (Polyak) or Nesterov (Sutskever's form) momentum:
 
-    def update(grads, state, params=None):
-        return jax.tree.map(lambda g: -learning_rate * g, grads), state
+        v <- g + beta v;    d = v  (heavy ball),    d = g + beta v  (nesterov)
 
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+    As `optax.trace(decay=beta, nesterov=...)`.
+    """
 
-
-def _momentum(learning_rate: float, beta: float, lookahead: bool) -> optax.GradientTransformation:
     def init(params):
         return MomentumState(velocity=jax.tree.map(lambda p: 0 * p, params))
 
     def update(grads, state, params=None):
         v = jax.tree.map(lambda g, v: g + beta * v, grads, state.velocity)
-        step = jax.tree.map(lambda g, v: g + beta * v, grads, v) if lookahead else v
-        return jax.tree.map(lambda s: -learning_rate * s, step), MomentumState(velocity=v)
+        direction = jax.tree.map(lambda g, v: g + beta * v, grads, v) if nesterov else v
+        return direction, MomentumState(velocity=v)
 
     return optax.GradientTransformation(init, update)
 
 
+def sgd(learning_rate: float) -> optax.GradientTransformation:
+    """Plain gradient descent:  theta <- theta - lr * g."""
+    return optax.chain(optax.identity(), optax.scale_by_learning_rate(learning_rate))
+
+
 def momentum(learning_rate: float, beta: float = 0.9) -> optax.GradientTransformation:
     """Heavy-ball momentum (Polyak):  v <- g + beta v;  theta <- theta - lr * v."""
-    return _momentum(learning_rate, beta, lookahead=False)
+    return optax.chain(scale_by_momentum(beta), optax.scale_by_learning_rate(learning_rate))
 
 
 def nesterov(learning_rate: float, beta: float = 0.9) -> optax.GradientTransformation:
     """Nesterov momentum (Sutskever's form):  v <- g + beta v;  theta <- theta - lr * (g + beta v)."""
-    return _momentum(learning_rate, beta, lookahead=True)
+    return optax.chain(scale_by_momentum(beta, nesterov=True), optax.scale_by_learning_rate(learning_rate))

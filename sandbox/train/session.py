@@ -7,7 +7,7 @@ from sandbox import config as config_lib
 from sandbox import optim
 from sandbox.text.data import load_dataset
 from sandbox.text.tokenizer import save_tokenizer
-from sandbox.train import checkpoint, records
+from sandbox.train import checkpoint, records, sharpness
 from sandbox.train import mesh as mesh_lib
 from sandbox.train.loop import train
 
@@ -17,6 +17,7 @@ def _checked(cfg: config_lib.Config, run_dir: Path | None):
     data = load_dataset(cfg.data, cfg.model.seq_len, run_dir)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.tokenizer.vocab_size))
     optim.build(cfg.optimizer, cfg.train.steps)
+    sharpness.check(cfg)
     mesh_lib.make_mesh(cfg.train.num_devices, cfg.train.batch_size)
     return cfg, data
 

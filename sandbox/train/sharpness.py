@@ -1,41 +1,43 @@
 """Sharpness while training: the top Hessian eigenvalue of the train loss every N steps.
 
 Measured on one fixed train batch so the curve shows the loss surface changing, not the batch.
-With `train.sharpness_preconditioned`, also lambda_max(P^-1/2 H P^-1/2) for Adam's
-preconditioner P = sqrt(nu_hat) + eps, read from the optimizer state.
+With `train.sharpness_preconditioned`, also lambda_max(P^-1/2 H P^-1/2) for the optimizer's own
+diagonal preconditioner P (Adam's sqrt(nu_hat) + eps, ...), which it reads from its state
+(`optim.preconditioner`).
 """
 
 import jax
 import numpy as np
 
-from sandbox import curvature
+from sandbox import curvature, optim
 from sandbox.errors import SandboxError
 from sandbox.text.data import get_batch
 from sandbox.train.step import loss_fn_for
 
 
-def _adam_moments(opt_state):
-    """The first optimizer-state node carrying Adam's second moment `nu` and step `count`."""
-    found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda s: hasattr(s, "nu")) if hasattr(s, "nu")]
-    if not found:
-        raise SandboxError("train.sharpness_preconditioned needs an Adam-type optimizer (its state has no `nu`)")
-    return found[0]
+def check(cfg) -> None:
+    """Raise unless the optimizer of `cfg` has the preconditioner `train.sharpness_preconditioned` reads."""
+    if cfg.train.sharpness_preconditioned and not optim.has_preconditioner(cfg.optimizer.name):
+        raise SandboxError(
+            f"train.sharpness_preconditioned needs an optimizer with a diagonal preconditioner "
+            f"({', '.join(optim.PRECONDITIONERS)}); optimizer {cfg.optimizer.name!r} has none"
+        )
 
 
 def make_sharpness(cfg, num_seeds: int):
     """sharpness(state, train_ids, data_key) -> {"sharpness": ..., ["preconditioned_sharpness": ...]}."""
+    check(cfg)
     loss_fn = loss_fn_for(cfg)
     key = jax.random.PRNGKey(cfg.train.seed + 20_000)
-    args = cfg.optimizer.args
+    opt_name, opt_args = cfg.optimizer.name, cfg.optimizer.args
 
     def one(state, ids_N):
         batch = get_batch(ids_N, key, cfg.train.batch_size, cfg.model.seq_len)
         out = {"sharpness": curvature.sharpness(loss_fn, state.params, batch, key)}
         if cfg.train.sharpness_preconditioned:
-            adam = _adam_moments(state.opt_state)
+            precond = optim.preconditioner(opt_name, opt_args, state.opt_state)
             out["preconditioned_sharpness"] = curvature.preconditioned_sharpness(
-                loss_fn, state.params, batch, key, adam.nu, eps=args.get("eps", 1e-8),
-                b2=args.get("b2", 0.999), count=adam.count)
+                loss_fn, state.params, batch, key, precond)
         return out
 
     fn = jax.jit(jax.vmap(one, in_axes=(0, None)) if num_seeds > 1 else one)
