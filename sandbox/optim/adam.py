@@ -78,5 +78,5 @@ def adam(
     eps_root: float = 0.0,
     nesterov: bool = False,
 ) -> optax.GradientTransformation:
-    """Adam:  theta <- theta - lr * d, d Adam's direction (`scale_by_adam`); no weight decay."""
+    """Adam (no weight decay):  theta <- theta - lr * m_hat / (sqrt(v_hat) + eps), moments as in `scale_by_adam`."""
     return optax.chain(scale_by_adam(b1, b2, eps, eps_root, nesterov), optax.scale_by_learning_rate(learning_rate))
