@@ -55,22 +55,3 @@ def test_canonical_only_mode_gives_canonical_matches(lm):
     assert all(regex.fullmatch(DATE, t) for t in out["texts"])
     assert out["canonical_fraction"] == 1.0
 
-
-def test_sample_cli_with_regex(tmp_path, capsys):
-    from test_train import micro
-
-    from sandbox.cli import main
-    from sandbox.train import session
-
-    run = tmp_path / "run"
-    session.start(micro("train.steps=10", "train.eval_every=10", "train.checkpoint_every=10"), run, progress=False)
-    pattern = "(ab|cd)+a"
-    assert main(["sample", str(run), "--prompt", "ab", "--regex", pattern, "-n", "5", "--num-tokens", "9"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    texts = [line.split(maxsplit=2)[2] for line in lines[:5]]
-    assert all(regex.fullmatch(pattern, t.strip("'")) for t in texts), texts
-    assert lines[5].startswith("5/5 match in full")
-    assert main(["sample", str(run), "--prompt", "ab", "--regex", "(a)\\1"]) == 2
-    assert "Group references" in capsys.readouterr().err
-    assert main(["sample", str(run), "--prompt", "ab", "--regex", "[0-9]"]) == 2  # symbols a-d spell no digit
-    assert "cannot complete" in capsys.readouterr().err
