@@ -22,7 +22,7 @@ def is_canonical(tokenizer, ids) -> bool:
     return list(tokenizer.encode(tokenizer.decode(ids))) == list(ids)
 
 
-def _tables(index: TokenIndex, vocab_size: int):
+def mask_tables(index: TokenIndex, vocab_size: int):
     """The index as arrays padded to the model's vocabulary: (next_SxV, finish_SxV, stop_S, eot)."""
     finish_SxV = index.finish_SxV()
     extra = vocab_size - finish_SxV.shape[1]
@@ -79,7 +79,7 @@ def sample_regex(params, cfg, tokenizer, pattern: str, prompt_ids, n: int, num_n
     if need > num_new:
         raise SandboxError(f"regex {pattern!r} needs at least {need} tokens of this tokenizer; "
                            f"allow more (got {num_new})")
-    tables = _tables(index, cfg.vocab_size)
+    tables = mask_tables(index, cfg.vocab_size)
     prompt_BxP = jnp.asarray(np.tile(np.asarray(prompt_ids, np.int32)[None, -cfg.seq_len :], (n, 1)))
     if canonical_only:
         rows = _canonical_rows(params, cfg, tokenizer, index, tables, prompt_BxP, num_new, key,
