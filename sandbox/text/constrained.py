@@ -87,32 +87,45 @@ class TokenIndex:
 
 
 def walk_tokens(next_Sx256: np.ndarray, tokens: list[bytes | None]) -> np.ndarray:
-    """next_SxV[s, t] = delta(s, bytes of t), -1 if the byte walk leaves the automaton or t has no bytes."""
+    """next_SxV[s, t] = delta(s, bytes of t), -1 if the byte walk leaves the automaton or t has no bytes.
+
+    Tokens share prefixes, so the walk runs over the trie of the vocabulary, one level (byte
+    position) at a time: a trie node's state vector is its parent's, stepped by one byte, and
+    the cost is S x (number of distinct prefixes) lookups instead of S x V x longest token."""
     num_states = next_Sx256.shape[0]
-    length_V = np.array([len(t) if t else 0 for t in tokens])
-    bytes_VxM = np.zeros((len(tokens), max(int(length_V.max()), 1)), np.int64)
-    for v, t in enumerate(tokens):
-        if t:
-            bytes_VxM[v, : len(t)] = np.frombuffer(t, np.uint8)
-    state_SxV = np.repeat(np.arange(num_states)[:, None], len(tokens), axis=1)
-    state_SxV[:, length_V == 0] = -1
-    for j in range(bytes_VxM.shape[1]):
-        moving_SxV = (state_SxV >= 0) & (j < length_V)[None, :]
-        stepped_SxV = next_Sx256[np.maximum(state_SxV, 0), bytes_VxM[None, :, j]]
-        state_SxV = np.where(moving_SxV, stepped_SxV, state_SxV)
-    return state_SxV.astype(np.int32)
+    sink = num_states  # an extra row absorbing every failed walk
+    table = np.vstack([np.where(next_Sx256 < 0, sink, next_Sx256), np.full((1, 256), sink)])
+    prefixes = sorted({t[:j] for t in tokens if t for j in range(1, len(t) + 1)}, key=len)
+    node_of = {b"": 0} | {p: k + 1 for k, p in enumerate(prefixes)}
+    parent_P = np.array([node_of[p[:-1]] for p in prefixes], np.int64)
+    last_P = np.array([p[-1] for p in prefixes], np.int64)
+    depth_P = np.array([len(p) for p in prefixes])
+    states_NxS = np.empty((len(prefixes) + 1, num_states + 1), np.int64)
+    states_NxS[0] = np.arange(num_states + 1)
+    for depth in range(1, int(depth_P.max(initial=0)) + 1):  # parents sit one level up: already filled
+        level = np.flatnonzero(depth_P == depth)
+        states_NxS[level + 1] = table[states_NxS[parent_P[level]], last_P[level, None]]
+    nodes_V = np.array([node_of[t] if t else -1 for t in tokens])
+    out_SxV = states_NxS[np.maximum(nodes_V, 0)].T[:num_states]
+    out_SxV = np.where((out_SxV == sink) | (nodes_V < 0)[None, :], -1, out_SxV)
+    return out_SxV.astype(np.int32)
 
 
 def completion_steps(next_SxV: np.ndarray, accept_S: np.ndarray) -> np.ndarray:
-    """steps_S: fewest tokens from s to an accepting state (Bellman-Ford on unit weights)."""
+    """steps_S: fewest tokens from s to an accepting state, by breadth-first search backwards
+    from the accepting states over the state graph (s -> s' when some token leads there)."""
+    num_states = len(accept_S)
+    rows, cols = np.nonzero(next_SxV >= 0)
+    edge_SxS = np.zeros((num_states, num_states), bool)
+    edge_SxS[rows, next_SxV[rows, cols]] = True
     steps_S = np.where(accept_S, 0, UNREACHABLE)
-    valid_SxV = next_SxV >= 0
-    while True:
-        via_SxV = np.where(valid_SxV, steps_S[np.maximum(next_SxV, 0)] + 1, UNREACHABLE)
-        better_S = np.minimum(steps_S, via_SxV.min(axis=1, initial=UNREACHABLE))
-        if (better_S == steps_S).all():
-            return steps_S
-        steps_S = better_S
+    frontier_S, k = accept_S.copy(), 0
+    while frontier_S.any():
+        k += 1
+        reached_S = edge_SxS[:, frontier_S].any(axis=1) & (steps_S == UNREACHABLE)
+        steps_S[reached_S] = k
+        frontier_S = reached_S
+    return steps_S
 
 
 def build_index(dfa: ByteDFA, tokens: list[bytes | None], eot: int | None) -> TokenIndex:

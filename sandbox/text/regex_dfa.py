@@ -207,8 +207,9 @@ def _minimize(next_SxC: np.ndarray, accept_S: np.ndarray):
     full_SxC = np.vstack([full_SxC, np.full((1, full_SxC.shape[1]), n)])
     block_S = np.append(accept_S, False).astype(np.int64)
     while True:
-        signature = np.hstack([block_S[:, None], block_S[full_SxC]])
-        _, refined_S = np.unique(signature, axis=0, return_inverse=True)
+        signature = np.ascontiguousarray(np.hstack([block_S[:, None], block_S[full_SxC]]))
+        rows = signature.view(np.dtype((np.void, signature.itemsize * signature.shape[1])))[:, 0]
+        _, refined_S = np.unique(rows, return_inverse=True)  # one sort of whole rows as byte strings
         refined_S = refined_S.reshape(-1)
         if refined_S.max() == block_S.max():
             break
