@@ -18,8 +18,10 @@ from sandbox.text.constrained import TokenIndex, regex_index, token_bytes
 
 
 def is_canonical(tokenizer, ids) -> bool:
-    """True iff `ids` is exactly the tokenizer's own encoding of the text they spell."""
-    return list(tokenizer.encode(tokenizer.decode(ids))) == list(ids)
+    """True iff `ids` is exactly the tokenizer's own encoding of the text they spell (special-token
+    text such as "<|endoftext|>" read as ordinary text, as the constrained sampler spells it)."""
+    encode = getattr(tokenizer, "encode_ordinary", tokenizer.encode)
+    return list(encode(tokenizer.decode(ids))) == list(ids)
 
 
 def mask_tables(index: TokenIndex, vocab_size: int):
