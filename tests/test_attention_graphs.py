@@ -44,8 +44,9 @@ def test_capturing_minilm_attention_leaves_embeddings_bit_identical():
 
     model = minilm.load()
     ids, mask = model.tokenize(["attention is a graph", "a longer sentence than the first one is"])
-    emb, att = minilm_attention(model.params, ids, mask, model.cfg)  # op by op, as `encode` without jit
-    np.testing.assert_array_equal(np.asarray(emb), np.asarray(minilm.encode(model.params, ids, mask, model.cfg)))
+    emb, att = jax.jit(minilm_attention, static_argnames="cfg")(model.params, ids, mask, model.cfg)
+    plain = jax.jit(minilm.encode, static_argnames="cfg")(model.params, ids, mask, model.cfg)
+    np.testing.assert_array_equal(np.asarray(emb), np.asarray(plain))
     assert att.shape == (6, 2, 12, ids.shape[1], ids.shape[1])
     assert float(att[:, 0, :, :, int(mask[0].sum()):].max()) == 0.0  # padding gets no attention
 

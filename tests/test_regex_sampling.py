@@ -50,7 +50,7 @@ def test_greedy_picks_the_most_likely_allowed_token(lm):
 
 def test_canonical_only_mode_gives_canonical_matches(lm):
     tok, cfg, params = lm
-    out = sample_regex(params, cfg, tok, DATE, tok.encode("Date: "), n=3, num_new=16, key=jax.random.PRNGKey(4),
+    out = sample_regex(params, cfg, tok, DATE, tok.encode("Date: "), n=2, num_new=12, key=jax.random.PRNGKey(4),
                        canonical_only=True)
     assert all(regex.fullmatch(DATE, t) for t in out["texts"])
     assert out["canonical_fraction"] == 1.0
