@@ -119,3 +119,29 @@ def test_empty_language_and_uncompletable_pattern_are_refused(tok):
         regex_index(r"a[]b", tok)
     with pytest.raises(SandboxError, match="cannot complete"):
         regex_index(r"ab\d", SymbolTokenizer(3))  # symbols a, b, c: no digit token
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0, 0x7FF), (0x41, 0x1000), (0xD000, 0xE100), (0xFF00, 0x10100),
+                                        (0x10FF00, 0x10FFFF)])
+def test_utf8_byte_sequences_are_exactly_the_encodings(lo, hi):
+    import itertools
+
+    from sandbox.text.utf8_ranges import byte_sequences
+
+    got = []
+    for seq in byte_sequences(lo, hi):
+        got += [bytes(b) for b in itertools.product(*(range(a, z + 1) for a, z in seq))]
+    expected = [chr(c).encode("utf-8") for c in range(lo, hi + 1) if not 0xD800 <= c <= 0xDFFF]
+    assert sorted(got) == sorted(expected)  # each encoding once, nothing else (no surrogates, no overlongs)
+
+
+def test_negated_classes_over_unicode_agree_with_regex():
+    pattern = "[^aé\u4e00-\u4e0f]+[\u0400-\u04ff]?"  # the characters themselves: no \\u escapes
+    dfa = compile_regex(pattern)
+    compiled = regex.compile(pattern)
+    rng = random.Random(2)
+    pool = "aébç\u4e00\u4e05\u4e10\u0416\U0001f600x"
+    for _ in range(3000):
+        s = "".join(rng.choice(pool) for _ in range(rng.randint(0, 5)))
+        assert dfa.fullmatch(s.encode()) == (compiled.fullmatch(s) is not None), s
+        assert (dfa.walk(s.encode()) >= 0) == (compiled.fullmatch(s, partial=True) is not None), s

@@ -60,8 +60,9 @@ def parse(pattern: str):
     try:
         return parse_pattern(pattern)
     except Unsupported as e:
-        raise SandboxError(f"regex {pattern!r} uses an unsupported feature ({e}): backreferences, lookaround, "
-                           "anchors ^ $ \\b and flags other than (?i) (?s) are not supported") from None
+        raise SandboxError(f"regex {pattern!r} uses an unsupported feature ({e}); supported: literals, classes, "
+                           ". * + ? {m,n} | ( ), (?i) (?s); not: backreferences, lookaround, anchors ^ $ \\b, "
+                           "\\u escapes (write the character itself)") from None
     except (InvalidSyntax, ValueError, IndexError) as e:
         raise SandboxError(f"regex {pattern!r} is not valid syntax: {str(e) or 'parse error'}") from None
 
