@@ -39,8 +39,10 @@ def mask_tables(index: TokenIndex, vocab_size: int):
 def _canonical_rows(params, cfg, tokenizer, index, tables, prompt_BxP, num_new, key, temperature, top_k, top_p):
     """Step by step: draw among the allowed tokens; a token that makes the prefix non-canonical is
     removed and the draw repeated. Returns per row the new token ids (end-of-text excluded)."""
-    next_SxV, finish_SxV, _, eot = tables
+    next_SxV, finish_SxV = (np.asarray(t) for t in tables[:2])
+    eot = tables[3]
     logits_at = jax.jit(window_logits, static_argnames="cfg")
+    draw = jax.jit(sample_next, static_argnames="top_k")
     rows = []
     for b in range(prompt_BxP.shape[0]):
         buf = prompt_buffer(prompt_BxP[b : b + 1], num_new, cfg.seq_len)
@@ -50,13 +52,13 @@ def _canonical_rows(params, cfg, tokenizer, index, tables, prompt_BxP, num_new, 
                 break
             key, sub = jax.random.split(key)
             logits_1xV = logits_at(params, cfg, buf, prompt_BxP.shape[1] + i)
-            keep_V = np.asarray(finish_SxV[state] <= num_new - 1 - i)
+            keep_V = np.array(finish_SxV[state] <= num_new - 1 - i)  # a writable copy
             while True:
                 if not keep_V.any():
                     raise SandboxError(f"canonical-only sampling is stuck after {tokenizer.decode(ids)!r}: every "
                                        "allowed token makes the sequence non-canonical; sample without it")
                 sub, draw_key = jax.random.split(sub)
-                t = int(sample_next(draw_key, jnp.where(keep_V, logits_1xV, -jnp.inf), temperature, top_k, top_p)[0])
+                t = int(draw(draw_key, jnp.where(keep_V, logits_1xV, -jnp.inf), temperature, top_k, top_p)[0])
                 if t == eot or is_canonical(tokenizer, ids + [t]):
                     break
                 keep_V[t] = False
