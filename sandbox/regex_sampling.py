@@ -36,37 +36,46 @@ def mask_tables(index: TokenIndex, vocab_size: int):
     return jnp.asarray(next_SxV), jnp.asarray(finish_SxV), jnp.asarray(stop_S), -1 if index.eot is None else index.eot
 
 
-def _canonical_rows(params, cfg, tokenizer, index, tables, prompt_BxP, num_new, key, temperature, top_k, top_p):
+def _canonical_rows(params, cfg, tokenizer, index, tables, prompt_BxP, num_new, key, temperature, top_k, top_p,
+                    max_draws_per_token: int = 50):
     """Step by step: draw among the allowed tokens; a token that makes the prefix non-canonical is
-    removed and the draw repeated. Returns per row the new token ids (end-of-text excluded)."""
+    removed and the draw repeated; when no token is left, back up one token and forbid it there
+    (depth-first search). Returns per row the new token ids (end-of-text excluded)."""
     next_SxV, finish_SxV = (np.asarray(t) for t in tables[:2])
-    eot = tables[3]
+    eot, p = tables[3], prompt_BxP.shape[1]
     logits_at = jax.jit(window_logits, static_argnames="cfg")
     draw = jax.jit(sample_next, static_argnames="top_k")
     rows = []
     for b in range(prompt_BxP.shape[0]):
         buf = prompt_buffer(prompt_BxP[b : b + 1], num_new, cfg.seq_len)
-        state, ids = index.initial, []
-        for i in range(num_new):
-            if index.is_final(state) and not index.can_continue(state):
+        ids, states, options = [], [index.initial], []  # options[i]: (tokens still allowed at i, logits)
+        for _ in range(max_draws_per_token * num_new):
+            i, state = len(ids), states[-1]
+            if i == num_new or (index.is_final(state) and not index.can_continue(state)):
                 break
-            key, sub = jax.random.split(key)
-            logits_1xV = logits_at(params, cfg, buf, prompt_BxP.shape[1] + i)
-            keep_V = np.array(finish_SxV[state] <= num_new - 1 - i)  # a writable copy
-            while True:
-                if not keep_V.any():
-                    raise SandboxError(f"canonical-only sampling is stuck after {tokenizer.decode(ids)!r}: every "
-                                       "allowed token makes the sequence non-canonical; sample without it")
-                sub, draw_key = jax.random.split(sub)
-                t = int(draw(draw_key, jnp.where(keep_V, logits_1xV, -jnp.inf), temperature, top_k, top_p)[0])
-                if t == eot or is_canonical(tokenizer, ids + [t]):
+            if len(options) == i:
+                options.append((np.array(finish_SxV[state] <= num_new - 1 - i), logits_at(params, cfg, buf, p + i)))
+            keep_V, logits_1xV = options[i]
+            if not keep_V.any():  # dead end: back up and forbid the token that led here
+                if not ids:
                     break
-                keep_V[t] = False
+                options.pop()
+                states.pop()
+                options[-1][0][ids.pop()] = False
+                continue
+            key, draw_key = jax.random.split(key)
+            t = int(draw(draw_key, jnp.where(keep_V, logits_1xV, -jnp.inf), temperature, top_k, top_p)[0])
             if t == eot:
                 break
+            if not is_canonical(tokenizer, ids + [t]):
+                keep_V[t] = False
+                continue
             ids.append(t)
-            state = int(next_SxV[state, t])
-            buf = buf.at[0, prompt_BxP.shape[1] + i].set(t)
+            states.append(int(next_SxV[state, t]))
+            buf = buf.at[0, p + i].set(t)
+        if not index.is_final(states[-1]):
+            raise SandboxError(f"canonical-only sampling found no canonical match (last tried "
+                               f"{tokenizer.decode(ids)!r}); sample without --canonical-only")
         rows.append(ids)
     return rows
 
