@@ -143,7 +143,12 @@ def run(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
             rank1, uniform = (np.asarray(r) for r in stacks(keys, jnp.int32(VARIANTS.index(v))))
             slopes = [fitted_slope(r, cfg.floor) for r in rank1]
             last = rank1[:, -1] / rank1[:, 0]
+            # per-layer change of log r, seed mean, while above the floor: steepening steps = doubly exponential
+            above = rank1[:, 1:] > cfg.floor
+            counts = above.sum(axis=0)
+            steps = np.where(above, np.diff(np.log(rank1), axis=1), 0.0).sum(axis=0) / np.maximum(counts, 1)
             measured[v] = {"rank1": rank1.tolist(), "uniform": uniform.tolist(), "fitted_slope": slopes,
+                           "log_step_per_layer": [float(x) if c else None for x, c in zip(steps, counts)],
                            "final_over_initial": last.tolist(),
                            "aggregate": {"slope_mean": float(np.mean(slopes)), "slope_std": float(np.std(slopes)),
                                          "slope_min": float(np.min(slopes)), "slope_max": float(np.max(slopes)),
