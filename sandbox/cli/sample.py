@@ -12,6 +12,9 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     p.add_argument("--entropy", action="store_true", help="also print each token's predictive entropy (nats)")
+    p.add_argument("--regex", default=None, metavar="PATTERN", help="generate only text matching PATTERN in full")
+    p.add_argument("-n", type=int, default=8, help="with --regex: number of samples (default 8)")
+    p.add_argument("--canonical-only", action="store_true", help="with --regex: only canonical token sequences")
     p.set_defaults(func=run)
 
 
@@ -40,6 +43,8 @@ def run(args) -> int:
     from sandbox.train.checkpoint import load_run
 
     _check(args)
+    if args.regex is not None:
+        return _regex(args)
     cfg, params, step = load_run(args.run_dir, args.step)
     tok = run_tokenizer(cfg.data, args.run_dir)
     prompt = tok.encode(args.prompt)
@@ -57,4 +62,19 @@ def run(args) -> int:
         for t, h in zip(new, entropies[0].tolist()):
             print(f"{tok.decode([t])!r:>10}  {h:.3f}")
         print(f"mean {float(entropies.mean()):.3f} nats/token")
+    return 0
+
+
+def _regex(args) -> int:
+    from sandbox.errors import SandboxError
+    from sandbox.regex_sampling import sample_run
+
+    if args.n <= 0:
+        raise SandboxError(f"-n must be positive, got {args.n}")
+    out = sample_run(args.run_dir, args.regex, args.prompt, args.n, args.num_tokens, args.seed, args.temperature,
+                     args.top_k, args.top_p, args.canonical_only, args.step)
+    for text, ok, canon in zip(out["texts"], out["matched"], out["canonical"]):
+        print(f"{'match' if ok else 'NO MATCH'}  {'canonical' if canon else 'non-canonical'}  {text!r}")
+    print(f"{sum(out['matched'])}/{len(out['texts'])} match in full; canonical token sequences: "
+          f"{out['canonical_fraction']:.0%} (automaton: {out['index_states']} states)")
     return 0

@@ -4,6 +4,7 @@
     sandbox tokenize encode FILE TEXT [--allow-special]
     sandbox tokenize explain FILE WORD
     sandbox tokenize stats FILE PATH_OR_CORPUS
+    sandbox tokenize count FILE TEXT [--run RUN_DIR] [--corpus PATH_OR_CORPUS --out DIR [--force]]
 """
 
 import time
@@ -31,6 +32,13 @@ def add_parser(subparsers):
     s = actions.add_parser("stats", help="bytes per token, unigram entropy and Zipf slope on a corpus")
     s.add_argument("file", metavar="FILE")
     s.add_argument("corpus", metavar="PATH_OR_CORPUS")
+    c = actions.add_parser("count", help="count the ways TEXT splits into tokens; LM probability of each (--run)")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("text", metavar="TEXT")
+    c.add_argument("--run", default=None, help="a run trained with this tokenizer: score every segmentation")
+    c.add_argument("--corpus", default=None, help="also plot the counts over the corpus's words into --out")
+    c.add_argument("--out", default=None, help="folder for the --corpus figure")
+    c.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
     p.set_defaults(func=run)
 
 
@@ -45,6 +53,8 @@ def run(args) -> int:
         print("ids:", " ".join(map(str, ids)))
         print("tokens:", " ".join(_show(tok.decode_bytes([i])) for i in ids))
         print(f"{len(ids)} tokens for {len(args.text.encode('utf-8', 'surrogatepass'))} bytes")
+    elif args.action == "count":
+        _count(args, tok)
     elif args.action == "explain":
         _explain(tok, args.word)
     else:
@@ -89,3 +99,24 @@ def _explain(tok, word: str) -> None:
 def _show(data: bytes) -> str:
     """A token's bytes as a quoted string; bytes that are not UTF-8 shown as \\xNN."""
     return repr(data.decode("utf-8", errors="backslashreplace"))
+
+
+def _count(args, tok) -> None:
+    from sandbox.analysis.segmentations import count_report, write_word_figure
+
+    if args.corpus and not args.out:
+        raise SandboxError("--corpus needs --out, the folder to write the figure into")
+    rep = count_report(tok, args.text, args.run)
+    print(f"{rep['count']} segmentations of {rep['bytes']} bytes; canonical ({len(rep['canonical'])} tokens): "
+          + " ".join(_show(t) for t in rep["canonical"]))
+    if "lm" in rep:
+        lm = rep["lm"]
+        for k in sorted(range(len(lm["logprobs"])), key=lambda k: -lm["logprobs"][k])[:20]:
+            mark = "  <- canonical" if k == lm["canonical_index"] else ""
+            print(f"  log p = {lm['logprobs'][k]:9.3f}  " + " ".join(_show(tok.decode_bytes([i]))
+                                                             for i in lm["segmentations"][k]) + mark)
+        print(f"canonical share of p(text): {lm['canonical_share']:.1%}")
+    if args.corpus:
+        fig = write_word_figure(tok, args.corpus, args.out, args.force)
+        print(f"{fig['words']} words, median {fig['median']:.0f} segmentations, most {fig['most'][0]!r} "
+              f"({fig['most'][1]}) -> {args.out}/segmentations.png")

@@ -18,8 +18,9 @@ def causal_mask(length):
     return jnp.tril(jnp.ones((length, length), dtype=bool))
 
 
-def scaled_dot_product_attention(q_BxHxLxK, k_BxHxSxK, v_BxHxSxK, mask=None):
-    """softmax(q k^T / sqrt(K) + masked) v  (Vaswani et al., 2017).
+def attention_weights(q_BxHxLxK, k_BxHxSxK, mask=None):
+    """weights_BxHxLxS = softmax(q k^T / sqrt(K) + masked) over the keys: each row a probability
+    distribution, so every head's matrix is row-stochastic (a Markov chain on positions).
 
     Dividing by sqrt(K) keeps the scores' variance O(1) when q, k have unit-variance
     entries, so the softmax doesn't saturate. Scores and softmax are computed in
@@ -34,8 +35,31 @@ def scaled_dot_product_attention(q_BxHxLxK, k_BxHxSxK, v_BxHxSxK, mask=None):
     ) / jnp.sqrt(jnp.asarray(k_width, dtype))
     if mask is not None:
         scores_BxHxLxS = jnp.where(mask, scores_BxHxLxS, jnp.finfo(dtype).min)
-    weights_BxHxLxS = jax.nn.softmax(scores_BxHxLxS, axis=-1).astype(v_BxHxSxK.dtype)
+    return jax.nn.softmax(scores_BxHxLxS, axis=-1)
+
+
+def scaled_dot_product_attention(q_BxHxLxK, k_BxHxSxK, v_BxHxSxK, mask=None):
+    """softmax(q k^T / sqrt(K) + masked) v  (Vaswani et al., 2017), weights from `attention_weights`."""
+    weights_BxHxLxS = attention_weights(q_BxHxLxK, k_BxHxSxK, mask).astype(v_BxHxSxK.dtype)
     return jnp.einsum("bhls,bhsk->bhlk", weights_BxHxLxS, v_BxHxSxK)
+
+
+def project_heads(p, x_BxLxD, n_heads, rope=False, positions_L=None):
+    """(q, k, v)_BxHxLxK: x's dense projections split into H heads of width K = D/H; with
+    rope=True, q and k are rotated by RoPE at positions_L (default 0..L-1)."""
+    b, length, d = x_BxLxD.shape
+
+    def split_heads(y_BxLxD):
+        return y_BxLxD.reshape(b, length, n_heads, d // n_heads).transpose(0, 2, 1, 3)
+
+    q_BxHxLxK = split_heads(dense(p["q"], x_BxLxD))
+    k_BxHxLxK = split_heads(dense(p["k"], x_BxLxD))
+    v_BxHxLxK = split_heads(dense(p["v"], x_BxLxD))
+    if rope:
+        positions_L = jnp.arange(length) if positions_L is None else positions_L
+        q_BxHxLxK = embedding.rope(q_BxHxLxK, positions_L)
+        k_BxHxLxK = embedding.rope(k_BxHxLxK, positions_L)
+    return q_BxHxLxK, k_BxHxLxK, v_BxHxLxK
 
 
 def multi_head_attention(p, x_BxLxD, n_heads, mask=None, rope=False, positions_L=None):
@@ -46,18 +70,7 @@ def multi_head_attention(p, x_BxLxD, n_heads, mask=None, rope=False, positions_L
     q and k are rotated by RoPE at positions_L (default 0..L-1) before the scores.
     """
     b, length, d = x_BxLxD.shape
-    k_width = d // n_heads
-
-    def split_heads(y_BxLxD):
-        return y_BxLxD.reshape(b, length, n_heads, k_width).transpose(0, 2, 1, 3)
-
-    q_BxHxLxK = split_heads(dense(p["q"], x_BxLxD))
-    k_BxHxLxK = split_heads(dense(p["k"], x_BxLxD))
-    v_BxHxLxK = split_heads(dense(p["v"], x_BxLxD))
-    if rope:
-        positions_L = jnp.arange(length) if positions_L is None else positions_L
-        q_BxHxLxK = embedding.rope(q_BxHxLxK, positions_L)
-        k_BxHxLxK = embedding.rope(k_BxHxLxK, positions_L)
+    q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = project_heads(p, x_BxLxD, n_heads, rope, positions_L)
     out_BxHxLxK = scaled_dot_product_attention(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK, mask)
     out_BxLxD = out_BxHxLxK.transpose(0, 2, 1, 3).reshape(b, length, d)
     return dense(p["o"], out_BxLxD)

@@ -136,6 +136,11 @@ def forward_from_embeddings(params, x_BxLxD, cfg):
     mask_LxL = causal_mask(x_BxLxD.shape[-2])
     for i in range(cfg.n_layers):
         x_BxLxD = block(params[f"block_{i}"], x_BxLxD, cfg, mask_LxL)
+    return unembed(params, x_BxLxD, cfg)
+
+
+def unembed(params, x_BxLxD, cfg):
+    """Logits from the last residual stream: the final norm, then the (tied) unembedding."""
     x_BxLxD = norm(params["norm_final"], x_BxLxD, cfg.norm)
     if cfg.tie_embeddings:
         # Tying reuses E as the output map: a token's input vector is also the

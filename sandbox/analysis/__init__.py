@@ -1,0 +1,1 @@
+"""What you ask of a trained run: functions returning data (+ figures)."""
