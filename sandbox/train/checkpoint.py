@@ -31,7 +31,7 @@ def manager(run_dir: Path, keep: int = 3, writer: bool = False) -> ocp.Checkpoin
     may belong to a save in progress).
     """
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False,
-                                           cleanup_tmp_directories=writer, read_only=not writer)
+                                           cleanup_tmp_directories=writer, create=writer)
     return ocp.CheckpointManager((Path(run_dir) / "checkpoints").resolve(), options=options)
 
 
