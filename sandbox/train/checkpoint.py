@@ -7,7 +7,10 @@ unfinished save, one that disagrees with it is damaged, and neither is ever rest
 `load_run` is how every other tool (hessian, compress, sample, spectra) opens a run folder.
 """
 
+import logging
 import shutil
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -109,26 +112,59 @@ def save(mngr: ocp.CheckpointManager, state) -> None:
     host = jax.device_get(state)  # host copies: orbax would otherwise compile a slicing program per array
     step, bad = step_of(host), nonfinite(host)
     if bad:
-        raise NonFinite(f"the train state after step {step} holds NaN or infinite values in {len(bad)} arrays "
-                        f"(e.g. {bad[0]}); it was not saved")
+        raise NonFinite(f"{len(bad)} arrays hold NaN or infinity, e.g. {bad[0]}; the state of step {step} "
+                        "was not saved")
     run_dir = Path(mngr.directory).parent
     try:
-        mngr.save(step, args=ocp.args.StandardSave(host), force=True)
-        mngr.wait_until_finished()
+        with _quiet_orbax():
+            mngr.save(step, args=ocp.args.StandardSave(host), force=True)
+            mngr.wait_until_finished()
         manifest.write(_step_dirs(run_dir)[step])
     except Exception as e:
         for leftover in Path(mngr.directory).glob(f"{step}.orbax-checkpoint-tmp*"):
             shutil.rmtree(leftover, ignore_errors=True)
         if step in _step_dirs(run_dir) and not manifest.has(_step_dirs(run_dir)[step]):
             shutil.rmtree(_step_dirs(run_dir)[step], ignore_errors=True)
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).splitlines() or [repr(e)])[0]
         kept = newest_intact(run_dir)
-        raise SandboxError(f"saving the checkpoint at step {step} in {run_dir} failed ({reason}); nothing of it "
-                           f"is left, and the last complete checkpoint ({_step_phrase(kept)}) is intact") from None
+        raise SandboxError(
+            f"saving the checkpoint at step {step} in {run_dir} failed ({_reason(e)}); nothing of it is left, and "
+            + ("no checkpoint was complete yet" if kept is None else
+               f"the last complete checkpoint (step {kept}) is intact: once fixed, continue with "
+               f"`sandbox train --resume {run_dir}`")) from None
 
 
-def _step_phrase(step: int | None) -> str:
-    return "none" if step is None else f"step {step}"
+# what the operating system said, found inside the text of orbax's and tensorstore's errors
+_OS_REASONS = ("No space left on device", "Disk quota exceeded", "Permission denied", "Read-only file system",
+               "File too large", "Input/output error")
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    text = str(e)
+    found = next((r for r in _OS_REASONS if r in text), None)
+    return found or ((text.splitlines() or [repr(e)])[0][:200])
+
+
+@contextmanager
+def _quiet_orbax():
+    """Orbax logs each failure of its writer threads with a traceback, and after a failed write
+    tensorstore's threads call back into orbax's closed event loop (Python prints each 'Event loop is
+    closed'); the caller reports the failure once, so silence both (the latter for good after a failure)."""
+    absl, previous = logging.getLogger("absl"), sys.unraisablehook
+    level = absl.level
+
+    def hook(unraisable):
+        if not (unraisable.exc_type is RuntimeError and "Event loop is closed" in str(unraisable.exc_value)):
+            previous(unraisable)
+
+    absl.setLevel(logging.CRITICAL)
+    sys.unraisablehook = hook
+    try:
+        yield
+        sys.unraisablehook = previous
+    finally:
+        absl.setLevel(level)
 
 
 def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None,
