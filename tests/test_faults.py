@@ -276,3 +276,76 @@ def test_full_disk_during_a_checkpoint_keeps_the_last_complete_one(tmp_path):
     kept = int(err.split("the last complete checkpoint (step ")[1].split(")")[0])
     assert listing == [str(s) for s in range(1, kept + 1)]  # the complete ones, nothing half-written beside them
     assert "continue with `sandbox train --resume" in err
+
+
+def test_two_writers_on_one_folder_and_ctrl_c(tmp_path):
+    run = tmp_path / "live"
+    writer = start("train", *TINY, "train.steps=100000", "train.log_every=1", "train.eval_every=100000",
+                   "train.checkpoint_every=5", "--out", run)
+    deadline = time.time() + 300
+    while not checkpoint.saved_steps(run):
+        assert writer.poll() is None and time.time() < deadline, writer.stderr.read() if writer.poll() else "timeout"
+        time.sleep(0.05)
+    results = cli(["train", "--resume", run, "train.steps=200000"],
+                  ["train", *TINY, "--out", run, "--force"])
+    for r in results:
+        assert r["rc"] == 2 and f"is being written by another sandbox process (pid {writer.pid})" in r["err"]
+    assert writer.poll() is None  # the first writer is untouched and still training
+    writer.send_signal(signal.SIGINT)
+    _, err = writer.communicate(timeout=120)
+    assert writer.returncode == 130 and "Traceback" not in err
+    assert "interrupted: training was interrupted after step" in err
+    assert f"continue with `sandbox train --resume {run}`" in err
+    result, = cli(["train", "--resume", run, "train.steps=1"])  # the lock went with the process
+    assert result["rc"] == 2 and "has finished" not in result["err"] and "being written" not in result["err"]
+
+
+def test_bad_requests_are_refused_before_any_folder_is_made(trained, tmp_path):
+    """From a folder that is not the repository: config paths resolve against the sandbox's own configs."""
+    notes, note_file, corpus = tmp_path / "notes", tmp_path / "notes.txt", tmp_path / "corpus.txt"
+    notes.mkdir()
+    (notes / "ideas.md").write_text("mine")
+    note_file.write_text("mine")
+    corpus.write_text("hello world, hello there " * 20)
+    o = {k: tmp_path / k for k in ("b1", "wd", "big", "exp", "file", "sharp", "fresh")}
+    o["file"].write_text("mine")
+    results = cli(["train", *TINY, "optimizer.args.b1=abc", "--out", o["b1"]],
+                  ["train", *TINY, "optimizer.args.weight_decay=.nan", "--out", o["wd"]],
+                  ["train", *TINY, "train.batch_size=1000000", "--out", o["big"]],
+                  ["run", "quickstart", "overrides=[train.stepz=3]", "--out", o["exp"]],
+                  ["train", *TINY, "--out", notes, "--force"],
+                  ["train", *TINY, "--out", o["file"]],
+                  ["tokenize", "train", corpus, "--vocab-size", "260", "--out", note_file, "--force"],
+                  ["sample", trained[0], "--prompt", "The", "--temperature", "nan"],
+                  ["list", "optimizers"],
+                  ["train", *TINY, "train.steps=4", "train.log_every=4", "train.eval_every=4",
+                   "train.checkpoint_every=4", "train.sharpness_every=3", "--out", o["sharp"]],
+                  ["train", *TINY, "train.steps=2", "--out", o["fresh"]],
+                  ["train", *TINY, "train.steps=3", "--out", o["fresh"], "--force"],
+                  cwd=tmp_path)
+    expected = ["optimizer.args.b1='abc' must be a number", "'optimizer.args.weight_decay' = nan",
+                "one training step needs about", "unknown config key 'train.stepz'", "was not made by the sandbox",
+                "is a file, not a folder", "was not made by the sandbox", "--temperature must be a finite number"]
+    for r, message in zip(results, expected):
+        assert r["rc"] == 2 and message in r["err"], (message, r["err"])
+    for key in ("b1", "wd", "big", "exp"):
+        assert not o[key].exists()
+    assert (notes / "ideas.md").read_text() == note_file.read_text() == o["file"].read_text() == "mine"
+    assert results[8]["rc"] == 0 and "0x" not in results[8]["out"] and "adamw" in results[8]["out"]
+    # sharpness_every=3 is honoured although step 3 is neither logged, evaluated nor saved
+    assert results[9]["rc"] == 0 and [("sharpness" in r) for r in records.read_metrics(o["sharp"] / "metrics.jsonl")
+                                      ] == [True, False]
+    assert results[10]["rc"] == results[11]["rc"] == 0 and checkpoint.saved_steps(o["fresh"]) == [3]
+
+
+# compress/spectra still write through records.prepare_new_dir on this branch; they pass once converted to
+# rundir.claim(..., inputs=[run]) by the analysis helper. Lead: drop this mark after merging.
+@pytest.mark.xfail(strict=True, reason="compress/spectra not yet converted to rundir.claim")
+def test_analyses_never_write_over_their_input_run(trained, tmp_path):
+    run = copy(trained[0], tmp_path / "run")
+    before = snapshot(run)
+    results = cli(["compress", run, "--method", "svd", "--fractions", "0.5", "--out", run, "--force"],
+                  ["spectra", run, "--out", run, "--force"])
+    assert snapshot(run) == before
+    for r in results:
+        assert r["rc"] == 2 and "an input of this command" in r["err"]
