@@ -95,6 +95,7 @@ def _start_step(run_dir: Path, from_step: int | None) -> int:
 def resume(run_dir: Path, overrides: list[str] = (), progress: bool = True, from_step: int | None = None) -> dict:
     """Continue the run in `run_dir` from its latest checkpoint (or `from_step`) to train.steps."""
     run_dir = Path(run_dir)
+    checkpoint.load_config(run_dir)  # a clear refusal for a folder that is not a run, before locking it
     with rundir.lock(run_dir):
         cfg = _resume_config(run_dir, list(overrides))
         start_step = _start_step(run_dir, from_step)
