@@ -36,7 +36,10 @@ def load_config(name: str, overrides: list[str] = (), quick: bool = False):
     raw = OmegaConf.load(folder / f"{name}.yaml")
     if quick:
         raw = OmegaConf.merge(raw, OmegaConf.load(folder / f"{name}.quick.yaml"))
-    return config_lib.resolve(raw, list(overrides), schema=module.Config)
+    cfg = config_lib.resolve(raw, list(overrides), schema=module.Config)
+    if hasattr(cfg, "base") and hasattr(cfg, "overrides"):  # a training config inside: check it now too
+        config_lib.load(cfg.base, cfg.overrides)
+    return cfg
 
 
 def run(name: str, out_dir: Path, overrides: list[str] = (), quick: bool = False, progress: bool = True) -> dict:

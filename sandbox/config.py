@@ -7,9 +7,12 @@ Unknown keys, wrong types and invalid values raise `SandboxError` naming the key
 valid choices. `save` writes the resolved config, which alone reproduces the run.
 """
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
@@ -49,7 +52,20 @@ def _preset(group: str, name: str) -> DictConfig:
     return OmegaConf.merge(OmegaConf.structured(PRESET_GROUPS[group]), OmegaConf.load(path))
 
 
+def find(path: str | Path) -> Path:
+    """`path` itself if it exists, else the same relative path in the sandbox's configs folder.
+
+    So `configs/tiny.yaml` (or `tiny.yaml`) names the shipped preset from any working folder.
+    """
+    path = Path(path)
+    if path.exists() or path.is_absolute():
+        return path
+    inside = Path(*path.parts[1:]) if path.parts[:1] == ("configs",) else path
+    return CONFIG_DIR / inside if (CONFIG_DIR / inside).is_file() else path
+
+
 def _read_yaml(path: Path) -> DictConfig:
+    path = find(path)
     if not path.is_file():
         raise SandboxError(f"config file {path} not found")
     try:
@@ -91,11 +107,37 @@ def resolve(raw: DictConfig, overrides: list[str] = (), schema=Config):
                 cfg[key] = _preset(key, value)
             else:
                 cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
-        return OmegaConf.to_object(cfg)
+        return _check_floats(OmegaConf.to_object(cfg))
     except OmegaConfBaseException as e:
         raise SandboxError(_explain(e, schema)) from None
     except TypeError as e:  # a dataclass built with a value it cannot take
         raise SandboxError(f"invalid config: {e}") from None
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _bad_floats(obj, prefix: str = ""):
+    """(key, value) of every float in a config tree that is NaN or does not fit in float32."""
+    if dataclasses.is_dataclass(obj):
+        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _bad_floats(value, f"{prefix}{key}.")
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _bad_floats(value, f"{prefix}{i}.")
+    elif isinstance(obj, float) and (math.isnan(obj) or (math.isfinite(obj) and abs(obj) > _FLOAT32_MAX)):
+        yield prefix[:-1], obj
+
+
+def _check_floats(cfg):
+    """Refuse NaN and values that overflow float32 (1e39 is finite in Python, inf on the device)."""
+    bad = next(_bad_floats(cfg), None)
+    if bad is not None:
+        raise SandboxError(f"config key {bad[0]!r} = {bad[1]!r} is not a usable number: "
+                           f"the computation runs in float32, whose largest value is {_FLOAT32_MAX:.4g}")
+    return cfg
 
 
 def load(path: str | Path, overrides: list[str] = (), schema=Config):

@@ -5,7 +5,9 @@ The rules, for every command:
   itself (it holds `MARKER`) and that is not an input of the same command (nor holds one);
 - while a command writes a folder it holds an OS lock on `LOCK` inside it (`fcntl.flock`: released
   by the kernel on any exit, so a killed process leaves no stale lock); a second writer is refused;
-- analyses never write over earlier results: by default each writes a new `new_child` folder.
+- analyses never write over earlier results: by default each writes a new `new_child` folder;
+- a command whose output is one file (a tokenizer) writes a new path, or with `force` replaces a
+  file the sandbox made (`output_file`), never a folder, another file or its own input.
 """
 
 import datetime
@@ -105,3 +107,21 @@ def claim(path: Path, command: str, force: bool = False, inputs=()):
                 "pid": os.getpid()}
         replace_atomically(path / MARKER, lambda tmp: tmp.write_text(json.dumps(note) + "\n"))
         yield path
+
+
+def output_file(path: Path, force: bool, made_by_sandbox, inputs=()) -> Path:
+    """`path` checked as a one-file output: new, or with `force` a file `made_by_sandbox(path)` approves.
+
+    Nothing is written here; the caller writes atomically (`sandbox.files.replace_atomically`).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise SandboxError(f"--out {path} is a folder; give the path of a file to write")
+    _refuse_inputs(path, [i for i in inputs if Path(i).exists()])
+    if path.exists() and not force:
+        raise SandboxError(f"{path} already exists; choose another --out, or pass --force to replace it "
+                           "(only files the sandbox made can be replaced)")
+    if path.exists() and not made_by_sandbox(path):
+        raise SandboxError(f"{path} was not made by the sandbox; --force only replaces the sandbox's own files. "
+                           "Choose another --out")
+    return path

@@ -36,9 +36,11 @@ def test_sample_greedy_is_deterministic_and_reports_entropy(tmp_path, capsys):
     first = capsys.readouterr().out
     assert main(args) == 0
     assert capsys.readouterr().out == first
-    text = first.splitlines()[0]
-    assert text.startswith("abcab") and len(text) == 5 + 12 and set(text) <= set("abcd")
-    entropies = [float(line.split()[-1]) for line in first.splitlines()[3:-1]]
+    lines = first.splitlines()
+    assert lines[0].startswith("--- prompt (5 tokens)") and lines[1] == "abcab"
+    assert lines[2].startswith("--- continuation (12 tokens")
+    assert len(lines[3]) == 12 and set(lines[3]) <= set("abcd")
+    entropies = [float(line.split()[-1]) for line in lines[6:-1]]
     assert len(entropies) == 12 and all(0 <= h <= math.log(4) + 1e-6 for h in entropies)
 
 

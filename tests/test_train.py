@@ -60,16 +60,16 @@ def test_eight_devices_match_one(tmp_path):
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
     run = tmp_path / "nan"
-    session.start(micro("optimizer=sgd", "optimizer.learning_rate=0.1", "optimizer.clip_norm=null", "train.steps=10",
-                        "train.checkpoint_every=10", "train.eval_every=10"), run, progress=False)
-    # continue with a step size that blows the loss up: the run must stop, keeping step 10
-    assert main(["train", "--resume", str(run), "train.steps=60", "optimizer.learning_rate=1e30",
-                 "--no-progress"]) == 2
+    # a step size that blows the loss up within a few steps: the run must stop, keeping only finite states
+    assert main(["train", "configs/tiny.yaml", *MICRO, "optimizer=sgd", "optimizer.learning_rate=1e30",
+                 "optimizer.clip_norm=null", "optimizer.schedule=constant", "train.steps=20",
+                 "train.checkpoint_every=1", "--out", str(run), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "NaN or infinite" in err and "step 10" in err and "Traceback" not in err
-    assert checkpoint.saved_steps(run) == [10]
+    steps = checkpoint.saved_steps(run)
+    assert "NaN or infinite" in err and f"last good checkpoint (step {steps[-1]})" in err and "Traceback" not in err
+    assert 1 <= steps[-1] < 20
     _, params, step = checkpoint.load_run(run)
-    assert step == 10 and all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+    assert step == steps[-1] and all(np.isfinite(x).all() for x in jax.tree.leaves(params))
 
 
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
@@ -101,7 +101,7 @@ def test_resume_without_checkpoint(tmp_path, capsys):
 def test_resume_with_incompatible_change(tmp_path, capsys):
     session.start(micro("train.steps=5", "train.eval_every=5"), tmp_path / "r", progress=False)
     assert main(["train", "--resume", str(tmp_path / "r"), "model.d_ff=96"]) == 2
-    assert "does not match" in capsys.readouterr().err
+    assert "cannot change 'model.d_ff'" in capsys.readouterr().err
 
 
 def test_summary_interface(tmp_path):

@@ -1,9 +1,10 @@
 """The `sandbox` command: one sub-command per file in this folder.
 
 Each sub-command module exposes `add_parser(subparsers)` that registers its parser and sets
-`func=run` on it; `run(args) -> int` does the work. A `SandboxError` (bad input) or an `OSError`
-(permission, no space, read-only file system, ...) raised anywhere is printed as one line without a
-traceback and the command exits 2; `--debug` shows the traceback as well.
+`func=run` on it; `run(args) -> int` does the work. A `SandboxError` (bad input), an `OSError` (permission, no space,
+read-only file system, ...) or a device running out of memory, raised anywhere, is printed as one
+line without a traceback and the command exits 2; `--debug` shows the traceback as well. Ctrl-C exits
+130, saying how to continue where the command knows.
 """
 
 import argparse
@@ -40,6 +41,16 @@ def _describe(e: OSError) -> str:
     return f"{e.strerror or e}:{where} (check the path, its permissions and the free disk space)"
 
 
+def _out_of_memory(e: Exception) -> str | None:
+    """One line for XLA's resource errors (its exception type is only importable with jax loaded)."""
+    text = str(e)
+    if type(e).__name__ in ("XlaRuntimeError", "JaxRuntimeError") and ("RESOURCE_EXHAUSTED" in text
+                                                                       or "Out of memory" in text):
+        first = next((line for line in text.splitlines() if line.strip()), text)
+        return f"the device ran out of memory ({first[:200]}); lower the batch size or the model's size"
+    return None
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)  # argparse itself exits 2 on bad usage
@@ -55,9 +66,17 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"error: {e if isinstance(e, SandboxError) else _describe(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        message = _out_of_memory(e)
+        if message is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,6 +1,15 @@
 """`sandbox list optimizers|experiments`: what a config can name."""
 
 import importlib
+import re
+
+# reprs that carry a memory address (`<function f at 0x7f..>`, `<X object at 0x7f..>`) -> a plain name
+_ADDRESS = re.compile(r"<(?:built-in )?(?:function|method|bound method) ([\w.<>]+)[^>]*>"
+                      r"|<([\w.]+) object at 0x[0-9a-f]+>")
+
+
+def _plain(text: str) -> str:
+    return _ADDRESS.sub(lambda m: m.group(1) or f"{m.group(2)}()", text)
 
 WHATS = ("optimizers", "experiments")
 
@@ -27,7 +36,7 @@ def run(args) -> int:
     if args.what == "optimizers":
         from sandbox import optim
 
-        rows = optim.describe()
+        rows = [tuple(_plain(str(x)) for x in row) for row in optim.describe()]
         _table(f"{len(rows)} optimizers (optimizer.name; optimizer.args takes the arguments)",
                ("name", "arguments", "description"), rows)
         return 0

@@ -1,4 +1,10 @@
-"""`sandbox sample RUN_DIR --prompt TEXT`: generate text from a run's checkpoint."""
+"""`sandbox sample RUN_DIR --prompt TEXT`: generate text from a run's checkpoint.
+
+The prompt and the continuation are printed under their own headings; control characters a
+byte-level model may produce are shown as escapes (\\x00), never written raw to the terminal.
+"""
+
+import math
 
 
 def add_parser(subparsers):
@@ -23,8 +29,8 @@ def _check(args):
 
     if args.num_tokens <= 0:
         raise SandboxError(f"--num-tokens must be positive, got {args.num_tokens}")
-    if args.temperature < 0:
-        raise SandboxError(f"--temperature must be >= 0, got {args.temperature}")
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+        raise SandboxError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     if args.top_k is not None and args.top_k <= 0:
         raise SandboxError(f"--top-k must be positive, got {args.top_k}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
@@ -56,7 +62,10 @@ def run(args) -> int:
     tokens, entropies = generate(params, cfg.model, jnp.asarray([prompt], jnp.int32), args.num_tokens,
                                  jax.random.PRNGKey(args.seed), args.temperature, args.top_k, args.top_p)
     new = [int(t) for t in tokens[0, len(prompt):]]
-    print(tok.decode(prompt) + tok.decode(new))
+    print(f"--- prompt ({len(prompt)} tokens) ---")
+    print(_visible(tok.decode(prompt)))
+    print(f"--- continuation ({len(new)} tokens, checkpoint step {step}, temperature {args.temperature:g}) ---")
+    print(_visible(tok.decode(new)))
     if args.entropy:
         print(f"\nper-token predictive entropy (nats), checkpoint step {step}:")
         for t, h in zip(new, entropies[0].tolist()):
@@ -78,3 +87,8 @@ def _regex(args) -> int:
     print(f"{sum(out['matched'])}/{len(out['texts'])} match in full; canonical token sequences: "
           f"{out['canonical_fraction']:.0%} (automaton: {out['index_states']} states)")
     return 0
+
+
+def _visible(text: str) -> str:
+    """`text` with control characters other than newline and tab escaped (\\x00, \\x1b, ...)."""
+    return "".join(c if c in "\n\t" or c.isprintable() else repr(c)[1:-1] for c in text)

@@ -21,7 +21,7 @@ def add_parser(subparsers):
     t.add_argument("--vocab-size", type=int, required=True, help="number of token ids, special tokens included")
     t.add_argument("--pattern", choices=["gpt2", "gpt4"], default="gpt4", help="split pattern (default gpt4)")
     t.add_argument("--out", required=True, help="tokenizer file to write")
-    t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    t.add_argument("--force", action="store_true", help="replace --out if it is a tokenizer file the sandbox made")
     e = actions.add_parser("encode", help="print the token ids and tokens of a text")
     e.add_argument("file", metavar="FILE")
     e.add_argument("text", metavar="TEXT")
@@ -68,11 +68,10 @@ def run(args) -> int:
 
 
 def _train(args, bpe) -> int:
+    from sandbox import rundir
     from sandbox.text.corpus import load_text
 
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise SandboxError(f"{out} already exists: choose another --out or pass --force to overwrite it")
+    out = rundir.output_file(Path(args.out), args.force, _is_tokenizer(bpe), inputs=[args.corpus])
     text = load_text(args.corpus)
     t0 = time.perf_counter()
     tok = bpe.train(text, args.vocab_size, pattern=args.pattern)
@@ -83,6 +82,17 @@ def _train(args, bpe) -> int:
         f"{len(text.encode('utf-8'))} bytes in {seconds:.2f} s -> {out}"
     )
     return 0
+
+
+def _is_tokenizer(bpe):
+    def made_by_sandbox(path: Path) -> bool:
+        try:
+            bpe.load(path)
+            return True
+        except SandboxError:
+            return False
+
+    return made_by_sandbox
 
 
 def _explain(tok, word: str) -> None:

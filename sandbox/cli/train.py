@@ -9,8 +9,13 @@ def add_parser(subparsers):
     p.add_argument("config", nargs="?", help="YAML config, e.g. configs/tiny.yaml")
     p.add_argument("overrides", nargs="*", help="dotted overrides KEY=VALUE, e.g. train.steps=100 optimizer=lion")
     p.add_argument("--out", help="run folder (default: runs/<run.name>-<timestamp>)")
-    p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out if it is a folder the sandbox made (never any other folder)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint "
+                   "(only train.steps and the eval/log/checkpoint/sharpness cadence may be changed)")
+    p.add_argument("--from-step", type=int, metavar="STEP",
+                   help="with --resume: continue from the checkpoint at STEP when the later ones are damaged "
+                   "(they are deleted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -23,12 +28,15 @@ def run(args) -> int:
     if args.resume:
         overrides = ([args.config] if args.config else []) + args.overrides
         run_dir = Path(args.resume)
-        summary = session.resume(run_dir, overrides, progress=not args.no_progress)
+        summary = session.resume(run_dir, overrides, progress=not args.no_progress, from_step=args.from_step)
     else:
+        if args.from_step is not None:
+            raise SandboxError("--from-step goes with --resume DIR")
         if not args.config:
             raise SandboxError("give a config file (e.g. configs/tiny.yaml) or --resume DIR")
         cfg = config_lib.load(args.config, args.overrides)
-        run_dir = Path(args.out) if args.out else Path(cfg.run.out_root) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        default = Path(cfg.run.out_root) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(args.out) if args.out else default
         summary = session.start(cfg, run_dir, force=args.force, progress=not args.no_progress)
     print(f"final val loss {summary['final_val_loss']:.4f} after {summary['steps']} steps "
           f"({summary['tokens_per_second']:.0f} tokens/s, {summary['wall_seconds']:.1f} s)")

@@ -13,6 +13,8 @@ or `optax.contrib` whose first parameter is `learning_rate` (its `scale_by_*` tr
 import difflib
 import functools
 import inspect
+import math
+import typing
 from collections.abc import Callable
 
 import jax.numpy as jnp
@@ -82,6 +84,34 @@ def check_args(name: str, args: dict) -> None:
         inspect.signature(factory).bind(learning_rate=1.0, **args)
     except TypeError as e:
         raise SandboxError(f"optimizer {name!r}: {e}; set it under optimizer.args") from None
+    parameters = inspect.signature(factory).parameters
+    for key, value in args.items():
+        wrong = _wrong_value(parameters[key], value)
+        if wrong:
+            raise SandboxError(f"optimizer {name!r}: optimizer.args.{key}={value!r} {wrong}")
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _wrong_value(parameter: inspect.Parameter, value) -> str | None:
+    """Why `value` cannot be `parameter` (judged by its default, else a plain annotation), or None."""
+    default, annotation = parameter.default, parameter.annotation
+    if typing.get_origin(annotation) is typing.Literal and value not in typing.get_args(annotation):
+        return f"is not one of {', '.join(map(repr, typing.get_args(annotation)))}"
+    expected = type(default) if default not in (None, inspect.Parameter.empty) else annotation
+    if expected is bool and not isinstance(value, bool):
+        return "must be true or false"
+    if expected is int and annotation is int and not (isinstance(value, int) and not isinstance(value, bool)):
+        return "must be an integer"
+    if expected in (int, float) and not _is_real(value):
+        return "must be a number"
+    if expected in (int, float) and not math.isfinite(value):
+        return "must be a finite number"
+    if expected is str and annotation in (str, inspect.Parameter.empty) and not isinstance(value, str):
+        return "must be a string"
+    return None
 
 
 def build(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTransformationExtraArgs:

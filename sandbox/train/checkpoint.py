@@ -1,9 +1,16 @@
-"""Checkpoints with orbax's CheckpointManager, and reading a finished run back.
+"""Checkpoints with orbax's CheckpointManager, verified by a manifest; reading a finished run back.
 
 A checkpoint holds the whole `TrainState` (step, params, optimizer state), so resuming is
-exact. `load_run` is how every other tool (hessian, compress, sample) opens a run folder.
+exact. It is saved only if every array of the state is finite, and once orbax has finished a
+`manifest` of its files' sizes and checksums is written beside it: a checkpoint without one is an
+unfinished save, one that disagrees with it is damaged, and neither is ever restored.
+`load_run` is how every other tool (hessian, compress, sample, spectra) opens a run folder.
 """
 
+import logging
+import shutil
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -13,19 +20,80 @@ import orbax.checkpoint as ocp
 from sandbox import config as config_lib
 from sandbox import optim
 from sandbox.errors import SandboxError
+from sandbox.train import manifest
 
 
-def manager(run_dir: Path, keep: int = 3) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False)
+class NonFinite(SandboxError):
+    """A state holding NaN or infinite values (never saved, never loaded)."""
+
+
+def manager(run_dir: Path, keep: int = 3, writer: bool = False) -> ocp.CheckpointManager:
+    """Orbax's manager of the run's checkpoints; only the `writer` (who holds the run's lock) may save.
+
+    The writer also drops the temporary folders of saves killed half-way (a reader must not: they
+    may belong to a save in progress).
+    """
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False,
+                                           cleanup_tmp_directories=writer, create=writer)
     return ocp.CheckpointManager((Path(run_dir) / "checkpoints").resolve(), options=options)
 
 
+def _step_dirs(run_dir: Path) -> dict[int, Path]:
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return {}
+    return {int(p.name): p for p in root.iterdir() if p.is_dir() and p.name.isdigit()}
+
+
+def _verified(dirs: dict[int, Path]) -> bool:
+    """Whether the run writes manifests (runs saved before manifests existed have none)."""
+    return any(manifest.has(p) for p in dirs.values())
+
+
 def saved_steps(run_dir: Path) -> list[int]:
-    """The steps of the checkpoints kept in a run folder, oldest first."""
-    if not (Path(run_dir) / "checkpoints").is_dir():
-        return []
-    with manager(run_dir) as mngr:
-        return sorted(mngr.all_steps())
+    """The steps whose save finished (intact or not: restoring checks), oldest first."""
+    dirs = _step_dirs(run_dir)
+    return sorted(s for s, p in dirs.items() if manifest.has(p) or not _verified(dirs))
+
+
+def unfinished_steps(run_dir: Path) -> list[int]:
+    """Steps whose save never finished (killed before its manifest): to be dropped before resuming."""
+    dirs = _step_dirs(run_dir)
+    return sorted(s for s, p in dirs.items() if _verified(dirs) and not manifest.has(p))
+
+
+def damage(run_dir: Path, step: int) -> str | None:
+    """What is wrong with the checkpoint at `step`, or None if it is intact."""
+    dirs = _step_dirs(run_dir)
+    if step not in dirs:
+        return "it does not exist"
+    return manifest.damage(dirs[step]) if _verified(dirs) else None
+
+
+def newest_intact(run_dir: Path, below: int | None = None) -> int | None:
+    """The latest step (before `below`) whose checkpoint is intact, or None."""
+    for step in reversed(saved_steps(run_dir)):
+        if (below is None or step < below) and damage(run_dir, step) is None:
+            return step
+    return None
+
+
+def check_intact(run_dir: Path, step: int, retry: str) -> None:
+    """Raise, naming the newest intact checkpoint and how to use it (`retry`), unless `step`'s is intact."""
+    wrong = damage(run_dir, step)
+    if wrong:
+        good = newest_intact(run_dir, below=step)
+        way = (f"the newest intact checkpoint is step {good}: {retry.format(step=good)}" if good is not None
+               else "no earlier checkpoint is intact")
+        where = Path(run_dir) / "checkpoints"
+        raise SandboxError(f"the checkpoint at step {step} in {where} is damaged: {wrong}; {way}")
+
+
+def drop(run_dir: Path, steps) -> None:
+    """Delete the checkpoints at `steps` (unfinished saves, or damaged ones the user gave up)."""
+    dirs = _step_dirs(run_dir)
+    for step in steps:
+        shutil.rmtree(dirs[step])
 
 
 def step_of(state) -> int:
@@ -33,21 +101,92 @@ def step_of(state) -> int:
     return int(np.asarray(state.step).reshape(-1)[0])
 
 
+def nonfinite(tree) -> list[str]:
+    """The paths of the floating-point leaves of `tree` that hold a NaN or an infinity."""
+    return [jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+            if np.issubdtype(np.asarray(leaf).dtype, np.inexact) and not np.isfinite(leaf).all()]
+
+
 def save(mngr: ocp.CheckpointManager, state) -> None:
-    # host copies: orbax would otherwise compile a slicing program per array for replicated shards
-    mngr.save(step_of(state), args=ocp.args.StandardSave(jax.device_get(state)), force=True)
-    mngr.wait_until_finished()
+    """Save `state` if all of it is finite, then write its manifest; a failed save leaves nothing."""
+    host = jax.device_get(state)  # host copies: orbax would otherwise compile a slicing program per array
+    step, bad = step_of(host), nonfinite(host)
+    if bad:
+        raise NonFinite(f"{len(bad)} arrays hold NaN or infinity, e.g. {bad[0]}; the state of step {step} "
+                        "was not saved")
+    run_dir = Path(mngr.directory).parent
+    try:
+        with _quiet_orbax():
+            mngr.save(step, args=ocp.args.StandardSave(host), force=True)
+            mngr.wait_until_finished()
+        manifest.write(_step_dirs(run_dir)[step])
+    except Exception as e:
+        for leftover in Path(mngr.directory).glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        if step in _step_dirs(run_dir) and not manifest.has(_step_dirs(run_dir)[step]):
+            shutil.rmtree(_step_dirs(run_dir)[step], ignore_errors=True)
+        kept = newest_intact(run_dir)
+        raise SandboxError(
+            f"saving the checkpoint at step {step} in {run_dir} failed ({_reason(e)}); nothing of it is left, and "
+            + ("no checkpoint was complete yet" if kept is None else
+               f"the last complete checkpoint (step {kept}) is intact: once fixed, continue with "
+               f"`sandbox train --resume {run_dir}`")) from None
 
 
-def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None):
-    """The state at `step` (default: the latest); `abstract_state` gives structure and shardings."""
-    step = mngr.latest_step() if step is None else step
-    if step is None:
+# what the operating system said, found inside the text of orbax's and tensorstore's errors
+_OS_REASONS = ("No space left on device", "Disk quota exceeded", "Permission denied", "Read-only file system",
+               "File too large", "Input/output error")
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    text = str(e)
+    found = next((r for r in _OS_REASONS if r in text), None)
+    return found or ((text.splitlines() or [repr(e)])[0][:200])
+
+
+@contextmanager
+def _quiet_orbax():
+    """Orbax logs each failure of its writer threads with a traceback, and after a failed write
+    tensorstore's threads call back into orbax's closed event loop (Python prints each 'Event loop is
+    closed'); the caller reports the failure once, so silence both (the latter for good after a failure)."""
+    absl, previous = logging.getLogger("absl"), sys.unraisablehook
+    level = absl.level
+
+    def hook(unraisable):
+        if not (unraisable.exc_type is RuntimeError and "Event loop is closed" in str(unraisable.exc_value)):
+            previous(unraisable)
+
+    absl.setLevel(logging.CRITICAL)
+    sys.unraisablehook = hook
+    try:
+        yield
+        sys.unraisablehook = previous
+    finally:
+        absl.setLevel(level)
+
+
+def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None,
+            retry: str = "pass --step {step} to use it"):
+    """The state at `step` (default: the latest), verified; `abstract_state` gives structure and shardings.
+
+    A damaged checkpoint is refused naming the newest intact one; `retry` says how to use that one.
+    """
+    run_dir = Path(mngr.directory).parent
+    steps = saved_steps(run_dir)
+    if not steps:
         raise SandboxError(f"no checkpoint in {mngr.directory}: nothing to resume or load")
-    if step not in mngr.all_steps():
-        raise SandboxError(f"no checkpoint at step {step} in {mngr.directory}; saved steps: {sorted(mngr.all_steps())}")
+    step = steps[-1] if step is None else step
+    if step not in steps:
+        raise SandboxError(f"no checkpoint at step {step} in {mngr.directory}; saved steps: {steps}")
+    check_intact(run_dir, step, retry)
     # compare shapes first: a restore that fails half-way leaves orbax's reads dangling
-    meta = ocp.PyTreeCheckpointHandler().metadata(Path(mngr.directory) / str(step) / "default")
+    try:
+        meta = ocp.PyTreeCheckpointHandler().metadata(Path(mngr.directory) / str(step) / "default")
+    except Exception as e:
+        raise SandboxError(f"cannot read the checkpoint at step {step} in {mngr.directory}: "
+                           f"{(str(e).splitlines() or [repr(e)])[0]}") from None
     saved = sorted(tuple(m.shape) for m in jax.tree.leaves(meta))
     if saved != sorted(tuple(a.shape) for a in jax.tree.leaves(abstract_state)):
         raise SandboxError(f"the checkpoint at step {step} in {mngr.directory} does not match the config: "
@@ -69,7 +208,7 @@ def load_config(run_dir: str | Path) -> config_lib.Config:
 
 
 def load_run(run_dir: str | Path, step: int | None = None, seed_index: int = 0):
-    """(cfg, params, step) of a run folder's checkpoint (default: the latest).
+    """(cfg, params, step) of a run folder's checkpoint (default: the latest), verified and finite.
 
     For a run of several seeds trained at once, `seed_index` picks one of them.
     """
@@ -83,9 +222,14 @@ def load_run(run_dir: str | Path, step: int | None = None, seed_index: int = 0):
     abstract = jax.eval_shape(init, keys)
     with manager(run_dir) as mngr:
         state = restore(mngr, abstract, step)
-    params = state.params
+    params, step = state.params, step_of(state)
+    bad = nonfinite(params)
+    if bad:
+        raise NonFinite(f"the checkpoint at step {step} in {run_dir} holds NaN or infinite parameters "
+                        f"in {len(bad)} arrays (e.g. {bad[0]}); its model cannot be used. "
+                        f"Saved steps: {saved_steps(run_dir)} (pass --step to pick another)")
     if cfg.train.num_seeds > 1:
         if not 0 <= seed_index < cfg.train.num_seeds:
             raise SandboxError(f"seed_index {seed_index} out of range: the run has {cfg.train.num_seeds} seeds")
         params = jax.tree.map(lambda x: x[seed_index], params)
-    return cfg, params, step_of(state)
+    return cfg, params, step

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sandbox import config as config_lib
 from sandbox import optim
@@ -19,6 +18,7 @@ from sandbox.text.data import Dataset, as_device
 from sandbox.train import checkpoint, records
 from sandbox.train import mesh as mesh_lib
 from sandbox.train.figures import plot_loss
+from sandbox.train.progress import Reporter
 from sandbox.train.sharpness import make_sharpness
 from sandbox.train.step import init_state, make_eval, make_train_step, seed_keys
 
@@ -44,7 +44,8 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
     optimizer = optim.build(cfg.optimizer, tc.steps)
     param_keys, data_keys = seed_keys(tc.seed, n)
     data_key = data_keys if n > 1 else data_keys[0]
-    init = jax.vmap(lambda k: init_state(k, cfg, optimizer)) if n > 1 else (lambda ks: init_state(ks[0], cfg, optimizer))
+    init = (jax.vmap(lambda k: init_state(k, cfg, optimizer)) if n > 1
+            else (lambda ks: init_state(ks[0], cfg, optimizer)))
     rep = mesh_lib.replicated(mesh)
     step_fn = jax.jit(_seeded(make_train_step(cfg, optimizer, mesh_lib.batch_sharded(mesh)), n, (0, None, 0)),
                       donate_argnums=0)
@@ -53,40 +54,38 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
     train_ids = jax.device_put(as_device(data.train_N), rep)
     val_ids = jax.device_put(as_device(data.val_N), rep)
 
-    mngr = checkpoint.manager(run_dir, tc.keep_checkpoints)
+    mngr = checkpoint.manager(run_dir, tc.keep_checkpoints, writer=True)
     if resume:
         abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep),
                                 jax.eval_shape(init, param_keys))
-        state = checkpoint.restore(mngr, abstract)
-        # the base learning rate lives in the optimizer state: a resumed run takes the config's
-        set_lr = _seeded(lambda o: optim.set_learning_rate(o, cfg.optimizer.learning_rate), n, 0)
-        state = state.replace(opt_state=set_lr(state.opt_state))
+        state = checkpoint.restore(mngr, abstract, retry=f"continue from it with `sandbox train --resume {run_dir} "
+                                   "--from-step {step}`")
     else:
         state = jax.jit(init, out_shardings=rep)(param_keys)  # fresh buffers, safe to donate
     start = checkpoint.step_of(state)
     log = records.MetricsLog(run_dir / "metrics.jsonl", resume_step=start if resume else None)
     tokens_per_step = tc.batch_size * cfg.model.seq_len * n
 
-    wall0, pending, speeds = time.perf_counter(), [], []
+    wall0, pending, speeds, s = time.perf_counter(), [], [], start
     step_fn = step_fn.lower(state, train_ids, data_key).compile()  # compile now: time only the steps
-    columns = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[info]}")]
     try:
-        with Progress(*columns, disable=not progress) as bar:
-            task = bar.add_task("train", total=tc.steps, completed=start, info="")
+        with Reporter(tc.steps, start, progress) as report:
+            if resume:
+                report.say(f"resuming {run_dir} from its checkpoint at step {start}, to step {tc.steps}")
             t0 = time.perf_counter()
             for s in range(start + 1, tc.steps + 1):
                 state, metrics = step_fn(state, train_ids, data_key)
                 pending.append(metrics)
-                evaluating = s % tc.eval_every == 0 or s == tc.steps
+                logging, evaluating = s % tc.log_every == 0, s % tc.eval_every == 0 or s == tc.steps
                 saving = s % tc.checkpoint_every == 0 or s == tc.steps
-                if s % tc.log_every and not evaluating and not saving:
+                measuring = bool(tc.sharpness_every) and s % tc.sharpness_every == 0
+                if not (logging or evaluating or saving or measuring):
                     continue
                 got = jax.device_get(pending)  # the only host sync: once per logged step
                 speed = tokens_per_step * len(got) / (time.perf_counter() - t0)
                 losses = np.stack([np.asarray(m["train_loss"]) for m in got])
                 if not np.isfinite(losses).all():
-                    raise _diverged(s, mngr, run_dir)
+                    raise _diverged(s, run_dir, "the loss")
                 row = {"step": s, **_stats(losses.mean(axis=0), "train_loss"),
                        **_stats(got[-1]["grad_norm"], "grad_norm"),
                        "learning_rate": float(np.asarray(got[-1]["learning_rate"]).reshape(-1)[0]),
@@ -95,16 +94,23 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
                 if evaluating:
                     val = np.asarray(evaluate(state.params, val_ids, data_key))
                     if not np.isfinite(val).all():
-                        raise _diverged(s, mngr, run_dir)
+                        raise _diverged(s, run_dir, "the val loss")
                     row.update(_stats(val, "val_loss"))
-                if sharpness is not None and s % tc.sharpness_every == 0:
+                if measuring:
                     row.update(sharpness(state, train_ids, data_key))
-                log.write(row)
                 if saving:
-                    checkpoint.save(mngr, state)
-                info = f"loss {row['train_loss']:.3f}" + (f"  val {row['val_loss']:.3f}" if evaluating else "")
-                bar.update(task, completed=s, info=info)
+                    try:
+                        checkpoint.save(mngr, state)
+                    except checkpoint.NonFinite as e:
+                        raise _diverged(s, run_dir, "the train state", str(e)) from None
+                log.write(row)
+                report.update(s, row, plain=logging or evaluating)
                 pending, t0 = [], time.perf_counter()
+    except KeyboardInterrupt:
+        kept = checkpoint.newest_intact(run_dir)
+        where = (f"its last checkpoint is step {kept}: continue with `sandbox train --resume {run_dir}`"
+                 if kept is not None else "no checkpoint had been saved yet")
+        raise KeyboardInterrupt(f"training was interrupted after step {s}; {where}") from None
     finally:
         log.close()
         mngr.close()
@@ -132,11 +138,12 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
     return summary
 
 
-def _diverged(step: int, mngr, run_dir: Path) -> SandboxError:
-    kept = mngr.latest_step()
+def _diverged(step: int, run_dir: Path, what: str, detail: str = "") -> SandboxError:
+    kept = checkpoint.newest_intact(run_dir)
     where = f"the last good checkpoint (step {kept}) is kept in {run_dir}/checkpoints" if kept is not None \
         else "no checkpoint had been saved yet"
+    detail = f" ({detail})" if detail else ""
     return SandboxError(
-        f"the loss became NaN or infinite by step {step}; training stopped and {where}. "
+        f"{what} became NaN or infinite by step {step}{detail}; training stopped and {where}. "
         "Try a smaller optimizer.learning_rate or gradient clipping (optimizer.clip_norm)."
     )

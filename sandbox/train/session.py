@@ -1,43 +1,112 @@
-"""Starting and resuming runs: everything is checked before the run folder is touched."""
+"""Starting and resuming runs: everything is checked before the run folder is touched.
+
+A new run claims its folder (`sandbox.rundir.claim`: owned, locked). A resume holds the folder's
+lock and is a continuation, never a rewrite: only settings that leave the run's mathematics alone
+(`RESUMABLE`) may change, the run must go beyond its checkpoint, and each resume is recorded in
+`resumes.jsonl` (from step, to step, when), so `config.yaml` keeps describing the whole run.
+"""
 
 import dataclasses
+import datetime
+import json
 from pathlib import Path
 
 from sandbox import config as config_lib
-from sandbox import optim
+from sandbox import optim, rundir
+from sandbox.errors import SandboxError
 from sandbox.text.data import load_dataset
 from sandbox.text.tokenizer import save_tokenizer
-from sandbox.train import checkpoint, records, sharpness
+from sandbox.train import checkpoint, memory, records, sharpness
 from sandbox.train import mesh as mesh_lib
 from sandbox.train.loop import train
+
+# how long and how often: a fresh run with these values takes exactly the same steps
+RESUMABLE = ("train.steps", "train.eval_every", "train.log_every", "train.checkpoint_every",
+             "train.keep_checkpoints", "train.sharpness_every", "train.sharpness_preconditioned")
 
 
 def _checked(cfg: config_lib.Config, run_dir: Path | None):
     """(cfg with the tokenizer's vocab size, dataset); raises SandboxError on any bad input."""
     data = load_dataset(cfg.data, cfg.model.seq_len, run_dir)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.tokenizer.vocab_size))
-    optim.build(cfg.optimizer, cfg.train.steps)
+    optimizer = optim.build(cfg.optimizer, cfg.train.steps)
     sharpness.check(cfg)
     mesh_lib.make_mesh(cfg.train.num_devices, cfg.train.batch_size)
+    memory.check(cfg, optimizer, extra_bytes=data.train_N.nbytes + data.val_N.nbytes)
     return cfg, data
 
 
 def start(cfg: config_lib.Config, run_dir: Path, force: bool = False, progress: bool = True) -> dict:
-    """A new run in `run_dir` (which must be new or empty, unless `force`)."""
+    """A new run in `run_dir` (new or empty; with `force`, a folder the sandbox made, replaced)."""
     cfg, data = _checked(cfg, None)
-    records.prepare_new_dir(run_dir, force)
-    records.write_atomic(run_dir / "config.yaml", config_lib.to_yaml(cfg))
-    save_tokenizer(data.tokenizer, run_dir)
-    return train(cfg, run_dir, data, progress=progress)
+    corpus = Path(cfg.data.corpus)
+    inputs = [corpus] if corpus.exists() else []
+    with rundir.claim(run_dir, "train", force, inputs=inputs):
+        records.write_atomic(run_dir / "config.yaml", config_lib.to_yaml(cfg))
+        save_tokenizer(data.tokenizer, run_dir)
+        return train(cfg, run_dir, data, progress=progress)
 
 
-def resume(run_dir: Path, overrides: list[str] = (), progress: bool = True) -> dict:
-    """Continue the run in `run_dir` from its latest checkpoint (overrides may extend train.steps)."""
-    cfg = checkpoint.load_config(run_dir)
-    if overrides:
-        cfg = config_lib.resolve(config_lib.OmegaConf.structured(cfg), overrides)
-    if not checkpoint.saved_steps(run_dir):
-        raise config_lib.SandboxError(f"--resume {run_dir}: the folder has no checkpoint to continue from")
-    cfg, data = _checked(cfg, run_dir)
-    records.write_atomic(run_dir / "config.yaml", config_lib.to_yaml(cfg))
-    return train(cfg, run_dir, data, resume=True, progress=progress)
+def _resume_config(run_dir: Path, overrides: list[str]) -> config_lib.Config:
+    """The run's config with the allowed overrides applied; anything else is refused by name."""
+    saved = checkpoint.load_config(run_dir)
+    for override in overrides:
+        key = override.partition("=")[0].strip()
+        if key not in RESUMABLE:
+            raise SandboxError(
+                f"--resume cannot change {key!r}: it would change the run's mathematics, and config.yaml would "
+                f"no longer describe the run. On resume only {', '.join(RESUMABLE)} may be set; "
+                "start a new run for anything else (nothing was changed)")
+    return config_lib.resolve(config_lib.OmegaConf.structured(saved), overrides)
+
+
+def _check_length(run_dir: Path, cfg: config_lib.Config, start_step: int) -> None:
+    """Refuse a resume that would not go beyond `start_step`, or that would stretch a decaying schedule."""
+    saved, schedule = checkpoint.load_config(run_dir).train.steps, cfg.optimizer.schedule
+    further = (f"to train further pass train.steps=N with N > {start_step}" if schedule == "constant" else
+               f"its {schedule} learning-rate schedule is laid out over train.steps={saved}, so it cannot be "
+               "stretched: start a new run with a larger train.steps to train longer")
+    if cfg.train.steps <= start_step:
+        what = (f"{run_dir} has finished: it trained all {start_step} steps" if start_step == saved else
+                f"train.steps={cfg.train.steps} does not go beyond the checkpoint at step {start_step}")
+        raise SandboxError(f"{what}; {further} (nothing was changed)")
+    if cfg.train.steps != saved and schedule != "constant":
+        raise SandboxError(f"--resume cannot change train.steps here: {further} (nothing was changed)")
+
+
+def _start_step(run_dir: Path, from_step: int | None) -> int:
+    """The checkpoint to continue from: the latest (intact), or `from_step` if later ones are damaged."""
+    steps = checkpoint.saved_steps(run_dir)
+    if not steps:
+        raise SandboxError(f"--resume {run_dir}: the folder has no checkpoint to continue from")
+    retry = f"continue from it with `sandbox train --resume {run_dir} --from-step {{step}}`"
+    if from_step is None:
+        checkpoint.check_intact(run_dir, steps[-1], retry)
+        return steps[-1]
+    if from_step not in steps:
+        raise SandboxError(f"--from-step {from_step}: no checkpoint at that step; saved steps: {steps}")
+    checkpoint.check_intact(run_dir, from_step, retry)
+    intact_later = [s for s in steps if s > from_step and checkpoint.damage(run_dir, s) is None]
+    if intact_later:
+        raise SandboxError(f"--from-step {from_step}: the checkpoint at step {intact_later[-1]} is later and intact; "
+                           "resuming from an earlier one would discard it (nothing was changed)")
+    return from_step
+
+
+def resume(run_dir: Path, overrides: list[str] = (), progress: bool = True, from_step: int | None = None) -> dict:
+    """Continue the run in `run_dir` from its latest checkpoint (or `from_step`) to train.steps."""
+    run_dir = Path(run_dir)
+    checkpoint.load_config(run_dir)  # a clear refusal for a folder that is not a run, before locking it
+    with rundir.lock(run_dir):
+        cfg = _resume_config(run_dir, list(overrides))
+        start_step = _start_step(run_dir, from_step)
+        _check_length(run_dir, cfg, start_step)
+        cfg, data = _checked(cfg, run_dir)
+        checkpoint.drop(run_dir, checkpoint.unfinished_steps(run_dir))  # saves killed before they finished
+        checkpoint.drop(run_dir, [s for s in checkpoint.saved_steps(run_dir) if s > start_step])  # damaged
+        records.write_atomic(run_dir / "config.yaml", config_lib.to_yaml(cfg))
+        note = {"from_step": start_step, "to_step": cfg.train.steps, "overrides": list(overrides),
+                "when": datetime.datetime.now().isoformat(timespec="seconds")}
+        with open(run_dir / "resumes.jsonl", "a") as f:
+            f.write(json.dumps(note) + "\n")
+        return train(cfg, run_dir, data, resume=True, progress=progress)

@@ -1,0 +1,63 @@
+"""Peak memory of one training step, estimated before anything runs, against what the machine has.
+
+  parameters + gradients + updates   3 x 4 P bytes (float32)
+  optimizer state                    exact, from the shapes optimizer.init would make
+  activations kept for the backward  per layer B L (12 D + 2 F) + 2 B H L^2 floats (residual
+                                     stream, norms, q/k/v, attention scores and weights, MLP),
+                                     plus 3 B L V for the logits, their softmax and gradient
+all times train.num_seeds. It is an estimate (XLA may fuse some activations away and needs some
+scratch of its own), meant to refuse requests that cannot fit, not to budget tightly.
+"""
+
+import jax
+
+from sandbox.errors import SandboxError
+from sandbox.nn import transformer
+
+FLOAT_BYTES = 4
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
+
+
+def step_bytes(cfg, optimizer) -> dict[str, int]:
+    """{"parameters", "gradients and updates", "optimizer state", "activations"} in bytes, all seeds."""
+    m, n, b = cfg.model, cfg.train.num_seeds, cfg.train.batch_size
+    params = transformer.num_params(m) * FLOAT_BYTES
+    opt_shapes = jax.eval_shape(lambda k: optimizer.init(transformer.init(k, m)), jax.random.PRNGKey(0))
+    opt = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(opt_shapes))
+    per_layer = b * m.seq_len * (12 * m.d_model + 2 * m.d_ff) + 2 * b * m.n_heads * m.seq_len**2
+    acts = (m.n_layers * per_layer + 3 * b * m.seq_len * m.vocab_size) * FLOAT_BYTES
+    return {"parameters": n * params, "gradients and updates": 2 * n * params,
+            "optimizer state": n * opt, "activations": n * acts}
+
+
+def available_bytes() -> tuple[int | None, str]:
+    """(bytes free on the default device, its name); None when the device does not say."""
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                info = dict(line.split(":", 1) for line in f)
+            return int(info["MemAvailable"].split()[0]) * 1024, "this machine's RAM"
+        except (OSError, KeyError, ValueError):
+            return None, "this machine's RAM"
+    stats = device.memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return None, str(device)
+    return stats["bytes_limit"] - stats.get("bytes_in_use", 0), f"{device.device_kind} {device.id}"
+
+
+def check(cfg, optimizer, extra_bytes: int = 0) -> int:
+    """The estimated peak (plus `extra_bytes`, e.g. the token arrays); raise if it cannot fit."""
+    parts = step_bytes(cfg, optimizer)
+    total = sum(parts.values()) + extra_bytes
+    free, where = available_bytes()
+    if free is not None and total > free:
+        detail = ", ".join(f"{name} {_gib(v)}" for name, v in parts.items())
+        raise SandboxError(
+            f"one training step needs about {_gib(total)} ({detail}) but only {_gib(free)} is free in {where}; "
+            "lower train.batch_size, model.seq_len, the model's size or train.num_seeds"
+        )
+    return total
