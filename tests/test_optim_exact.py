@@ -52,8 +52,6 @@ SCALE_BY = [
     ("lion", optim.scale_by_lion(0.8, 0.97), optax.scale_by_lion(0.8, 0.97)),
     ("muon", optim.scale_by_muon(beta=0.9, ns_steps=4),
      optax.contrib.scale_by_muon(beta=0.9, ns_steps=4, weight_dimension_numbers=MATRIX_DIMS)),
-    ("muon_no_nesterov", optim.scale_by_muon(nesterov=False),
-     optax.contrib.scale_by_muon(nesterov=False, weight_dimension_numbers=MATRIX_DIMS)),
 ]
 
 # The whole optimizers: the sandbox's chains against optax's aliases.
