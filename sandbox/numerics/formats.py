@@ -10,7 +10,6 @@ round-to-nearest), smallest normal 2^(1-b), smallest subnormal 2^(1-b-m), and la
 
 from dataclasses import asdict, dataclass
 
-import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
@@ -76,15 +75,19 @@ def positive_values(name: str) -> np.ndarray:
     if dt.itemsize > 2:
         raise SandboxError(f"{name} has too many values to list; positive_values takes formats of <= 16 bits")
     patterns = np.arange(2 ** (8 * dt.itemsize), dtype=np.uint8 if dt.itemsize == 1 else np.uint16)
-    values = patterns.view(dt).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        values = patterns.view(dt).astype(np.float64)
     return np.unique(values[np.isfinite(values) & (values > 0)])
 
 
-def spacing(x, name: str):
-    """ulp(x): the gap between consecutive numbers of format `name` at |x|, 2^(max(floor(log2|x|), k_min) - m)."""
+def spacing(x, name: str) -> np.ndarray:
+    """ulp(x): the gap between consecutive numbers of format `name` at |x|, 2^(max(floor(log2|x|), k_min) - m).
+
+    Computed on the host in float64 (XLA on CPU flushes float32 subnormals to zero).
+    """
     f = describe(name)
-    k = jnp.floor(jnp.log2(jnp.abs(x)))
-    return 2.0 ** (jnp.maximum(k, f.min_exponent) - f.mantissa_bits)
+    k = np.floor(np.log2(np.abs(np.asarray(x, np.float64))))
+    return 2.0 ** (np.maximum(k, f.min_exponent) - f.mantissa_bits)
 
 
 def plot_formats(path) -> str:
