@@ -144,3 +144,19 @@ def test_cli_formats_writes_table_and_refuses_to_overwrite(tmp_path, capsys):
     assert (out / "formats.png").stat().st_size > 10_000
     assert "65504" in capsys.readouterr().out.replace("6.55e+04", "65504")
     assert main(["numerics", "formats", "--out", str(out)]) == 2  # refuses to overwrite without --force
+
+
+def test_top_hessian_eigenvalues_degrade_with_the_hvp_format():
+    from sandbox.numerics.curvature_precision import top_eigenvalues_by_format
+
+    k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(6), 4)
+    params = {"w": jax.random.normal(k1, (6, 8)) / 2, "v": jax.random.normal(k2, (8,)) / 3}
+    batch = {"x": jax.random.normal(k3, (32, 6)), "y": jax.random.normal(k4, (32,))}
+    loss = lambda p, b: jnp.mean((jnp.tanh(b["x"] @ p["w"]) @ p["v"] - b["y"]) ** 2)
+    out = top_eigenvalues_by_format(loss, params, batch, jax.random.PRNGKey(7), k=4, num_steps=56)
+    err = {name: out[name]["sharpness_rel_error"] for name in ("float32", "bfloat16", "float16")}
+    assert err["float32"] < 1e-4  # Lanczos with all 56 steps is exact up to float32 HVPs
+    assert err["float32"] < err["float16"] < err["bfloat16"] < 0.1  # error ordered by unit roundoff
+    for name in ("bfloat16", "float16"):  # each top eigenvalue within a few u·lambda_max (Weyl)
+        gaps = np.abs(np.asarray(out[name]["eigenvalues"]) - np.asarray(out["float64"]))
+        assert gaps.max() < 2 * out[name]["weyl_scale"]
