@@ -83,7 +83,7 @@ def load_run(run_dir: str | Path, step: int | None = None, seed_index: int = 0):
     abstract = jax.eval_shape(init, keys)
     with manager(run_dir) as mngr:
         state = restore(mngr, abstract, step)
-    params = state.params
+    params = jax.tree.map(lambda x: x.astype(np.promote_types(x.dtype, np.float32)), state.params)  # bf16/fp16 runs
     if cfg.train.num_seeds > 1:
         if not 0 <= seed_index < cfg.train.num_seeds:
             raise SandboxError(f"seed_index {seed_index} out of range: the run has {cfg.train.num_seeds} seeds")

@@ -30,11 +30,12 @@ def make_sharpness(cfg, num_seeds: int):
 
     def one(state, ids_N):
         batch = get_batch(ids_N, key, cfg.train.batch_size, cfg.model.seq_len)
-        out = {"sharpness": curvature.sharpness(loss_fn, state.params, batch, key)}
+        params = jax.tree.map(lambda x: x.astype(np.promote_types(x.dtype, np.float32)), state.params)  # bf16/fp16
+        out = {"sharpness": curvature.sharpness(loss_fn, params, batch, key)}
         if cfg.train.sharpness_preconditioned:
             adam = _adam_moments(state.opt_state)
             out["preconditioned_sharpness"] = curvature.preconditioned_sharpness(
-                loss_fn, state.params, batch, key, adam.nu, eps=args.get("eps", 1e-8),
+                loss_fn, params, batch, key, adam.nu, eps=args.get("eps", 1e-8),
                 b2=args.get("b2", 0.999), count=adam.count)
         return out
 
