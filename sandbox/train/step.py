@@ -26,7 +26,13 @@ class TrainState:
     step: jax.Array
     params: dict  # in the precision policy's param dtype
     opt_state: optax.OptState  # float32 under every policy
-    numerics: dict | None = None  # the policy's state: loss scale, skipped steps, Kahan buffer (None for fp32)
+
+
+@flax.struct.dataclass
+class PolicyTrainState(TrainState):
+    """A TrainState with the precision policy's own state (loss scale, skipped steps, Kahan buffer);
+    a separate class so that fp32 and mixed_bf16 checkpoints keep TrainState's exact tree."""
+    numerics: dict
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -39,7 +45,8 @@ def seed_keys(seed: int, num_seeds: int) -> tuple[jax.Array, jax.Array]:
 def init_state(param_key: jax.Array, cfg, optimizer: optax.GradientTransformation) -> TrainState:
     params32 = transformer.init(param_key, cfg.model)
     params, extra = precision_lib.init(params32, precision_lib.policy(cfg.train))
-    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params32), extra)
+    state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params32))
+    return state if extra is None else PolicyTrainState(state.step, params, state.opt_state, extra)
 
 
 def loss_fn_for(cfg):
@@ -56,20 +63,22 @@ def make_train_step(cfg, optimizer, batch_sharding):
         step_key = jax.random.fold_in(data_key, state.step)
         batch = get_batch(ids_N, step_key, cfg.train.batch_size, cfg.model.seq_len)
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        numerics = getattr(state, "numerics", None)
         loss, grads, finite, extra_metrics = precision_lib.value_and_grad(loss_fn, state.params, batch,
-                                                                          state.numerics, policy)
+                                                                          numerics, policy)
         params32 = precision_lib.cast(state.params, jnp.float32)
         # obj_fn: for optimizers that probe the loss themselves (Sophia-H); the others ignore it
         updates, opt_state = optimizer.update(grads, state.opt_state, params32,
                                               obj_fn=lambda p: loss_fn(precision_lib.cast(p, policy.compute_dtype),
                                                                        batch))
-        new_params, new_extra = precision_lib.apply_updates(state.params, updates, state.numerics,
+        new_params, new_extra = precision_lib.apply_updates(state.params, updates, numerics,
                                                             jax.random.fold_in(step_key, 1), policy)
-        params, opt_state, extra = precision_lib.finish(finite, (state.params, state.opt_state, state.numerics),
+        params, opt_state, extra = precision_lib.finish(finite, (state.params, state.opt_state, numerics),
                                                         (new_params, opt_state, new_extra), policy)
         metrics = {"train_loss": loss, "grad_norm": optax.global_norm(grads),
                    "learning_rate": optim.learning_rate(opt_state), **extra_metrics, **precision_lib.metrics(extra)}
-        return TrainState(state.step + 1, params, opt_state, extra), metrics
+        state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        return (state if extra is None else state.replace(numerics=extra)), metrics
 
     return step
 
