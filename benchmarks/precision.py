@@ -43,7 +43,7 @@ def build(model: str, batch: int, precision: str, rounding: str):
     optimizer = optim.build(cfg.optimizer, cfg.train.steps)
     state = jax.jit(lambda k: init_state(k, cfg, optimizer))(jax.random.PRNGKey(0))
     memory = {"params": state_bytes(state.params), "optimizer": state_bytes(state.opt_state),
-              "policy": state_bytes(state.numerics)}
+              "policy": state_bytes(getattr(state, "numerics", None))}
     ids = jnp.asarray(np.random.default_rng(0).integers(0, 256, 200_000), jnp.int32)
     step = jax.jit(make_train_step(cfg, optimizer, mesh_lib.batch_sharded(mesh)), donate_argnums=0)
     compiled = step.lower(state, ids, jax.random.PRNGKey(1)).compile()
