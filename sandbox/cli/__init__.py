@@ -15,7 +15,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from sandbox.errors import SandboxError
 
-COMMANDS = ["train", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra", "attention"]
+COMMANDS = ["train", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra", "attention",
+            "numerics"]
 
 
 def build_parser() -> argparse.ArgumentParser:

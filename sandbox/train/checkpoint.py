@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 from sandbox import config as config_lib
 from sandbox import optim
 from sandbox.errors import SandboxError
-from sandbox.train import manifest
+from sandbox.train import manifest, precision
 
 
 class NonFinite(SandboxError):
@@ -222,7 +222,9 @@ def load_run(run_dir: str | Path, step: int | None = None, seed_index: int = 0):
     abstract = jax.eval_shape(init, keys)
     with manager(run_dir) as mngr:
         state = restore(mngr, abstract, step)
-    params, step = state.params, step_of(state)
+    # bf16/fp16 runs: the tools (LAPACK, Lanczos) read float32 copies of the weights
+    params = precision.at_least_float32(state.params)
+    step = step_of(state)
     bad = nonfinite(params)
     if bad:
         raise NonFinite(f"the checkpoint at step {step} in {run_dir} holds NaN or infinite parameters "

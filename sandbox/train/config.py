@@ -4,6 +4,10 @@ from dataclasses import dataclass
 
 from sandbox.errors import SandboxError
 
+PRECISIONS = ("fp32", "bf16", "fp16", "mixed_bf16", "mixed_fp16")
+UPDATE_ROUNDINGS = ("nearest", "stochastic", "kahan")
+LOSS_SCALINGS = ("dynamic", "none")
+
 
 @dataclass
 class TrainConfig:
@@ -21,10 +25,14 @@ class TrainConfig:
     sharpness_every: int = 0  # 0: off; else log the top Hessian eigenvalue every N steps
     sharpness_preconditioned: bool = False  # also log lambda_max(P^-1/2 H P^-1/2) for Adam's P
     num_seeds: int = 1  # >1: train that many independent models at once with vmap
+    precision: str = "fp32"  # weights/compute dtypes: fp32 | bf16 | fp16 | mixed_bf16 | mixed_fp16
+    update_rounding: str = "nearest"  # how bf16/fp16 weights round w + dw: nearest | stochastic | kahan
+    loss_scaling: str = "dynamic"  # fp16 compute only: dynamic | none
+    loss_scale_period: int = 200  # double the loss scale after this many finite steps
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "eval_batches", "log_every",
-                     "checkpoint_every", "keep_checkpoints", "num_seeds"):
+                     "checkpoint_every", "keep_checkpoints", "num_seeds", "loss_scale_period"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise SandboxError(f"train.{name} must be a positive integer, got {value!r}")
@@ -33,5 +41,9 @@ class TrainConfig:
                 raise SandboxError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise SandboxError(f"train.label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        for name, choices in (("precision", PRECISIONS), ("update_rounding", UPDATE_ROUNDINGS),
+                              ("loss_scaling", LOSS_SCALINGS)):
+            if getattr(self, name) not in choices:
+                raise SandboxError(f"train.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if self.z_loss < 0:
             raise SandboxError(f"train.z_loss must be >= 0, got {self.z_loss}")

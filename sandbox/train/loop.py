@@ -91,6 +91,7 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
                        "learning_rate": float(np.asarray(got[-1]["learning_rate"]).reshape(-1)[0]),
                        "tokens_per_second": speed}
                 speeds.append(speed)
+                row.update({k: float(np.mean(v)) for k, v in got[-1].items() if k not in row})  # precision metrics
                 if evaluating:
                     val = np.asarray(evaluate(state.params, val_ids, data_key))
                     if not np.isfinite(val).all():

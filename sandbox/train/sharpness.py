@@ -12,6 +12,7 @@ import numpy as np
 from sandbox import curvature, optim
 from sandbox.errors import SandboxError
 from sandbox.text.data import get_batch
+from sandbox.train import precision
 from sandbox.train.step import loss_fn_for
 
 
@@ -33,11 +34,12 @@ def make_sharpness(cfg, num_seeds: int):
 
     def one(state, ids_N):
         batch = get_batch(ids_N, key, cfg.train.batch_size, cfg.model.seq_len)
-        out = {"sharpness": curvature.sharpness(loss_fn, state.params, batch, key)}
+        params = precision.at_least_float32(state.params)  # bf16/fp16
+        out = {"sharpness": curvature.sharpness(loss_fn, params, batch, key)}
         if cfg.train.sharpness_preconditioned:
             precond = optim.preconditioner(opt_name, opt_args, state.opt_state)
             out["preconditioned_sharpness"] = curvature.preconditioned_sharpness(
-                loss_fn, state.params, batch, key, precond)
+                loss_fn, params, batch, key, precond)
         return out
 
     fn = jax.jit(jax.vmap(one, in_axes=(0, None)) if num_seeds > 1 else one)

@@ -18,13 +18,21 @@ from sandbox import optim
 from sandbox.nn import transformer
 from sandbox.text.data import get_batch
 from sandbox.train import objective
+from sandbox.train import precision as precision_lib
 
 
 @flax.struct.dataclass
 class TrainState:
     step: jax.Array
-    params: dict
-    opt_state: optax.OptState
+    params: dict  # in the precision policy's param dtype
+    opt_state: optax.OptState  # float32 under every policy
+
+
+@flax.struct.dataclass
+class PolicyTrainState(TrainState):
+    """A TrainState with the precision policy's own state (loss scale, skipped steps, Kahan buffer);
+    a separate class so that fp32 and mixed_bf16 checkpoints keep TrainState's exact tree."""
+    numerics: dict
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -35,8 +43,10 @@ def seed_keys(seed: int, num_seeds: int) -> tuple[jax.Array, jax.Array]:
 
 
 def init_state(param_key: jax.Array, cfg, optimizer: optax.GradientTransformation) -> TrainState:
-    params = transformer.init(param_key, cfg.model)
-    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+    params32 = transformer.init(param_key, cfg.model)
+    params, extra = precision_lib.init(params32, precision_lib.policy(cfg.train))
+    state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params32))
+    return state if extra is None else PolicyTrainState(state.step, params, state.opt_state, extra)
 
 
 def loss_fn_for(cfg):
@@ -47,18 +57,28 @@ def loss_fn_for(cfg):
 def make_train_step(cfg, optimizer, batch_sharding):
     """step(state, train_ids_N, data_key) -> (state, metrics) for one seed."""
     loss_fn = loss_fn_for(cfg)
+    policy = precision_lib.policy(cfg.train)
 
     def step(state: TrainState, ids_N: jax.Array, data_key: jax.Array):
-        batch = get_batch(ids_N, jax.random.fold_in(data_key, state.step), cfg.train.batch_size, cfg.model.seq_len)
+        step_key = jax.random.fold_in(data_key, state.step)
+        batch = get_batch(ids_N, step_key, cfg.train.batch_size, cfg.model.seq_len)
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+        numerics = getattr(state, "numerics", None)
+        loss, grads, finite, extra_metrics = precision_lib.value_and_grad(loss_fn, state.params, batch,
+                                                                          numerics, policy)
+        params32 = precision_lib.cast(state.params, jnp.float32)
         # obj_fn: for optimizers that probe the loss themselves (Sophia-H); the others ignore it
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params,
-                                              obj_fn=lambda p: loss_fn(p, batch))
-        params = optax.apply_updates(state.params, updates)
+        updates, opt_state = optimizer.update(grads, state.opt_state, params32,
+                                              obj_fn=lambda p: loss_fn(precision_lib.cast(p, policy.compute_dtype),
+                                                                       batch))
+        new_params, new_extra = precision_lib.apply_updates(state.params, updates, numerics,
+                                                            jax.random.fold_in(step_key, 1), policy)
+        params, opt_state, extra = precision_lib.finish(finite, (state.params, state.opt_state, numerics),
+                                                        (new_params, opt_state, new_extra), policy)
         metrics = {"train_loss": loss, "grad_norm": optax.global_norm(grads),
-                   "learning_rate": optim.learning_rate(opt_state)}
-        return TrainState(state.step + 1, params, opt_state), metrics
+                   "learning_rate": optim.learning_rate(opt_state), **extra_metrics, **precision_lib.metrics(extra)}
+        state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        return (state if extra is None else state.replace(numerics=extra)), metrics
 
     return step
 

@@ -1,0 +1,59 @@
+"""`sandbox numerics formats|errors|fd [--out DIR]`: number formats, error analysis, finite differences."""
+
+from pathlib import Path
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("numerics", help="floating point: format constants, naive vs stable op errors, "
+                                               "finite-difference step sizes (table + figure)")
+    p.add_argument("report", choices=["formats", "errors", "fd"], help="which report")
+    p.add_argument("--out", help="output folder (default: numerics-REPORT)")
+    p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
+    p.set_defaults(func=run)
+
+
+def _g(x) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def _print(kind: str, result: dict) -> None:
+    if kind == "formats":
+        print(f"{'format':12s} {'bits':>4s} {'exp':>3s} {'man':>3s} {'eps':>9s} {'u':>9s} {'min normal':>10s} "
+              f"{'min subnorm':>11s} {'max finite':>10s}")
+        for r in result["formats"]:
+            print(f"{r['name']:12s} {r['bits']:4d} {r['exponent_bits']:3d} {r['mantissa_bits']:3d} {r['eps']:9.3g} "
+                  f"{r['unit_roundoff']:9.3g} {r['smallest_normal']:10.3g} {r['smallest_subnormal']:11.3g} "
+                  f"{r['largest_finite']:10.4g}")
+    elif kind == "errors":
+        print(f"{'op':14s} {'format':12s} {'form':6s} {'max rel':>9s} {'median rel':>10s} {'non-finite':>10s}")
+        for r in result["ops"]:
+            print(f"{r['op']:14s} {r['format']:12s} {r['form']:6s} {_g(r['max_rel_error']):>9s} "
+                  f"{_g(r['median_rel_error']):>10s} {r['nonfinite_fraction']:10.2f}")
+        print(f"\n{'format':12s} {'ln(max)':>8s} {'naive lse overflows at':>23s} {'naive softmax':>14s}")
+        for r in result["overflow"]:
+            print(f"{r['format']:12s} {r['theory_ln_largest']:8.3f} {_g(r['naive_logsumexp']):>23s} "
+                  f"{_g(r['naive_softmax']):>14s}")
+        print(f"\n{'format':9s} {'n':>7s} {'naive':>9s} {'(n-1)u':>9s} {'pairwise':>9s} {'kahan':>9s} {'2u+nu²':>9s}")
+        for r in result["summation"]:
+            print(f"{r['format']:9s} {r['n']:7d} {r['naive']:9.2e} {r['bound_naive']:9.2e} {r['pairwise']:9.2e} "
+                  f"{r['kahan']:9.2e} {r['bound_kahan']:9.2e}")
+    else:
+        print(f"{'format':8s} {'method':12s} {'best h':>9s} {'theory h':>9s} {'best error':>10s}")
+        for name, b in result["best"].items():
+            for method, m in b["measured"].items():
+                print(f"{name:8s} {method:12s} {m['best_h']:9.2e} {_g(b['theory_h'].get(method)):>9s} "
+                      f"{m['best_error']:10.2e}")
+
+
+def run(args) -> int:
+    from sandbox import rundir
+    from sandbox.numerics.report import REPORTS
+    from sandbox.train import records
+
+    out = Path(args.out or f"numerics-{args.report}")
+    with rundir.claim(out, "numerics", args.force):
+        result = REPORTS[args.report](out)
+        records.write_json(out / f"{args.report}.json", result)
+    _print(args.report, result)
+    print(f"wrote {out / f'{args.report}.json'} and {', '.join(result['figures'])}")
+    return 0
