@@ -9,7 +9,9 @@ unfinished save, one that disagrees with it is damaged, and neither is ever rest
 
 import logging
 import shutil
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -116,10 +118,10 @@ def save(mngr: ocp.CheckpointManager, state) -> None:
                         "was not saved")
     run_dir = Path(mngr.directory).parent
     try:
-        with _quiet_orbax():
+        with _interrupt_after(), _quiet_orbax():
             mngr.save(step, args=ocp.args.StandardSave(host), force=True)
             mngr.wait_until_finished()
-        manifest.write(_step_dirs(run_dir)[step])
+            manifest.write(_step_dirs(run_dir)[step])
     except Exception as e:
         for leftover in Path(mngr.directory).glob(f"{step}.orbax-checkpoint-tmp*"):
             shutil.rmtree(leftover, ignore_errors=True)
@@ -144,6 +146,23 @@ def _reason(e: Exception) -> str:
     text = str(e)
     found = next((r for r in _OS_REASONS if r in text), None)
     return found or ((text.splitlines() or [repr(e)])[0][:200])
+
+
+@contextmanager
+def _interrupt_after():
+    """Hold back Ctrl-C (SIGINT) until the block ends: a save is finished, manifest included, before
+    the KeyboardInterrupt it deferred is raised (orbax's writer threads cannot be interrupted half-way)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 @contextmanager
