@@ -6,7 +6,7 @@ from pathlib import Path
 from sandbox import config as config_lib
 from sandbox import optim
 from sandbox.text.data import load_dataset
-from sandbox.text.tokenizer import save_tokenizer
+from sandbox.text.tokenizer import run_tokenizer, save_tokenizer
 from sandbox.train import checkpoint, records
 from sandbox.train import mesh as mesh_lib
 from sandbox.train.loop import train
@@ -14,7 +14,8 @@ from sandbox.train.loop import train
 
 def _checked(cfg: config_lib.Config, run_dir: Path | None):
     """(cfg with the tokenizer's vocab size, dataset); raises SandboxError on any bad input."""
-    data = load_dataset(cfg.data, cfg.model.seq_len, run_dir)
+    tokenizer = run_tokenizer(cfg.data, run_dir) if run_dir is not None else None
+    data = load_dataset(cfg.data, cfg.model.seq_len, tokenizer)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.tokenizer.vocab_size))
     optim.build(cfg.optimizer, cfg.train.steps)
     mesh_lib.make_mesh(cfg.train.num_devices, cfg.train.batch_size)

@@ -1,0 +1,97 @@
+"""Figures of the analyses, each returned with a caption in words (what it shows, the math behind it).
+
+Every function writes one PNG through `sandbox.plotting` and returns `(file name, caption)`.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.lines import Line2D
+
+from sandbox import plotting
+
+NAMES = {"hessian": "Hessian", "ggn": "Gauss-Newton (GGN)", "fisher": "Fisher (Monte-Carlo)"}
+
+
+def top_eigenvalues(result: dict, path: Path) -> tuple[str, str]:
+    kind = NAMES[result["operator"]]
+    vals = result["top_eigenvalues"]
+    fig, ax = plotting.figure()
+    ax.plot(range(1, len(vals) + 1), vals, "o-", label=f"lambda_i ({result.get('eval_set', 'given batch')})")
+    ax.set(xlabel="index i (largest first)", ylabel="eigenvalue lambda_i (nats/token per unit^2)",
+           title=f"top {len(vals)} {kind} eigenvalues")
+    ax.legend(fontsize=8)
+    caption = (f"The {len(vals)} largest eigenvalues lambda_1 >= lambda_2 >= ... of the {kind} of the mean "
+               f"cross-entropy, by Lanczos ({_where(result)}). lambda_1 is the sharpness: the loss rises by "
+               "about lambda_1 t^2 / 2 along its eigenvector for a step of length t.")
+    return plotting.save(fig, path), caption
+
+
+def density(result: dict, path: Path) -> tuple[str, str]:
+    kind = NAMES[result["operator"]]
+    fig, ax = plotting.figure()
+    _density(ax, result["density"], "SLQ density (all parameters)")
+    for v in result["top_eigenvalues"]:
+        ax.axvline(v, color="k", lw=0.5, alpha=0.4)
+    ax.legend(handles=[*ax.get_legend_handles_labels()[0],
+                       Line2D([], [], color="k", lw=0.5, alpha=0.4, label="top eigenvalues (Lanczos)")], fontsize=8)
+    ax.set(title=f"{kind} spectral density")
+    caption = (f"Spectral density of the {kind}, rho(lambda) = (1/N) sum_i delta(lambda - lambda_i), estimated by "
+               "stochastic Lanczos quadrature (Gaussian-smoothed, log scale), with the top eigenvalues as grey "
+               f"lines ({_where(result)}). A bulk near 0 and a few outliers is the usual shape of a trained LM.")
+    return plotting.save(fig, path), caption
+
+
+def block_densities(result: dict, path: Path) -> tuple[str, str]:
+    kind = NAMES[result["operator"]]
+    fig, ax = plotting.figure(7, 4)
+    for name, block in result["blocks"].items():
+        _density(ax, block["density"], name)
+    ax.legend(fontsize=6, ncol=2, title="parameter block", title_fontsize=7)
+    ax.set(title=f"per-block {kind} spectral densities")
+    caption = (f"Spectral density of each diagonal block H[b, b] of the {kind} (the curvature restricted to one "
+               "block's parameters: embeddings, each attention, each MLP, each norm), by SLQ. Blocks of different "
+               "kinds have different spectra: the heterogeneity that motivates per-block step sizes.")
+    return plotting.save(fig, path), caption
+
+
+def sharpness(rows: list[dict], learning_rate: float, path: Path, optimizer: str = "") -> tuple[str, str]:
+    """lambda_max against steps with the gradient-descent stability threshold 2/eta."""
+    pts = [(r["step"], r["sharpness"], r.get("sharpness_std", 0.0)) for r in rows if "sharpness" in r]
+    fig, ax = plotting.figure()
+    steps, mean, std = (np.array(c) for c in zip(*pts)) if pts else ([], [], [])
+    ax.plot(steps, mean, "o-", label="sharpness lambda_max(H) on a fixed train batch")
+    if len(pts) and np.any(std):
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.25, label="± std over seeds")
+    ax.axhline(2 / learning_rate, color="r", ls="--", lw=1, label=f"2 / eta = {2 / learning_rate:.3g} (eta = {learning_rate:g})")
+    ax.set(xlabel="training step", ylabel="lambda_max(H) (nats/token per unit^2)", title="sharpness during training")
+    ax.legend(fontsize=8)
+    caption = ("Sharpness lambda_max(H), the top Hessian eigenvalue of the train loss on one fixed train batch, "
+               f"against training steps; the dashed line is 2/eta, the edge of stability of gradient descent "
+               f"(a quadratic with curvature above 2/eta diverges under GD with step eta)."
+               + (f" This run uses {optimizer}: its steps are preconditioned, so its raw sharpness may exceed "
+                  "2/eta; the threshold that binds it is on the preconditioned Hessian." if optimizer not in
+                  ("", "sgd") else ""))
+    return plotting.save(fig, path), caption
+
+
+def _density(ax, density: dict, label: str) -> None:
+    values = np.maximum(np.asarray(density["values"]), 1e-12)  # log scale needs > 0
+    ax.semilogy(density["grid"], values, lw=0.8, label=label)
+    ax.set(xlabel="eigenvalue lambda (nats/token per unit^2)", ylabel="density rho(lambda) (per unit lambda)",
+           ylim=(1e-6, None))
+
+
+def _where(result: dict) -> str:
+    return f"measured on eval set {result['eval_set']}" if "eval_set" in result else "on the given batch"
+
+
+def curvature(result: dict, out_dir: Path) -> dict:
+    """{file name: caption} of every curvature figure `result` has data for, written into `out_dir`."""
+    out_dir = Path(out_dir)
+    written = dict([top_eigenvalues(result, out_dir / "top_eigenvalues.png")])
+    if "density" in result:
+        written.update([density(result, out_dir / "density.png")])
+        if "blocks" in result:
+            written.update([block_densities(result, out_dir / "blocks_density.png")])
+    return written
