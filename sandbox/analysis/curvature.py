@@ -63,8 +63,12 @@ def memory_bytes(dim: int, opts: CurvatureOptions, itemsize: int = 4) -> int:
     return (m + 1 + slq) * dim * itemsize
 
 
-def check_memory(dim: int, opts: CurvatureOptions) -> None:
-    """Refuse, before any work, a request whose Lanczos bases would not fit in free memory."""
+def check_request(dim: int, opts: CurvatureOptions) -> None:
+    """Refuse, before any work, more eigenvalues than the operator has, or Lanczos bases that would not
+    fit in free memory."""
+    if opts.top_k > dim:
+        raise SandboxError(f"top_k={opts.top_k} exceeds the operator's dimension {dim:,} (its number of "
+                           "eigenvalues); ask for fewer")
     need = memory_bytes(dim, opts)
     try:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -109,13 +113,14 @@ def analyse(logits_fn, params, batch, opts: CurvatureOptions = CurvatureOptions(
     (default: inferred from the parameter names). `progress(target, stage)` after each stage."""
     key_op, key_solve = jax.random.split(jax.random.key(opts.seed))
     op = operator(opts.operator, logits_fn, params, batch, key_op)
-    check_memory(op.dim, opts)
+    check_request(op.dim, opts)
     targets = [("all", op)]
     if opts.blocks:
         targets += [(name, op.block(name)) for name in groups_lib.blocks(groups or groups_lib.infer(params))]
     per_target = {}
     for name, target in targets:
-        per_target[name] = spectrum(target, opts, key_solve, lambda stage, name=name: progress and progress(name, stage))
+        tick = (lambda stage, name=name: progress(name, stage)) if progress else None
+        per_target[name] = spectrum(target, opts, key_solve, tick)
     result = {"operator": opts.operator, "fisher_kind": "mc" if opts.operator == "fisher" else None,
               **per_target.pop("all")}
     if per_target:

@@ -55,23 +55,44 @@ def block_densities(result: dict, path: Path) -> tuple[str, str]:
     return plotting.save(fig, path), caption
 
 
-def sharpness(rows: list[dict], learning_rate: float, path: Path, optimizer: str = "") -> tuple[str, str]:
-    """lambda_max against steps with the gradient-descent stability threshold 2/eta."""
+def sharpness(rows: list[dict], path: Path, optimizer: str = "") -> tuple[str, str]:
+    """lambda_max against steps (rows of metrics.jsonl) with the gradient-descent threshold 2/eta_t."""
     pts = [(r["step"], r["sharpness"], r.get("sharpness_std", 0.0)) for r in rows if "sharpness" in r]
+    lrs = [(r["step"], 2 / r["learning_rate"]) for r in rows if r.get("learning_rate")]
     fig, ax = plotting.figure()
-    steps, mean, std = (np.array(c) for c in zip(*pts)) if pts else ([], [], [])
-    ax.plot(steps, mean, "o-", label="sharpness lambda_max(H) on a fixed train batch")
-    if len(pts) and np.any(std):
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.25, label="± std over seeds")
-    ax.axhline(2 / learning_rate, color="r", ls="--", lw=1, label=f"2 / eta = {2 / learning_rate:.3g} (eta = {learning_rate:g})")
-    ax.set(xlabel="training step", ylabel="lambda_max(H) (nats/token per unit^2)", title="sharpness during training")
+    if pts:
+        steps, mean, std = (np.array(c) for c in zip(*pts))
+        ax.plot(steps, mean, "o-", label="sharpness lambda_max(H), fixed train batch")
+        if np.any(std):
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.25, label="± std over seeds")
+    if lrs:
+        ax.plot(*zip(*lrs), "r--", lw=1, label="2 / eta_t (eta_t: the scheduled learning rate)")
+    ax.set_yscale("log")
+    ax.set(xlabel="training step", ylabel="lambda_max(H) and 2/eta (nats/token per unit^2)",
+           title="sharpness during training")
     ax.legend(fontsize=8)
     caption = ("Sharpness lambda_max(H), the top Hessian eigenvalue of the train loss on one fixed train batch, "
-               f"against training steps; the dashed line is 2/eta, the edge of stability of gradient descent "
-               f"(a quadratic with curvature above 2/eta diverges under GD with step eta)."
-               + (f" This run uses {optimizer}: its steps are preconditioned, so its raw sharpness may exceed "
-                  "2/eta; the threshold that binds it is on the preconditioned Hessian." if optimizer not in
-                  ("", "sgd") else ""))
+               "against training steps; the dashed line is 2/eta_t, the edge of stability of gradient descent "
+               "(along a direction of curvature above 2/eta, a gradient step of size eta overshoots and the loss "
+               "grows)."
+               + (f" This run uses {optimizer}, whose steps are preconditioned: its raw sharpness may sit above "
+                  "2/eta; the threshold that binds it is on the preconditioned Hessian P^-1/2 H P^-1/2."
+                  if optimizer not in ("", "sgd") else ""))
+    return plotting.save(fig, path), caption
+
+
+def loss(rows: list[dict], path: Path, eval_set: str) -> tuple[str, str]:
+    """Train and val loss against steps."""
+    fig, ax = plotting.figure()
+    for key, label in (("train_loss", "train (the step's batch)"), ("val_loss", f"val (eval set {eval_set})")):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if pts:
+            ax.plot(*zip(*pts), marker="o" if key == "val_loss" else None, ms=3, label=label)
+    ax.set(xlabel="training step", ylabel="cross-entropy (nats/token)", title="loss during training")
+    ax.legend(fontsize=8)
+    caption = ("Mean next-token cross-entropy -(1/T) sum_t log p(x_{t+1} | x_<=t) in nats per token against steps: "
+               f"on each step's own train batch, and on the fixed eval set {eval_set} (the same windows at every "
+               "evaluation, so the val curve moves only because the model does).")
     return plotting.save(fig, path), caption
 
 

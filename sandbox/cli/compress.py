@@ -28,7 +28,7 @@ def add_parser(subparsers):
     p.add_argument("--sparsities", default="0.1,0.3,0.5,0.7,0.9", help="prune: magnitude sparsities")
     p.add_argument("--nm", default="2:4", help="prune: N:M patterns ('' for none)")
     p.add_argument("--step", type=int, help="run: checkpoint step (default: latest)")
-    p.add_argument("--eval-batches", type=int, help="run: eval batches (default: the run's eval set, train.eval_batches)")
+    p.add_argument("--eval-batches", type=int, help="run: eval batches (default: the run's eval set's)")
     p.add_argument("--batch-size", type=int, help="run: windows per eval/calibration batch (default: train.batch_size)")
     p.add_argument("--calib-batches", type=int, default=4, help="run: batches of calibration activations (train split)")
     p.add_argument("--sentences", type=int, default=300, help="minilm: evaluation sentences")

@@ -42,7 +42,7 @@ def run(args) -> int:
     opts = curvature.CurvatureOptions(args.operator, args.top_k, args.num_steps, args.density, args.num_probes,
                                       args.trace, args.num_matvecs, args.blocks, args.seed)
     run = analysis.load(args.run_dir, args.step)
-    curvature.check_memory(Layout.of(run.params).dim, opts)
+    curvature.check_request(Layout.of(run.params).dim, opts)
     out = Path(args.out) if args.out else rundir.new_child(Path(args.run_dir), "hessian")
     with rundir.claim(out, "hessian", args.force, inputs=[args.run_dir]), \
             reporter(curvature.stages(opts, run.groups(), run.params), f"{args.operator} spectra") as tick:

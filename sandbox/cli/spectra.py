@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser("spectra", help="per-layer weight spectra (ESD, power-law alpha, stable rank) of a run or MiniLM")
+    p = subparsers.add_parser("spectra", help="per-layer weight spectra (ESD, power-law alpha, stable rank) "
+                                              "of a run or MiniLM")
     p.add_argument("target", help="a run folder, or 'minilm' for the pretrained all-MiniLM-L6-v2")
     p.add_argument("--step", type=int, help="run: checkpoint step (default: latest)")
     p.add_argument("--out", help="output folder (default: a new RUN_DIR/spectra-<timestamp>)")

@@ -5,7 +5,8 @@ Which subtrees hold linear maps is the model's word: a grouping `{group: [path]}
 linear group holding a 2-D "w" (D_in, D_out), or a flax "kernel". Compression replaces its {"w"}
 by {"u", "v"} (SVD: `sandbox.nn.linear.dense` then really multiplies by the thin matrices) or by a
 new dense "w" (quantized or pruned); a bias is kept. A flax "kernel" gets the compressed matrix
-back as a dense kernel (U V for SVD), so the flax module runs unchanged. Calibration records, for every layer, the Gram matrix G = X^T X of its inputs and
+back as a dense kernel (U V for SVD), so the flax module runs unchanged.
+Calibration records, for every layer, the Gram matrix G = X^T X of its inputs and
 their mean |x| per channel, which activation-aware SVD needs.
 """
 
@@ -16,7 +17,6 @@ from flax import traverse_util
 from sandbox.compress import prune, quantize, svd
 from sandbox.errors import SandboxError
 from sandbox.nn import groups as groups_lib
-
 
 
 def linear_layers(params, groups: dict | None = None) -> dict:

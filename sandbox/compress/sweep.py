@@ -32,7 +32,8 @@ def compress(params, method: str, setting: dict, prepared=None, groups: dict | N
     return cmodel.replace_layers(params, new), info
 
 
-def run(params, method: str, settings: list, evaluate, stats=None, progress=None, groups: dict | None = None) -> list[dict]:
+def run(params, method: str, settings: list, evaluate, stats=None, progress=None,
+        groups: dict | None = None) -> list[dict]:
     """Rows {"method", "setting", "kept_fraction", "bits_per_weight", **evaluate(compressed)} per setting."""
     m = get(method)
     prepared = m.prepare(cmodel.linear_layers(params, groups), stats)

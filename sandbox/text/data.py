@@ -7,6 +7,7 @@ uniformly from the split with `jax.random`; inputs are the first L, targets the 
 """
 
 from dataclasses import dataclass, field
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,7 +45,7 @@ def load_dataset(cfg: DataConfig, seq_len: int, tokenizer=None) -> Dataset:
     if cfg.corpus == "markov":
         ids = markov.sample(cfg.markov)
         cut = int(len(ids) * (1 - cfg.val_fraction))
-        tok = tokenizer if tokenizer is not None else make_tokenizer(cfg.tokenizer, train_text=None, alphabet=cfg.markov.alphabet)
+        tok = tokenizer if tokenizer is not None else make_tokenizer(cfg.tokenizer, None, cfg.markov.alphabet)
         data = Dataset(ids[:cut], ids[cut:], tok, markov.entropy_rate(cfg.markov))
     else:
         text = corpus_lib.load_text(cfg.corpus)
