@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import LogLocator
+from matplotlib.ticker import LogLocator, NullFormatter
 
 from sandbox import plotting
 from sandbox.compress import spectra
@@ -50,7 +50,8 @@ def plot_esd_grid(weights: dict, table: dict, path: Path, title: str) -> str:
     n = len(weights)
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    fig, axes = plotting.figure(3.0 * cols, 2.6 * rows + 0.8, rows, cols, squeeze=False)
+    fig, axes = plotting.figure(3.0 * cols, 2.6 * rows + 0.8, rows, cols)
+    axes = np.array(axes, dtype=object).reshape(rows, cols)
     for ax, (name, w) in zip(axes.ravel(), weights.items()):
         evals = spectra.esd(w)
         evals = evals[evals > 0]
@@ -66,7 +67,9 @@ def plot_esd_grid(weights: dict, table: dict, path: Path, title: str) -> str:
         ax.axvline(info["mp_edge"], color="gray", ls=":", lw=1)
         ax.set_title(f"{name}  (alpha = {info['alpha']:.2f})", fontsize=7)
         ax.tick_params(labelsize=6)
-        ax.xaxis.set_major_locator(_log_locator())
+        for axis in (ax.xaxis, ax.yaxis):  # few major labels, no minor ones: a small panel's labels must not overlap
+            axis.set_major_locator(LogLocator(base=10, numticks=4))
+            axis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("eigenvalue of W^T W", fontsize=7)
         ax.set_ylabel("density", fontsize=7)
     for ax in axes.ravel()[n:]:
@@ -78,10 +81,6 @@ def plot_esd_grid(weights: dict, table: dict, path: Path, title: str) -> str:
     fig.suptitle(f"{title}: ESD of W^T W per layer", fontsize=9)
     fig.get_layout_engine().set(rect=(0, 0.06, 1, 0.94))
     return plotting.save(fig, path)
-
-
-def _log_locator():
-    return LogLocator(base=10, numticks=4)  # few ticks: labels of a small panel must not overlap
 
 
 def plot_alpha(table: dict, path: Path, title: str) -> str:
