@@ -30,7 +30,7 @@ def test_compress_writes_rows_and_figures(run_dir, tmp_path):
     assert rows[("prune", "2:4")]["kept_fraction"] == pytest.approx(0.5, abs=0.01)
     for r in result["rows"]:
         assert r["change"] == pytest.approx(r["val_loss"] - result["base"]["val_loss"])
-    assert result["eval_set"] == "val/seed0/1x4x32"  # --eval-batches 1 --batch-size 4: a named other set
+    assert result["eval_set"] == "val/seed0/2x8x32[:1,:4]"  # --eval-batches 1 --batch-size 4: a named subset
     assert set(result["spectra"]) == {f"block_0/{n}"
                                       for n in ("attn/q", "attn/k", "attn/v", "attn/o", "mlp/up", "mlp/down")}
     for name in ("tradeoff.png", "singular_values.png", "esd.png", "alpha.png"):

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from sandbox.compress import methods, sweep
+from sandbox.compress import methods, quantize, sweep
 from sandbox.compress import model as cmodel
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
@@ -48,8 +48,8 @@ def test_every_method(name):
         assert all(np.linalg.matrix_rank(np.asarray(p["u"] @ p["v"])) == 2 for p in new.values())
     elif method.family == "prune":
         assert info["kept_fraction"] == pytest.approx(0.5)
-    else:  # int4 with one float32 scale per group of 8 rows: 4 + 32/8 bits per weight
-        assert info["bits_per_weight"] == pytest.approx(4 + 32 / 8)
+    else:  # int4 with one float16 step per group of 8 rows: 4 + 16/8 bits per weight
+        assert info["bits_per_weight"] == pytest.approx(4 + quantize.SCALE_BITS / 8) == 6
     rows = sweep.run(PARAMS, name, [good], lambda p: {"n_layers": len(cmodel.linear_layers(p))},
                      stats=_stats() if method.needs_calibration else None)
     assert rows[0]["setting"] == label and rows[0]["n_layers"] == 6
