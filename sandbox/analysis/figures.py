@@ -68,7 +68,7 @@ def sharpness(rows: list[dict], path: Path, optimizer: str = "") -> tuple[str, s
     if lrs:
         ax.plot(*zip(*lrs), "r--", lw=1, label="2 / eta_t (eta_t: the scheduled learning rate)")
     ax.set_yscale("log")
-    ax.set(xlabel="training step", ylabel="lambda_max(H) and 2/eta (nats/token per unit^2)",
+    ax.set(xlabel="training step", ylabel="eigenvalue (nats/token per unit^2)",
            title="sharpness during training")
     ax.legend(fontsize=8)
     caption = ("Sharpness lambda_max(H), the top Hessian eigenvalue of the train loss on one fixed train batch, "

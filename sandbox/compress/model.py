@@ -108,7 +108,8 @@ def decompose(layers: dict, method: str, stats=None, damp: float = 1e-6, alpha: 
         elif method == "svd-whiten":
             out[path] = svd.whitened_decomposition(w, svd.damped(jnp.asarray(stats[path]["gram"], jnp.float32), damp))
         else:
-            out[path] = svd.asvd_decomposition(w, svd.scale_from_abs_mean(jnp.asarray(stats[path]["abs_mean"], jnp.float32), alpha))
+            scale = svd.scale_from_abs_mean(jnp.asarray(stats[path]["abs_mean"], jnp.float32), alpha)
+            out[path] = svd.asvd_decomposition(w, scale)
     return out
 
 
