@@ -68,3 +68,18 @@ def test_curvature_request_checks():
     assert curvature.memory_bytes(1000, opts) == (21 + 3 * 21) * 1000 * 4
     with pytest.raises(SandboxError, match="hessian.operator='newton' is not known"):
         curvature.CurvatureOptions(operator="newton")
+
+
+def test_data_loading_takes_a_tokenizer_not_a_folder(run):
+    from sandbox.text.data import load_dataset
+    from sandbox.text.tokenizer import ByteTokenizer
+
+    again = load_dataset(run.cfg.data, run.cfg.model.seq_len, run.tokenizer)
+    assert again.tokenizer is run.tokenizer
+    np.testing.assert_array_equal(again.val_N, run.data.val_N)
+    from sandbox.text import corpus
+
+    cfg = run.cfg.data.__class__(corpus="pydoc", val_fraction=0.1)
+    data = load_dataset(cfg, 32, ByteTokenizer())
+    text = corpus.load_text("pydoc")
+    assert bytes(data.val_N.astype(np.uint8)) == text[int(len(text) * 0.9):].encode("utf-8")
