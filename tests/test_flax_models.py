@@ -64,7 +64,7 @@ def test_hessian_and_its_spectrum_are_exact_on_a_flax_model(kind):
         batch = _batch()
         op = acurv.operator("hessian", logits_fn, params, batch, jax.random.PRNGKey(2))
         layout = curvature.Layout.of(params)
-        exact = jax.hessian(lambda w: _loss(logits_fn)(layout.unravel(w), batch))(layout.ravel(params))
+        exact = jax.jit(jax.hessian(lambda w: _loss(logits_fn)(layout.unravel(w), batch)))(layout.ravel(params))
         np.testing.assert_allclose(curvature.dense(op), exact, atol=1e-10)
         groups = groups_lib.infer(params)
         assert {g: len(p) for g, p in groups.items()} == {"embeddings": 1, "norms": 1, "linear": 2}
