@@ -15,8 +15,9 @@ def test_quick_comparison(tmp_path, capsys):
     assert all(r["top_hessian_eigenvalue"] > 0 for r in rows.values())
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     assert (tmp_path / "figures" / "val_loss.png").stat().st_size > 10_000
-    # both optimizers were measured on one eval set, named in the summary
-    assert {r["eval_set"] for r in rows.values()} == {summary["eval_set"]} == {"val/seed0/8x16x32"}
+    # both optimizers were measured on the same eval sets (each seed its own), named in the summary
+    assert {r["eval_set"] for r in rows.values()} == {summary["eval_set"]} == {"val/seed0..1/8x16x32"}
+    assert {r["hessian_eval_set"] for r in rows.values()} == {"val/seed0/8x16x32[:1,:16]"}
     # the results table ends the output and is in the summary: a header and one line per optimizer
     lines = summary["table_text"]
     assert lines[0].split() == ["optimizer", "learning_rate", "final_val_loss", "final_val_loss_std",

@@ -54,10 +54,11 @@ class Run:
 
 
 def load(run_dir: str | Path, step: int | None = None, seed_index: int = 0) -> Run:
-    """Open a run folder: its checkpoint at `step` (default: the latest), its tokenizer and eval set."""
+    """Open a run folder: its checkpoint at `step` (default: the latest), its tokenizer and the eval set
+    of seed `seed_index` (the one training measured that seed's val loss on)."""
     cfg, params, step = checkpoint.load_run(run_dir, step, seed_index)
     data = load_dataset(cfg.data, cfg.model.seq_len, run_tokenizer(cfg.data, run_dir))
-    return Run(cfg, params, step, data, objective.eval_set(cfg, data.val_N), Path(run_dir))
+    return Run(cfg, params, step, data, objective.eval_set(cfg, data.val_N, seed_index=seed_index), Path(run_dir))
 
 
 def from_training(cfg, params, data: Dataset, step: int, path: Path | None = None) -> Run:

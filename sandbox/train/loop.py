@@ -48,11 +48,11 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
     rep = mesh_lib.replicated(mesh)
     step_fn = jax.jit(_seeded(make_train_step(cfg, optimizer, mesh_lib.batch_sharded(mesh)), n, (0, None, 0)),
                       donate_argnums=0)
-    evaluate = jax.jit(_seeded(make_eval(cfg, mesh_lib.batch_sharded(mesh)), n, (0, None)))
+    evaluate = jax.jit(_seeded(make_eval(cfg, mesh_lib.batch_sharded(mesh)), n, (0, 0)))
     sharpness = make_sharpness(cfg, n) if tc.sharpness_every else None
     train_ids = jax.device_put(as_device(data.train_N), rep)
-    evals = objective.eval_set(cfg, data.val_N)  # the run's eval set: every val loss is measured on it
-    eval_batches = jax.device_put(evals.stacked(), rep)
+    eval_name, eval_batches = objective.training_eval_sets(cfg, data.val_N)  # every val loss is measured on it
+    eval_batches = jax.device_put(eval_batches, rep)
 
     mngr = checkpoint.manager(run_dir, tc.keep_checkpoints)
     if resume:
@@ -118,7 +118,7 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
         "steps": tc.steps,
         "final_train_loss": last_train.get("train_loss"),
         "final_val_loss": last_val.get("val_loss"),
-        "eval_set": evals.name,
+        "eval_set": eval_name,
         "tokens_per_second": float(np.median(speeds)) if speeds else None,
         "num_params": transformer.num_params(cfg.model),
         "wall_seconds": time.perf_counter() - wall0,
