@@ -2,9 +2,12 @@
 
 1. trains the tiny transformer on CPython's documentation with a byte-level BPE tokenizer trained
    on the train split, logging the top Hessian eigenvalue (sharpness) every few steps;
-2. computes the final Hessian's top eigenvalues and spectral density (Lanczos, SLQ);
-3. sweeps SVD compression of every linear layer and measures what each rank costs in val loss;
-4. writes `report.html`, one self-contained page (figures inlined) with the summary table.
+2. computes the final Hessian's top eigenvalues and spectral density (Lanczos, SLQ) on the first
+   batch of the run's eval set;
+3. sweeps SVD compression of every linear layer and measures what each rank costs in val loss on
+   the run's eval set (so the uncompressed baseline is training's final val loss);
+4. writes `report.html`, one self-contained page: a summary table whose every number says what it
+   was measured on, and each figure with a caption in words.
 """
 
 import base64
@@ -12,69 +15,110 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox import analysis
 from sandbox import config as config_lib
-from sandbox.cli import main as cli
-from sandbox.errors import SandboxError
+from sandbox.analysis import compression, curvature, figures, spectra
 from sandbox.train import records, session
 
 
 @dataclass
+class HessianConfig:
+    top_k: int = 5  # top eigenvalues (Lanczos)
+    num_steps: int = 40  # Lanczos steps, also per SLQ probe
+    num_probes: int = 4  # SLQ probes for the density
+    batch_size: int = 8  # sequences of the eval set's first batch
+
+    def __post_init__(self):
+        curvature.CurvatureOptions(top_k=self.top_k, num_steps=self.num_steps, num_probes=self.num_probes)
+
+
+@dataclass
 class Config:
-    base: str = "configs/tiny.yaml"
+    base: str = "configs/tiny.yaml"  # the training config, with `overrides` (dotted keys) on top
     overrides: list[str] = field(default_factory=lambda: [
         "data.tokenizer.kind=bpe", "data.tokenizer.vocab_size=512", "train.steps=300", "train.sharpness_every=100"])
-    hessian_args: list[str] = field(default_factory=lambda: ["--density", "--top-k", "5", "--num-steps", "40"])
-    svd_fractions: str = "0.1,0.25,0.5,0.75"
-
-
-def _sub(argv: list[str]) -> None:
-    """Run one `sandbox` sub-command; its own clear errors stop the experiment."""
-    if cli(argv) != 0:
-        raise SandboxError(f"quickstart: `sandbox {' '.join(argv)}` failed (see the message above)")
+    hessian: HessianConfig = field(default_factory=HessianConfig)
+    svd_fractions: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75])
 
 
 def run(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     train_cfg = config_lib.load(cfg.base, cfg.overrides)
     run_dir = out_dir / "run"
     trained = session.start(train_cfg, run_dir, progress=progress)
-    _sub(["hessian", str(run_dir), *cfg.hessian_args, "--out", str(out_dir / "hessian")])
-    _sub(["compress", str(run_dir), "--method", "svd", "--fractions", cfg.svd_fractions,
-          "--out", str(out_dir / "compress")])
-    hessian = records.read_json(out_dir / "hessian" / "hessian.json")
-    compress = records.read_json(out_dir / "compress" / "compress.json")
-    sharp = [r for r in records.read_metrics(run_dir / "metrics.jsonl") if "sharpness" in r]
+    lm = analysis.load(run_dir)
+    say = print if progress else (lambda *a: None)
+    metrics = records.read_metrics(run_dir / "metrics.jsonl")
+    captions = dict([figures.loss(metrics, out_dir / "loss.png", trained["eval_set"]),
+                     figures.sharpness(metrics, out_dir / "sharpness.png", train_cfg.optimizer.name)])
+
+    opts = curvature.CurvatureOptions(top_k=cfg.hessian.top_k, num_steps=cfg.hessian.num_steps, density=True,
+                                      num_probes=cfg.hessian.num_probes)
+    hessian = curvature.of_run(lm, opts, cfg.hessian.batch_size)
+    (out_dir / "hessian").mkdir()
+    captions.update({f"hessian/{k}": v for k, v in figures.curvature(hessian, out_dir / "hessian").items()})
+    records.write_json(out_dir / "hessian" / "hessian.json", hessian)
+
+    (out_dir / "compress").mkdir()
+    target = compression.lm_target(lm)
+    svd = compression.study(target, {"svd": [{"fraction": f} for f in cfg.svd_fractions]}, out_dir / "compress", say)
+    records.write_json(out_dir / "compress" / "compress.json", svd)
+    captions["compress/tradeoff.png"] = (
+        "Val loss (nats/token) on the run's eval set against bits per weight after replacing every linear layer's "
+        "W (M x N) by its best rank-k approximation U_k S_k V_k^T (Eckart-Young), keeping about the given fraction "
+        "k (M + N) / (M N) of its parameters; the dashed line is the uncompressed model on the same eval set.")
+    captions.update({f"compress/{k}": v for k, v in zip(svd["figures"][1:], spectra.CAPTIONS)})
+
+
+    sharp = [r for r in metrics if "sharpness" in r]
     summary = {
         "final_val_loss": trained["final_val_loss"],
+        "eval_set": trained["eval_set"],
+        "step": lm.step,
+        "baseline_val_loss": svd["base"]["val_loss"],
         "tokens_per_second": trained["tokens_per_second"],
         "num_params": trained["num_params"],
         "sharpness": {r["step"]: r["sharpness"] for r in sharp},
+        "sharpness_batch": f"one fixed train batch of {train_cfg.train.batch_size} windows",
         "top_hessian_eigenvalues": hessian["top_eigenvalues"],
+        "hessian_eval_set": hessian["eval_set"],
         "svd": [{"kept_fraction": r["kept_fraction"], "val_loss": r["val_loss"], "change": r["change"]}
-                for r in compress["rows"]],
+                for r in svd["rows"]],
+        "figures": captions,
         "run_dir": str(run_dir),
     }
     records.write_json(out_dir / "summary.json", summary)
-    figures = [run_dir / "figures" / "loss.png", out_dir / "hessian" / "density.png",
-               out_dir / "hessian" / "top_eigenvalues.png", out_dir / "compress" / "tradeoff.png",
-               out_dir / "compress" / "singular_values.png"]
-    records.write_atomic(out_dir / "report.html", _report(summary, figures))
+    records.write_atomic(out_dir / "report.html", _report(summary, out_dir))
     return summary
 
 
-def _report(summary: dict, figures: list[Path]) -> str:
-    rows = [("final val loss (nats/token)", f"{summary['final_val_loss']:.4f}"),
-            ("parameters", f"{summary['num_params']:,}"),
-            ("tokens / s", f"{summary['tokens_per_second']:.0f}"),
-            ("sharpness by step", ", ".join(f"{s}: {v:.3g}" for s, v in summary["sharpness"].items())),
-            ("top Hessian eigenvalues", ", ".join(f"{v:.4g}" for v in summary["top_hessian_eigenvalues"]))]
-    rows += [(f"SVD, kept fraction {r['kept_fraction']:.2f}", f"val loss {r['val_loss']:.4f} ({r['change']:+.4f})")
-             for r in summary["svd"]]
-    table = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+def _rows(s: dict) -> list[tuple[str, str, str]]:
+    """(quantity, value, measured on) for the summary table."""
+    ev, step = s["eval_set"], s["step"]
+    rows = [("final val loss (nats/token)", f"{s['final_val_loss']:.4f}", f"eval set {ev}, step {step}"),
+            ("uncompressed val loss, compression baseline (nats/token)", f"{s['baseline_val_loss']:.4f}",
+             f"eval set {ev}, step {step} (the same set: the same number)"),
+            ("parameters", f"{s['num_params']:,}", "the model"),
+            ("training throughput (tokens/s)", f"{s['tokens_per_second']:.0f}", "median over logged intervals"),
+            ("sharpness lambda_max(H) by step", ", ".join(f"{k}: {v:.3g}" for k, v in s["sharpness"].items()),
+             s["sharpness_batch"]),
+            ("top Hessian eigenvalues", ", ".join(f"{v:.4g}" for v in s["top_hessian_eigenvalues"]),
+             f"eval set {s['hessian_eval_set']} (first eval batch), step {step}")]
+    rows += [(f"SVD, kept fraction {r['kept_fraction']:.2f}: val loss (change)",
+              f"{r['val_loss']:.4f} ({r['change']:+.4f})", f"eval set {ev}") for r in s["svd"]]
+    return rows
+
+
+def _report(summary: dict, out_dir: Path) -> str:
+    cell = lambda x: f"<td>{html.escape(x)}</td>"  # noqa: E731
+    table = "".join(f"<tr>{cell(q)}{cell(v)}{cell(m)}</tr>" for q, v, m in _rows(summary))
     images = "".join(
-        f'<figure><img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
-        f"<figcaption>{html.escape(p.parent.name)}/{html.escape(p.name)}</figcaption></figure>"
-        for p in figures if p.exists())
+        f'<figure><img src="data:image/png;base64,{base64.b64encode((out_dir / name).read_bytes()).decode()}" '
+        f'alt="{html.escape(name)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+        for name, caption in summary["figures"].items())
+    note = ("Eval set names read val/seed S/E x B x L: E batches of B windows of L tokens from the val split, "
+            "drawn from the run's seed S; [:e,:b] is its first e batches cut to b windows.")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>LLM Math Sandbox quickstart</title>"
-            f"<style>body{{font-family:sans-serif;max-width:60em;margin:auto}}td{{padding:2px 12px}}"
-            f"img{{max-width:100%}}</style></head><body><h1>Quickstart</h1><table>{table}</table>"
-            f"{images}</body></html>")
+            f"<style>body{{font-family:sans-serif;max-width:60em;margin:auto}}td,th{{padding:2px 12px;"
+            f"text-align:left}}img{{max-width:100%}}figcaption{{font-size:90%;margin-bottom:2em}}</style></head>"
+            f"<body><h1>Quickstart</h1><table><tr><th>quantity</th><th>value</th><th>measured on</th></tr>{table}"
+            f"</table><p>{html.escape(note)}</p>{images}</body></html>")

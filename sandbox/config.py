@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from sandbox import validate
 from sandbox.errors import SandboxError
 from sandbox.nn.config import ModelConfig
 from sandbox.optim.config import OptimizerConfig
@@ -114,9 +114,6 @@ def resolve(raw: DictConfig, overrides: list[str] = (), schema=Config):
         raise SandboxError(f"invalid config: {e}") from None
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
 def _bad_floats(obj, prefix: str = ""):
     """(key, value) of every float in a config tree that is NaN or does not fit in float32."""
     if dataclasses.is_dataclass(obj):
@@ -127,7 +124,7 @@ def _bad_floats(obj, prefix: str = ""):
     elif isinstance(obj, (list, tuple)):
         for i, value in enumerate(obj):
             yield from _bad_floats(value, f"{prefix}{i}.")
-    elif isinstance(obj, float) and (math.isnan(obj) or (math.isfinite(obj) and abs(obj) > _FLOAT32_MAX)):
+    elif isinstance(obj, float) and (math.isnan(obj) or (math.isfinite(obj) and abs(obj) > validate.FLOAT32_MAX)):
         yield prefix[:-1], obj
 
 
@@ -136,7 +133,7 @@ def _check_floats(cfg):
     bad = next(_bad_floats(cfg), None)
     if bad is not None:
         raise SandboxError(f"config key {bad[0]!r} = {bad[1]!r} is not a usable number: "
-                           f"the computation runs in float32, whose largest value is {_FLOAT32_MAX:.4g}")
+                           f"the computation runs in float32, whose largest value is {validate.FLOAT32_MAX:.4g}")
     return cfg
 
 

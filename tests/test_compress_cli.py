@@ -5,20 +5,12 @@ import sys
 
 import pytest
 
-from sandbox import config
 from sandbox.cli import main
-from sandbox.train import session
-
-MICRO = ["data.corpus=markov", "data.markov.alphabet=4", "data.markov.order=2", "data.markov.length=20000",
-         "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "model.seq_len=32",
-         "train.batch_size=8", "train.steps=4", "train.eval_every=4", "train.checkpoint_every=4", "train.log_every=4"]
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("runs") / "micro"
-    session.start(config.load("configs/tiny.yaml", MICRO), path, progress=False)
-    return path
+@pytest.fixture
+def run_dir(tiny_run):
+    return tiny_run[0]
 
 
 @pytest.mark.slow
@@ -38,10 +30,32 @@ def test_compress_writes_rows_and_figures(run_dir, tmp_path):
     assert rows[("prune", "2:4")]["kept_fraction"] == pytest.approx(0.5, abs=0.01)
     for r in result["rows"]:
         assert r["change"] == pytest.approx(r["val_loss"] - result["base"]["val_loss"])
-    assert set(result["spectra"]) == {f"block_0/{n}" for n in ("attn/q", "attn/k", "attn/v", "attn/o", "mlp/up", "mlp/down")}
+    assert result["eval_set"] == "val/seed0/2x8x32[:1,:4]"  # --eval-batches 1 --batch-size 4: a named subset
+    assert set(result["spectra"]) == {f"block_0/{n}"
+                                      for n in ("attn/q", "attn/k", "attn/v", "attn/o", "mlp/up", "mlp/down")}
     for name in ("tradeoff.png", "singular_values.png", "esd.png", "alpha.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert main(args) == 2  # refuses a non-empty --out without --force
+    assert main([*args, "--force"]) == 0  # replaces a folder the sandbox made
+
+
+def test_compress_default_output_is_a_new_folder_and_baseline_is_training_val_loss(tiny_run):
+    run_dir, trained = tiny_run
+    args = ["compress", str(run_dir), "--method", "quantize", "--bits", "8", "--granularity", "tensor", "--floats", ""]
+    assert main(args) == 0 and main(args) == 0
+    outs = sorted(run_dir.glob("compress-*"))
+    assert len(outs) >= 2  # a second analysis never overwrites the first
+    result = json.loads((outs[-1] / "compress.json").read_text())
+    assert result["eval_set"] == trained["eval_set"]
+    assert result["base"]["val_loss"] == pytest.approx(trained["final_val_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("option", ["--eval-batches", "--batch-size"])
+def test_zero_eval_sizes_are_refused_before_any_folder(run_dir, tmp_path, capsys, option):
+    out = tmp_path / "zero"
+    assert main(["compress", str(run_dir), "--method", "svd", option, "0", "--out", str(out)]) == 2
+    assert "must be a positive integer, got 0" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_spectra_table(run_dir, tmp_path, capsys):

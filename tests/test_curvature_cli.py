@@ -1,7 +1,10 @@
-"""`sandbox hessian` refuses a folder that is not a run, with exit 2 and one line (no traceback)."""
+"""`sandbox hessian`: refuses bad input with exit 2 and one line; writes a new folder per analysis."""
+
+import json
+
+import pytest
 
 from sandbox import cli
-from sandbox.cli.hessian import block_names
 
 
 def test_hessian_cli_without_a_run_folder_exits_2(tmp_path, capsys):
@@ -10,7 +13,31 @@ def test_hessian_cli_without_a_run_folder_exits_2(tmp_path, capsys):
     assert "not a run folder" in err and "Traceback" not in err
 
 
-def test_block_names_cover_layers_and_their_attention_and_mlp():
-    params = {"embed": {"tokens": 0}, "block_0": {"attn": {}, "mlp": {}, "norm_attn": {}},
-              "norm_final": {}}
-    assert block_names(params) == ["embed", "block_0", "block_0/attn", "block_0/mlp", "norm_final"]
+@pytest.mark.parametrize("extra, message", [
+    (["--num-steps", "0"], "hessian.num_steps must be a positive integer, got 0"),
+    (["--top-k", "0"], "hessian.top_k must be a positive integer, got 0"),
+    (["--top-k", "100000000"], "exceeds the operator's dimension"),
+    (["--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+])
+def test_bad_requests_are_refused_before_any_folder(tiny_run, tmp_path, capsys, extra, message):
+    out = tmp_path / "h"
+    assert cli.main(["hessian", str(tiny_run[0]), *extra, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_hessian_writes_a_new_folder_names_its_batch_and_never_overwrites(tiny_run, capsys):
+    run_dir, _ = tiny_run
+    args = ["hessian", str(run_dir), "--top-k", "2", "--num-steps", "6", "--batch-size", "2"]
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert "[1/1] all: top eigenvalues done" in err  # plain progress lines when not in a terminal
+    out = sorted(run_dir.glob("hessian-*"))[-1]
+    result = json.loads((out / "hessian.json").read_text())
+    assert result["eval_set"] == "val/seed0/2x8x32[:1,:2]"
+    assert result["top_eigenvalues"][0] >= result["top_eigenvalues"][1]
+    assert (out / "top_eigenvalues.png").read_bytes()[:4] == b"\x89PNG"
+    assert cli.main([*args, "--out", str(out)]) == 2  # an existing --out needs --force
+    assert "--force" in capsys.readouterr().err
+    assert cli.main([*args, "--out", str(run_dir)]) == 2  # the run itself is an input: never replaced
+    assert cli.main([*args, "--out", str(out), "--force"]) == 0

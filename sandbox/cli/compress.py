@@ -1,20 +1,22 @@
-"""`sandbox compress RUN_DIR|minilm --method svd,svd-whiten,asvd,quantize,prune [sweep options] --out DIR`.
+"""`sandbox compress RUN_DIR|minilm --method svd,svd-whiten,asvd,quantize,prune [sweep options] [--out DIR]`.
 
-Sweeps each method over its settings, scores every compressed model (val loss for a trained run,
-embedding fidelity for MiniLM) and writes compress.json plus figures into --out.
+Sweeps each method over its settings, scores every compressed model (val loss on the run's eval
+set for a trained run, embedding fidelity for MiniLM) and writes compress.json plus figures into
+OUT (default: a new RUN_DIR/compress-<timestamp>, or compress-minilm-<timestamp>).
 """
 
 from pathlib import Path
 
-SVD_FRACTIONS = "0.05,0.1,0.2,0.3,0.4,0.5,0.7,0.9"
-
 
 def add_parser(subparsers):
+    from sandbox.compress.methods import METHODS
+
+    names = ",".join(METHODS)
     p = subparsers.add_parser("compress", help="SVD / quantization / pruning sweeps of a run's weights or of MiniLM")
     p.add_argument("target", help="a run folder, or 'minilm' for the pretrained all-MiniLM-L6-v2")
-    p.add_argument("--method", default="svd,svd-whiten,asvd,quantize,prune",
-                   help="comma list of svd, svd-whiten, asvd, quantize, prune (default: all)")
-    p.add_argument("--fractions", default=SVD_FRACTIONS, help="SVD: kept parameter fractions per layer")
+    p.add_argument("--method", default=names, help=f"comma list of {', '.join(METHODS)} (default: all)")
+    p.add_argument("--fractions", default="0.05,0.1,0.2,0.3,0.4,0.5,0.7,0.9",
+                   help="SVD: kept parameter fractions per layer")
     p.add_argument("--ranks", help="SVD: fixed ranks instead of --fractions, e.g. 4,8,16")
     p.add_argument("--energies", help="SVD: kept energy sum s_i^2 instead of --fractions, e.g. 0.9,0.99")
     p.add_argument("--budget", action="store_true", help="SVD: read --fractions as one global parameter budget")
@@ -26,111 +28,70 @@ def add_parser(subparsers):
     p.add_argument("--sparsities", default="0.1,0.3,0.5,0.7,0.9", help="prune: magnitude sparsities")
     p.add_argument("--nm", default="2:4", help="prune: N:M patterns ('' for none)")
     p.add_argument("--step", type=int, help="run: checkpoint step (default: latest)")
-    p.add_argument("--eval-batches", type=int, default=4, help="run: val batches for the loss")
-    p.add_argument("--batch-size", type=int, default=16, help="run: windows per val/calibration batch")
-    p.add_argument("--calib-batches", type=int, default=4, help="run: batches of calibration activations")
+    p.add_argument("--eval-batches", type=int, help="run: eval batches (default: the run's eval set's)")
+    p.add_argument("--batch-size", type=int, help="run: windows per eval/calibration batch (default: train.batch_size)")
+    p.add_argument("--calib-batches", type=int, default=4, help="run: batches of calibration activations (train split)")
     p.add_argument("--sentences", type=int, default=300, help="minilm: evaluation sentences")
-    p.add_argument("--out", required=True, help="output folder for compress.json and figures")
-    p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
+    p.add_argument("--out", help="output folder (default: a new RUN_DIR/compress-<timestamp>)")
+    p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
     p.set_defaults(func=run)
 
 
-def _numbers(text: str, kind, option: str) -> list:
+def _list(text: str, kind, option: str) -> tuple:
     from sandbox.errors import SandboxError
 
     try:
-        return [kind(x) for x in text.split(",") if x.strip()]
+        return tuple(kind(x) for x in (text or "").split(",") if x.strip())
     except ValueError:
         raise SandboxError(f"{option} {text!r} is not a comma list of {kind.__name__} values") from None
 
 
-def plan(args) -> dict:
-    """{method: [setting, ...]} from the command-line options."""
-    from sandbox.compress import model as cmodel
-    from sandbox.compress import quantize
+def _nm(text: str) -> tuple:
     from sandbox.errors import SandboxError
 
-    methods = [m.strip() for m in args.method.split(",") if m.strip()]
-    bad = [m for m in methods if m not in cmodel.METHODS]
-    if bad or not methods:
-        raise SandboxError(f"--method {args.method!r} is invalid: choose from {', '.join(cmodel.METHODS)}")
-    if args.ranks:
-        svd = [{"rank": r} for r in _numbers(args.ranks, int, "--ranks")]
-    elif args.energies:
-        svd = [{"energy": e} for e in _numbers(args.energies, float, "--energies")]
-    else:
-        svd = [{"budget" if args.budget else "fraction": f} for f in _numbers(args.fractions, float, "--fractions")]
-    quant = [{"dtype": d.strip()} for d in args.floats.split(",") if d.strip()]
-    for d in quant:
-        if d["dtype"] not in quantize.FLOAT_DTYPES:
-            raise SandboxError(f"--floats {d['dtype']!r} is not supported: choose from {', '.join(quantize.FLOAT_DTYPES)}")
-    for bits in _numbers(args.bits, int, "--bits"):
-        if bits not in quantize.BITS:
-            raise SandboxError(f"--bits {bits} is not supported: choose from {', '.join(map(str, quantize.BITS))}")
-        for gran in (g.strip() for g in args.granularity.split(",") if g.strip()):
-            quant.append({"bits": bits, "symmetric": not args.asymmetric, "granularity": gran, "group_size": args.group_size})
-    pruning = [{"sparsity": s} for s in _numbers(args.sparsities, float, "--sparsities")]
-    for nm in (x.strip() for x in args.nm.split(",") if x.strip()):
+    pairs = []
+    for nm in (x.strip() for x in text.split(",") if x.strip()):
         n, _, m = nm.partition(":")
         if not (n.isdigit() and m.isdigit()):
             raise SandboxError(f"--nm {nm!r} is not of the form N:M, e.g. 2:4")
-        pruning.append({"n": int(n), "m": int(m)})
-    by_method = {"svd": svd, "svd-whiten": svd, "asvd": svd, "quantize": quant, "prune": pruning}
-    return {m: by_method[m] for m in methods}
+        pairs.append((int(n), int(m)))
+    return tuple(pairs)
 
 
-def lm_target(run_dir: str, args):
-    """A trained run as a `Target`: mean val loss over fixed batches; calibration on other val batches."""
-    import jax
+def options(args):
+    """The typed `SweepOptions` of the command line (checked: nothing is read or written before)."""
+    from sandbox.analysis.compression import SweepOptions
 
-    from sandbox.compress import model as cmodel
-    from sandbox.compress.report import Target
-    from sandbox.nn import transformer
-    from sandbox.train import checkpoint, objective
-
-    cfg, params, step = checkpoint.load_run(run_dir, args.step)
-    batch = lambda i: objective.eval_batch(cfg, jax.random.PRNGKey(i), args.batch_size, run_dir)
-    evals = [batch(i) for i in range(args.eval_batches)]
-    loss = jax.jit(lambda p, b: objective.lm_loss(p, b, cfg.model))
-
-    def evaluate(p):
-        return {"val_loss": float(sum(loss(p, b) for b in evals) / len(evals))}
-
-    def calibrate():
-        calib = [batch(10_000 + i)["inputs"] for i in range(args.calib_batches)]
-        return cmodel.calibrate(lambda p, t: transformer.apply(p, t, cfg.model), params, calib)
-
-    info = {"run": str(run_dir), "step": step, "eval_tokens": args.eval_batches * args.batch_size * cfg.model.seq_len}
-    return Target(name=Path(run_dir).name, params=params, evaluate=evaluate, metric="val_loss",
-                  calibrate=calibrate, info=info)
-
-
-def load_params(target: str, step=None):
-    """(title, params) of a run folder's checkpoint or of MiniLM."""
-    if target == "minilm":
-        from sandbox.pretrained import minilm
-
-        return "all-MiniLM-L6-v2", minilm.load().params
-    from sandbox.train import checkpoint
-
-    _, params, _ = checkpoint.load_run(target, step)
-    return Path(target).name, params
+    return SweepOptions(
+        methods=_list(args.method, str.strip, "--method"), fractions=_list(args.fractions, float, "--fractions"),
+        ranks=_list(args.ranks, int, "--ranks"), energies=_list(args.energies, float, "--energies"),
+        budget=args.budget, bits=_list(args.bits, int, "--bits"),
+        granularities=_list(args.granularity, str.strip, "--granularity"), group_size=args.group_size,
+        symmetric=not args.asymmetric, floats=_list(args.floats, str.strip, "--floats"),
+        sparsities=_list(args.sparsities, float, "--sparsities"), nm=_nm(args.nm),
+        eval_batches=args.eval_batches, batch_size=args.batch_size, calib_batches=args.calib_batches)
 
 
 def run(args) -> int:
-    from sandbox.compress import report, sweep
+    from sandbox import analysis, rundir
+    from sandbox.analysis import compression
     from sandbox.train import records
 
-    settings = plan(args)
+    opts = options(args)
+    settings = compression.plan(opts)
     if args.target == "minilm":
         from sandbox.pretrained import minilm_compress
 
-        target = minilm_compress.target(n_sentences=args.sentences)
+        target, parent, inputs = minilm_compress.target(n_sentences=args.sentences), Path("."), []
+        kind = "compress-minilm"
     else:
-        target = lm_target(args.target, args)
-    sweep.validate(target.params, settings)
-    out = records.prepare_new_dir(Path(args.out), args.force)
-    summary = report.study(target, settings, out)
-    records.write_json(out / "compress.json", summary)
-    print(f"wrote {out / 'compress.json'} and {', '.join(summary['figures'])} ({summary['seconds']:.1f} s)")
+        run_ = analysis.load(args.target, args.step)
+        target, parent, inputs, kind = compression.lm_target(run_, opts), Path(args.target), [args.target], "compress"
+    compression.check(target, settings)
+    out = Path(args.out) if args.out else rundir.new_child(parent, kind)
+    with rundir.claim(out, "compress", args.force, inputs=inputs):
+        summary = compression.study(target, settings, out)
+        records.write_json(out / "compress.json", summary)
+    where = f" on eval set {summary['eval_set']}" if "eval_set" in summary else ""
+    print(f"wrote {out / 'compress.json'} and {', '.join(summary['figures'])}{where} ({summary['seconds']:.1f} s)")
     return 0

@@ -1,61 +1,57 @@
-"""Figures for compression and weight spectra (matplotlib, Agg, PNG)."""
+"""Figures for compression and weight spectra (through `sandbox.plotting`: PNG, labelled axes, legends)."""
 
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import LogLocator, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from sandbox.compress import spectra  # noqa: E402
+from sandbox import plotting
+from sandbox.compress import spectra
 
 
-def plot_tradeoff(rows: list[dict], metric: str, base: float, path: Path, title: str) -> None:
+def plot_tradeoff(rows: list[dict], metric: str, base: float, path: Path, title: str, unit: str = "") -> str:
     """`metric` against bits per weight, one line per method; the uncompressed model as a dashed line."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plotting.figure(6.4, 4.2)
     for method in dict.fromkeys(r["method"] for r in rows):
         pts = sorted((r["bits_per_weight"], r[metric]) for r in rows if r["method"] == method)
         ax.plot(*zip(*pts), "o-", label=method, ms=4)
-    ax.axhline(base, color="k", ls="--", lw=1, label="uncompressed")
+    ax.axhline(base, color="k", ls="--", lw=1, label=f"uncompressed ({base:.4g})")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("bits per weight (32 = dense float32; SVD/pruning: 32 x kept fraction)")
-    ax.set_ylabel(metric)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+    ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return plotting.save(fig, path)
 
 
-def plot_singular_values(weights: dict, path: Path, title: str) -> None:
+def plot_singular_values(weights: dict, path: Path, title: str) -> str:
     """s_i / s_1 against i / K for every layer, log scale: how fast each spectrum decays."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    cmap = plt.get_cmap("viridis")
+    fig, ax = plotting.figure(6.4, 4.2)
+    cmap = colormaps["viridis"]
     for j, (name, w) in enumerate(weights.items()):
         s = np.sqrt(spectra.esd(w))[::-1]
         ax.plot(np.arange(1, len(s) + 1) / len(s), s / s[0], color=cmap(j / max(len(weights) - 1, 1)), lw=1,
                 label=name if len(weights) <= 12 else None)
     ax.set_yscale("log")
-    ax.set_xlabel("i / K (rank fraction)")
-    ax.set_ylabel("s_i / s_1")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+    ax.set_xlabel("i / K (rank index over the layer's rank K)")
+    ax.set_ylabel("s_i / s_1 (relative singular value)")
+    ax.set_title(title, fontsize=9)
     if len(weights) <= 12:
         ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return plotting.save(fig, path)
 
 
-def plot_esd_grid(weights: dict, table: dict, path: Path, title: str) -> None:
+def plot_esd_grid(weights: dict, table: dict, path: Path, title: str) -> str:
     """Log-log ESD histogram of W^T W per layer with the fitted power law from x_min (and the MP edge)."""
     n = len(weights)
-    cols = min(6, n)
+    cols = min(4, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.0 * rows), squeeze=False)
+    fig, axes = plotting.figure(3.0 * cols, 2.6 * rows + 0.8, rows, cols)
+    axes = np.array(axes, dtype=object).reshape(rows, cols)
     for ax, (name, w) in zip(axes.ravel(), weights.items()):
         evals = spectra.esd(w)
         evals = evals[evals > 0]
@@ -69,25 +65,35 @@ def plot_esd_grid(weights: dict, table: dict, path: Path, title: str) -> None:
             pdf = tail * (info["alpha"] - 1) / info["xmin"] * (x / info["xmin"]) ** (-info["alpha"])
             ax.loglog(x, pdf, "r-", lw=1)
         ax.axvline(info["mp_edge"], color="gray", ls=":", lw=1)
-        ax.set_title(f"{name}\nalpha={info['alpha']:.2f}", fontsize=6)
-        ax.tick_params(labelsize=5)
+        ax.set_title(f"{name}  (alpha = {info['alpha']:.2f})", fontsize=7)
+        ax.tick_params(labelsize=6)
+        for axis in (ax.xaxis, ax.yaxis):  # few major labels, no minor ones: a small panel's labels must not overlap
+            axis.set_major_locator(LogLocator(base=10, numticks=4))
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("eigenvalue of W^T W", fontsize=7)
+        ax.set_ylabel("density", fontsize=7)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    fig.suptitle(f"{title}: ESD of W^T W, power-law fit (red), MP edge (dotted)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    handles = [Line2D([], [], marker=".", ls="", label="ESD histogram"),
+               Line2D([], [], color="r", label="power law p ~ x^-alpha above x_min"),
+               Line2D([], [], color="gray", ls=":", label="Marchenko-Pastur bulk edge")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7)
+    fig.suptitle(f"{title}: ESD of W^T W per layer", fontsize=9)
+    fig.get_layout_engine().set(rect=(0, 0.06, 1, 0.94))
+    return plotting.save(fig, path)
 
 
-def plot_alpha(table: dict, path: Path, title: str) -> None:
+def plot_alpha(table: dict, path: Path, title: str) -> str:
     """Power-law alpha per layer, with WeightWatcher's 2..6 'well-trained' band shaded."""
     names = list(table)
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.18 * len(names)), 4.0))
+    fig, ax = plotting.figure(max(6.4, 0.22 * len(names)), 4.2)
     ax.bar(range(len(names)), [table[k]["alpha"] for k in names], color="tab:blue")
     ax.axhspan(2, 6, color="tab:green", alpha=0.1)
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
-    ax.set_ylabel("alpha")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.set_ylabel("power-law exponent alpha (dimensionless)")
+    ax.set_xlabel("layer")
+    ax.legend(handles=[Patch(color="tab:blue", label="alpha of the layer's ESD tail"),
+                       Patch(color="tab:green", alpha=0.2, label="2 <= alpha <= 6: 'well trained' (WeightWatcher)")],
+              fontsize=7)
+    ax.set_title(title, fontsize=9)
+    return plotting.save(fig, path)

@@ -1,9 +1,12 @@
 """Compressing a whole model: find its linear layers, calibrate them, swap in compressed weights.
 
-A linear layer is any dict in the params tree holding a 2-D "w" (D_in, D_out), outside the
-embedding tables. Compression replaces its {"w"} by {"u", "v"} (SVD: `sandbox.nn.linear.dense`
-then really multiplies by the thin matrices) or by a new dense "w" (quantized or pruned); a bias
-"b" is kept. Calibration records, for every layer, the Gram matrix G = X^T X of its inputs and
+Which subtrees hold linear maps is the model's word: a grouping `{group: [path]}` (see
+`sandbox.nn.groups`; inferred from the names when not given). A linear layer is a dict under a
+linear group holding a 2-D "w" (D_in, D_out), or a flax "kernel". Compression replaces its {"w"}
+by {"u", "v"} (SVD: `sandbox.nn.linear.dense` then really multiplies by the thin matrices) or by a
+new dense "w" (quantized or pruned); a bias is kept. A flax "kernel" gets the compressed matrix
+back as a dense kernel (U V for SVD), so the flax module runs unchanged.
+Calibration records, for every layer, the Gram matrix G = X^T X of its inputs and
 their mean |x| per channel, which activation-aware SVD needs.
 """
 
@@ -13,18 +16,18 @@ from flax import traverse_util
 
 from sandbox.compress import prune, quantize, svd
 from sandbox.errors import SandboxError
-
-SKIP = ("embed", "unembed")  # lookup tables (and the tied/untied output map) stay dense
-METHODS = ("svd", "svd-whiten", "asvd", "quantize", "prune")
+from sandbox.nn import groups as groups_lib
 
 
-def linear_layers(params, skip=SKIP) -> dict:
+def linear_layers(params, groups: dict | None = None) -> dict:
     """{"block_0/attn/q": {"w": ...} or {"u", "v"}, (+ "b")}: every dense or factorized layer, by slash path."""
-    return {
-        "/".join(k[:-1]): _layer(params, k[:-1])
-        for k, leaf in traverse_util.flatten_dict(params).items()
-        if k[-1] in ("w", "u") and np.ndim(leaf) == 2 and k[0] not in skip
-    }
+    roots = [tuple(p.split("/")) for p in groups_lib.linear_roots(groups or groups_lib.infer(params))]
+    out = {}
+    for k, leaf in traverse_util.flatten_dict(params).items():
+        if k[-1] in groups_lib.WEIGHTS and np.ndim(leaf) == 2 and any(k[:len(r)] == r for r in roots):
+            layer = _layer(params, k[:-1])
+            out["/".join(map(str, k[:-1]))] = {"w": layer["kernel"]} if k[-1] == "kernel" else layer
+    return out
 
 
 def _layer(params, path):
@@ -38,6 +41,10 @@ def replace_layers(params, new_layers: dict):
     flat = traverse_util.flatten_dict(params)
     for path, layer in new_layers.items():
         key = tuple(path.split("/"))
+        if key + ("kernel",) in flat:  # a flax Dense: the compressed matrix as a dense kernel
+            w = layer["w"] if "w" in layer else layer["u"] @ layer["v"]
+            flat[key + ("kernel",)] = jnp.asarray(w, flat[key + ("kernel",)].dtype)
+            continue
         for name in ("w", "u", "v"):
             flat.pop(key + (name,), None)
         flat.update({key + (name,): value for name, value in layer.items()})
@@ -68,13 +75,16 @@ class _Recorder:
         return x @ self.w
 
 
-def calibrate(forward, params, batches, row_masks=None) -> dict:
+def calibrate(forward, params, batches, row_masks=None, groups: dict | None = None) -> dict:
     """{path: {"gram": X^T X, "abs_mean": mean |x| per input channel, "count": T}} over `batches`.
 
     `forward(params, batch)` must run eagerly (not under jit) so the recorders see real inputs;
     `row_masks[i]` (B x L bool), if given, drops padding rows of batch i from the statistics.
     """
-    layers = linear_layers(params)
+    layers = linear_layers(params, groups)
+    if any(k + ("kernel",) in traverse_util.flatten_dict(params) for k in (tuple(p.split("/")) for p in layers)):
+        raise SandboxError("calibration records inputs through `sandbox.nn.linear.dense` (x @ W); flax Dense "
+                           "kernels are not seen that way: use svd, quantize or prune for this model")
     stats = {path: {} for path in layers}
     for i, batch in enumerate(batches):
         mask = None if row_masks is None else np.asarray(row_masks[i], bool)
@@ -98,7 +108,8 @@ def decompose(layers: dict, method: str, stats=None, damp: float = 1e-6, alpha: 
         elif method == "svd-whiten":
             out[path] = svd.whitened_decomposition(w, svd.damped(jnp.asarray(stats[path]["gram"], jnp.float32), damp))
         else:
-            out[path] = svd.asvd_decomposition(w, svd.scale_from_abs_mean(jnp.asarray(stats[path]["abs_mean"], jnp.float32), alpha))
+            scale = svd.scale_from_abs_mean(jnp.asarray(stats[path]["abs_mean"], jnp.float32), alpha)
+            out[path] = svd.asvd_decomposition(w, scale)
     return out
 
 

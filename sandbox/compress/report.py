@@ -1,8 +1,9 @@
 """One compression study of a model: spectra, sweeps per method, compress.json rows and figures.
 
 A `Target` is what any model brings: its params, `evaluate(params) -> {metric: value, ...}`,
-the name of the main metric (val_loss for an LM, mean_cosine for a sentence encoder) and a
-`calibrate()` that returns per-layer activation statistics for activation-aware SVD.
+the name and unit of the main metric (val_loss in nats/token for an LM, mean_cosine for a sentence
+encoder), a `calibrate()` that returns per-layer activation statistics for activation-aware SVD,
+and its parameter grouping (which subtrees are linear maps; inferred from names if None).
 """
 
 import dataclasses
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sandbox.compress import figures, spectra, sweep
+from sandbox.compress import figures, methods, spectra, sweep
 from sandbox.compress import model as cmodel
 
 
@@ -24,24 +25,25 @@ class Target:
     metric: str
     calibrate: Callable[[], dict]
     info: dict = dataclasses.field(default_factory=dict)
+    groups: dict | None = None
+    unit: str = ""
 
 
-def dense_weights(params) -> dict:
+def dense_weights(params, groups: dict | None = None) -> dict:
     """{path: W as float32 numpy} for every dense linear layer."""
-    return {k: np.asarray(p["w"], np.float32) for k, p in cmodel.linear_layers(params).items() if "w" in p}
+    return {k: np.asarray(p["w"], np.float32) for k, p in cmodel.linear_layers(params, groups).items() if "w" in p}
 
 
-def spectra_table(params) -> dict:
+def spectra_table(params, groups: dict | None = None) -> dict:
     """{path: `spectra.layer_spectrum(W)`} for every dense linear layer."""
-    return {k: spectra.layer_spectrum(w) for k, w in dense_weights(params).items()}
+    return {k: spectra.layer_spectrum(w) for k, w in dense_weights(params, groups).items()}
 
 
-def write_spectra_figures(params, table: dict, out: Path, title: str) -> list[str]:
-    weights = dense_weights(params)
-    figures.plot_singular_values(weights, out / "singular_values.png", f"{title}: singular values per layer")
-    figures.plot_esd_grid(weights, table, out / "esd.png", title)
-    figures.plot_alpha(table, out / "alpha.png", f"{title}: power-law alpha per layer")
-    return ["singular_values.png", "esd.png", "alpha.png"]
+def write_spectra_figures(params, table: dict, out: Path, title: str, groups: dict | None = None) -> list[str]:
+    weights = dense_weights(params, groups)
+    return [figures.plot_singular_values(weights, out / "singular_values.png", f"{title}: singular values per layer"),
+            figures.plot_esd_grid(weights, table, out / "esd.png", title),
+            figures.plot_alpha(table, out / "alpha.png", f"{title}: power-law alpha per layer")]
 
 
 def study(target: Target, plan: dict, out: Path, progress=print) -> dict:
@@ -49,22 +51,22 @@ def study(target: Target, plan: dict, out: Path, progress=print) -> dict:
     t0 = time.perf_counter()
     base = target.evaluate(target.params)
     progress(f"uncompressed: {target.metric} = {base[target.metric]:.5f}")
-    stats = None
-    if any(m in ("svd-whiten", "asvd") for m in plan):
-        stats = target.calibrate()
+    stats = target.calibrate() if any(methods.get(m).needs_calibration for m in plan) else None
     rows = []
     for method, settings in plan.items():
         def report(row, method=method):
             progress(f"{method:10s} {row['setting']:24s} kept {row['kept_fraction']:.3f}  "
                      f"bits {row['bits_per_weight']:6.2f}  {target.metric} {row[target.metric]:.5f}")
 
-        for row in sweep.run(target.params, method, settings, target.evaluate, stats, report):
+        for row in sweep.run(target.params, method, settings, target.evaluate, stats, report, target.groups):
             row["change"] = row[target.metric] - base[target.metric]
             rows.append(row)
-    table = spectra_table(target.params)
-    figures.plot_tradeoff(rows, target.metric, base[target.metric], out / "tradeoff.png",
-                          f"{target.name}: {target.metric} against compression")
-    names = ["tradeoff.png"] + write_spectra_figures(target.params, table, out, target.name)
+    table = spectra_table(target.params, target.groups)
+    measured_on = target.info.get("eval_set")
+    names = [figures.plot_tradeoff(rows, target.metric, base[target.metric], out / "tradeoff.png",
+                                   f"{target.name}: {target.metric} against compression"
+                                   + (f"\n(measured on eval set {measured_on})" if measured_on else ""), target.unit)]
+    names += write_spectra_figures(target.params, table, out, target.name, target.groups)
     return {
         "target": target.name,
         **target.info,

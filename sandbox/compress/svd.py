@@ -64,7 +64,8 @@ def whitened_decomposition(w_MxN, g_MxM):
     """(L^{-T} U, s, V^T) with U s V^T the SVD of L^T W and G = L L^T: s are output-space singular values."""
     l_MxM = jnp.linalg.cholesky(g_MxM)
     if not bool(jnp.all(jnp.isfinite(l_MxM))):
-        raise SandboxError("calibration Gram matrix is not positive definite: give more calibration tokens or a larger damp")
+        raise SandboxError("calibration Gram matrix is not positive definite: "
+                           "give more calibration tokens or a larger damp")
     u_MxK, s_K, vt_KxN = jnp.linalg.svd(l_MxM.T @ w_MxN, full_matrices=False)
     return jsl.solve_triangular(l_MxM.T, u_MxK, lower=False), s_K, vt_KxN
 

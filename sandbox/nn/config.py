@@ -6,6 +6,7 @@ argument: every field fixes an array shape or a code path, never a value.
 
 import dataclasses
 
+from sandbox import validate
 from sandbox.errors import SandboxError
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
@@ -31,15 +32,9 @@ class ModelConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "d_ff"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise SandboxError(f"model.{name} must be a positive integer, got {value!r}")
+            validate.positive_int("model", name, getattr(self, name))
         for name, choices in (("pos_encoding", POS_ENCODINGS), ("norm", NORMS), ("mlp", MLPS)):
-            value = getattr(self, name)
-            if value not in choices:
-                raise SandboxError(
-                    f"model.{name}={value!r} is not known; valid choices: {', '.join(choices)}"
-                )
+            validate.one_of("model", name, getattr(self, name), choices)
         if self.d_model % self.n_heads:
             raise SandboxError(
                 f"model.d_model={self.d_model} must be divisible by model.n_heads={self.n_heads}"
@@ -51,8 +46,7 @@ class ModelConfig:
             )
         if not isinstance(self.tie_embeddings, bool):
             raise SandboxError(f"model.tie_embeddings must be true or false, got {self.tie_embeddings!r}")
-        if not isinstance(self.init_std, (int, float)) or isinstance(self.init_std, bool) or self.init_std <= 0:
-            raise SandboxError(f"model.init_std must be a positive number, got {self.init_std!r}")
+        validate.positive_number("model", "init_std", self.init_std)
 
     @property
     def head_dim(self) -> int:

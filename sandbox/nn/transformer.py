@@ -154,6 +154,18 @@ def apply(params, tokens_BxL, cfg):
     return forward_from_embeddings(params, embed(params, tokens_BxL, cfg), cfg)
 
 
+def param_groups(params) -> dict:
+    """{group: [subtree path]}: the token/position tables (and an untied unembedding) are embeddings,
+    each block's "attn" attention and "mlp" MLP, every norm a norm (see `sandbox.nn.groups`)."""
+    layers = sorted((k for k in params if k.startswith("block_")), key=lambda k: int(k.split("_")[1]))
+    return {
+        "embeddings": ["embed"] + (["unembed"] if "unembed" in params else []),
+        "attention": [f"{b}/attn" for b in layers],
+        "mlp": [f"{b}/mlp" for b in layers],
+        "norms": [f"{b}/{n}" for b in layers for n in ("norm_attn", "norm_mlp")] + ["norm_final"],
+    }
+
+
 def num_params(cfg):
     """The number of scalars in init(key, cfg), counted from `param_spec` (nothing is allocated)."""
     return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(param_spec(cfg)))

@@ -77,6 +77,17 @@ def params_from_tensors(t: dict, n_layers: int) -> dict:
     return params
 
 
+def param_groups(params) -> dict:
+    """{group: [subtree path]} of the MiniLM tree (see `sandbox.nn.groups`)."""
+    layers = sorted((k for k in params if k.startswith("layer_")), key=lambda k: int(k.split("_")[1]))
+    return {
+        "embeddings": [f"embed/{n}" for n in ("tokens", "positions", "types")],
+        "attention": [f"{b}/attn" for b in layers],
+        "mlp": [f"{b}/mlp" for b in layers],
+        "norms": ["embed/norm"] + [f"{b}/{n}" for b in layers for n in ("norm_attn", "norm_mlp")],
+    }
+
+
 def embed_tokens(e, ids_BxL, cfg: Config):
     """x = LN(E_tok[ids] + E_pos[0..L-1] + E_type[0]) (every token is of segment 0)."""
     x_BxLxD = e["tokens"][ids_BxL] + e["positions"][: ids_BxL.shape[1]] + e["types"][0]

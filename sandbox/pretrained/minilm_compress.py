@@ -26,10 +26,12 @@ def target(n_sentences: int = 300, n_calibration: int = 128, model=None) -> Targ
     def calibrate():
         _, batches = model.batches(calib, batch_size=32)
         return cmodel.calibrate(
-            lambda p, batch: minilm.encode(p, *batch, model.cfg), model.params, batches, [m for _, m in batches]
+            lambda p, batch: minilm.encode(p, *batch, model.cfg), model.params, batches, [m for _, m in batches],
+            groups=minilm.param_groups(model.params),
         )
 
     return Target(
         name="all-MiniLM-L6-v2", params=model.params, evaluate=evaluate, metric="mean_cosine", calibrate=calibrate,
         info={"sentences": len(sentences), "calibration_sentences": len(calib)},
+        groups=minilm.param_groups(model.params), unit="cosine to the uncompressed embedding",
     )

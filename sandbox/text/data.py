@@ -7,12 +7,12 @@ uniformly from the split with `jax.random`; inputs are the first L, targets the 
 """
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sandbox import validate
 from sandbox.errors import SandboxError
 from sandbox.text import corpus as corpus_lib
 from sandbox.text import markov
@@ -28,8 +28,7 @@ class DataConfig:
     markov: MarkovConfig = field(default_factory=MarkovConfig)
 
     def __post_init__(self):
-        if not 0.0 < self.val_fraction < 1.0:
-            raise SandboxError(f"data.val_fraction must lie in (0, 1), got {self.val_fraction}")
+        validate.in_range("data", "val_fraction", self.val_fraction, 0.0, 1.0, closed=(False, False))
 
 
 @dataclass
@@ -40,17 +39,18 @@ class Dataset:
     entropy_rate: float | None = None  # exact, for synthetic sources
 
 
-def load_dataset(cfg: DataConfig, seq_len: int, run_dir: Path | None = None) -> Dataset:
-    """Read the corpus, split it, and tokenize it (training a tokenizer on the train split only)."""
+def load_dataset(cfg: DataConfig, seq_len: int, tokenizer=None) -> Dataset:
+    """Read the corpus, split it, and tokenize it with `tokenizer` (default: a new one, a BPE being
+    trained on the train split only; pass a run's own tokenizer to see its data again)."""
     if cfg.corpus == "markov":
         ids = markov.sample(cfg.markov)
         cut = int(len(ids) * (1 - cfg.val_fraction))
-        tok = make_tokenizer(cfg.tokenizer, train_text=None, run_dir=run_dir, alphabet=cfg.markov.alphabet)
+        tok = tokenizer if tokenizer is not None else make_tokenizer(cfg.tokenizer, None, cfg.markov.alphabet)
         data = Dataset(ids[:cut], ids[cut:], tok, markov.entropy_rate(cfg.markov))
     else:
         text = corpus_lib.load_text(cfg.corpus)
         cut = int(len(text) * (1 - cfg.val_fraction))
-        tok = make_tokenizer(cfg.tokenizer, train_text=text[:cut], run_dir=run_dir)
+        tok = tokenizer if tokenizer is not None else make_tokenizer(cfg.tokenizer, train_text=text[:cut])
         encode = lambda s: np.asarray(tok.encode(s), dtype=np.int32)  # noqa: E731
         data = Dataset(encode(text[:cut]), encode(text[cut:]), tok)
     for split, ids in (("train", data.train_N), ("val", data.val_N)):
@@ -72,3 +72,58 @@ def get_batch(ids_N: jax.Array, key: jax.Array, batch_size: int, seq_len: int) -
 
 def as_device(ids: np.ndarray) -> jax.Array:
     return jnp.asarray(ids, dtype=jnp.int32)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A named, fixed set of evaluation batches: E batches of B windows of L tokens (inputs, targets).
+
+    Every number called "val loss" is the mean over these E batches of the batch's mean token
+    cross-entropy; the name says how the windows were drawn, so two numbers are comparable
+    exactly when their eval sets share a name.
+    """
+
+    name: str
+    inputs_ExBxL: jax.Array
+    targets_ExBxL: jax.Array
+
+    @property
+    def num_batches(self) -> int:
+        return int(self.inputs_ExBxL.shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.inputs_ExBxL.shape[1])
+
+    @property
+    def num_tokens(self) -> int:
+        return int(np.prod(self.targets_ExBxL.shape))
+
+    def stacked(self) -> dict:
+        """{"inputs": ExBxL, "targets": ExBxL}, for `lax.map` / `lax.scan` over batches."""
+        return {"inputs": self.inputs_ExBxL, "targets": self.targets_ExBxL}
+
+    def batch(self, i: int) -> dict:
+        return {"inputs": self.inputs_ExBxL[i], "targets": self.targets_ExBxL[i]}
+
+    def batches(self) -> list[dict]:
+        return [self.batch(i) for i in range(self.num_batches)]
+
+    def take(self, num_batches: int | None = None, batch_size: int | None = None) -> "EvalSet":
+        """The first `num_batches` batches, each cut to its first `batch_size` windows (a named subset)."""
+        e = self.num_batches if num_batches is None else num_batches
+        b = self.batch_size if batch_size is None else batch_size
+        if not (1 <= e <= self.num_batches and 1 <= b <= self.batch_size):
+            raise SandboxError(f"eval set {self.name} has {self.num_batches} batches of {self.batch_size} windows; "
+                               f"cannot take {e} batches of {b}")
+        if (e, b) == (self.num_batches, self.batch_size):
+            return self
+        return EvalSet(f"{self.name}[:{e},:{b}]", self.inputs_ExBxL[:e, :b], self.targets_ExBxL[:e, :b])
+
+
+def draw_eval_set(ids_N, key: jax.Array, num_batches: int, batch_size: int, seq_len: int, name: str) -> EvalSet:
+    """E = num_batches batches, batch i drawn by `get_batch` with the i-th key of split(key, E)."""
+    ids_N = as_device(ids_N)
+    keys = jax.random.split(key, num_batches)
+    stacked = jax.vmap(lambda k: get_batch(ids_N, k, batch_size, seq_len))(keys)
+    return EvalSet(name, stacked["inputs"], stacked["targets"])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sandbox import validate
 from sandbox.errors import SandboxError
 
 
@@ -26,12 +27,10 @@ class MarkovConfig:
 
     def __post_init__(self):
         for name in ("order", "alphabet", "length"):
-            if getattr(self, name) <= 0:
-                raise SandboxError(f"data.markov.{name} must be a positive integer, got {getattr(self, name)}")
+            validate.positive_int("data.markov", name, getattr(self, name))
         if self.alphabet ** self.order > 1_000_000:
             raise SandboxError("data.markov: alphabet**order must be at most 1e6 contexts")
-        if self.concentration <= 0:
-            raise SandboxError(f"data.markov.concentration must be > 0, got {self.concentration}")
+        validate.positive_number("data.markov", "concentration", self.concentration)
 
 
 def transition_table(cfg: MarkovConfig) -> np.ndarray:

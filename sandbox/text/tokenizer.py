@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox import validate
 from sandbox.errors import SandboxError
 
 KINDS = ("bytes", "bpe")
@@ -15,8 +16,8 @@ class TokenizerConfig:
     pattern: str = "gpt4"  # bpe only: "gpt2" or "gpt4"
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise SandboxError(f"unknown data.tokenizer.kind {self.kind!r}; valid: {', '.join(KINDS)}")
+        validate.one_of("data.tokenizer", "kind", self.kind, KINDS)
+        validate.positive_int("data.tokenizer", "vocab_size", self.vocab_size)
 
 
 class ByteTokenizer:
@@ -44,17 +45,14 @@ class SymbolTokenizer:
         return "".join(chr(ord("a") + int(i)) for i in ids)
 
 
-def make_tokenizer(cfg: TokenizerConfig, train_text: str | None, run_dir: Path | None, alphabet: int = 0):
-    """The tokenizer for a run: a BPE is trained on `train_text`, or read back from the run folder."""
+def make_tokenizer(cfg: TokenizerConfig, train_text: str | None, alphabet: int = 0):
+    """A new tokenizer: symbols of a synthetic source (no text), raw bytes, or a BPE trained on `train_text`."""
     if train_text is None:
         return SymbolTokenizer(alphabet)
     if cfg.kind == "bytes":
         return ByteTokenizer()
     from sandbox.text import bpe
 
-    cached = run_dir / "tokenizer.json" if run_dir is not None else None
-    if cached is not None and cached.exists():
-        return bpe.load(cached)
     return bpe.train(train_text, vocab_size=cfg.vocab_size, pattern=cfg.pattern)
 
 

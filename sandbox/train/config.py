@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from sandbox.errors import SandboxError
+from sandbox import validate
 
 PRECISIONS = ("fp32", "bf16", "fp16", "mixed_bf16", "mixed_fp16")
 UPDATE_ROUNDINGS = ("nearest", "stochastic", "kahan")
@@ -33,17 +33,11 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "eval_batches", "log_every",
                      "checkpoint_every", "keep_checkpoints", "num_seeds", "loss_scale_period"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise SandboxError(f"train.{name} must be a positive integer, got {value!r}")
-        for name in ("num_devices", "sharpness_every"):
-            if getattr(self, name) < 0:
-                raise SandboxError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise SandboxError(f"train.label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+            validate.positive_int("train", name, getattr(self, name))
+        for name in ("seed", "num_devices", "sharpness_every"):
+            validate.non_negative_int("train", name, getattr(self, name))
+        validate.in_range("train", "label_smoothing", self.label_smoothing, 0.0, 1.0, closed=(True, False))
+        validate.in_range("train", "z_loss", self.z_loss, 0.0, float("inf"))
         for name, choices in (("precision", PRECISIONS), ("update_rounding", UPDATE_ROUNDINGS),
                               ("loss_scaling", LOSS_SCALINGS)):
-            if getattr(self, name) not in choices:
-                raise SandboxError(f"train.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        if self.z_loss < 0:
-            raise SandboxError(f"train.z_loss must be >= 0, got {self.z_loss}")
+            validate.one_of("train", name, getattr(self, name), choices)

@@ -15,7 +15,7 @@ from sandbox import optim
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
 from sandbox.text.data import Dataset, as_device
-from sandbox.train import checkpoint, records
+from sandbox.train import checkpoint, objective, records
 from sandbox.train import mesh as mesh_lib
 from sandbox.train.figures import plot_loss
 from sandbox.train.progress import Reporter
@@ -49,10 +49,11 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
     rep = mesh_lib.replicated(mesh)
     step_fn = jax.jit(_seeded(make_train_step(cfg, optimizer, mesh_lib.batch_sharded(mesh)), n, (0, None, 0)),
                       donate_argnums=0)
-    evaluate = jax.jit(_seeded(make_eval(cfg, mesh_lib.batch_sharded(mesh)), n, (0, None, 0)))
+    evaluate = jax.jit(_seeded(make_eval(cfg, mesh_lib.batch_sharded(mesh)), n, (0, 0)))
     sharpness = make_sharpness(cfg, n) if tc.sharpness_every else None
     train_ids = jax.device_put(as_device(data.train_N), rep)
-    val_ids = jax.device_put(as_device(data.val_N), rep)
+    eval_name, eval_batches = objective.training_eval_sets(cfg, data.val_N)  # every val loss is measured on it
+    eval_batches = jax.device_put(eval_batches, rep)
 
     mngr = checkpoint.manager(run_dir, tc.keep_checkpoints, writer=True)
     if resume:
@@ -93,7 +94,7 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
                 speeds.append(speed)
                 row.update({k: float(np.mean(v)) for k, v in got[-1].items() if k not in row})  # precision metrics
                 if evaluating:
-                    val = np.asarray(evaluate(state.params, val_ids, data_key))
+                    val = np.asarray(evaluate(state.params, eval_batches))
                     if not np.isfinite(val).all():
                         raise _diverged(s, run_dir, "the val loss")
                     row.update(_stats(val, "val_loss"))
@@ -124,6 +125,7 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
         "steps": tc.steps,
         "final_train_loss": last_train.get("train_loss"),
         "final_val_loss": last_val.get("val_loss"),
+        "eval_set": eval_name,
         "tokens_per_second": float(np.median(speeds)) if speeds else None,
         "num_params": transformer.num_params(cfg.model),
         "wall_seconds": time.perf_counter() - wall0,

@@ -15,7 +15,7 @@ from sandbox import config as config_lib
 from sandbox import optim, rundir
 from sandbox.errors import SandboxError
 from sandbox.text.data import load_dataset
-from sandbox.text.tokenizer import save_tokenizer
+from sandbox.text.tokenizer import run_tokenizer, save_tokenizer
 from sandbox.train import checkpoint, memory, records, sharpness
 from sandbox.train import mesh as mesh_lib
 from sandbox.train.loop import train
@@ -27,7 +27,8 @@ RESUMABLE = ("train.steps", "train.eval_every", "train.log_every", "train.checkp
 
 def _checked(cfg: config_lib.Config, run_dir: Path | None):
     """(cfg with the tokenizer's vocab size, dataset); raises SandboxError on any bad input."""
-    data = load_dataset(cfg.data, cfg.model.seq_len, run_dir)
+    tokenizer = run_tokenizer(cfg.data, run_dir) if run_dir is not None else None
+    data = load_dataset(cfg.data, cfg.model.seq_len, tokenizer)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.tokenizer.vocab_size))
     optimizer = optim.build(cfg.optimizer, cfg.train.steps)
     sharpness.check(cfg)

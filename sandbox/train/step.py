@@ -84,17 +84,11 @@ def make_train_step(cfg, optimizer, batch_sharding):
 
 
 def make_eval(cfg, batch_sharding):
-    """evaluate(params, val_ids_N, data_key) -> mean loss over the seed's fixed val batches."""
+    """evaluate(params, eval_batches) -> mean loss over the eval set's stacked batches (ExBxL)."""
     loss_fn = partial(objective.lm_loss, model_cfg=cfg.model)
 
-    def evaluate(params, ids_N, data_key):
-        # the same train.eval_batches batches at every evaluation: drawn from a key no step uses
-        keys = jax.random.split(jax.random.fold_in(data_key, 2**32 - 1), cfg.train.eval_batches)
-
-        def one(key):
-            batch = get_batch(ids_N, key, cfg.train.batch_size, cfg.model.seq_len)
-            return loss_fn(params, jax.lax.with_sharding_constraint(batch, batch_sharding))
-
-        return jax.lax.map(one, keys).mean()
+    def evaluate(params, stacked):
+        return jax.lax.map(lambda b: loss_fn(params, jax.lax.with_sharding_constraint(b, batch_sharding)),
+                           stacked).mean()
 
     return evaluate

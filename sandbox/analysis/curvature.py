@@ -1,0 +1,137 @@
+"""Curvature of a trained model: top eigenvalues, spectral density, trace, per-block spectra.
+
+Works on any model given as `logits_fn(params, batch) -> logits (..., C)` with integer
+`batch["targets"]` (...): the loss is the mean token cross-entropy L(w) = mean_i CE(z_i, y_i),
+the very objective the sandbox trains. Operators (see `sandbox.curvature`):
+- "hessian": H = d^2 L / dw^2;
+- "ggn": J^T H_z J, the Gauss-Newton part (PSD);
+- "fisher": J^T M J with labels sampled from the model (Monte-Carlo, -> GGN in expectation).
+Blocks are the subtrees the model's parameter grouping names (`sandbox.nn.groups`).
+"""
+
+import dataclasses
+import os
+
+import jax
+
+from sandbox import curvature, losses
+from sandbox.errors import SandboxError
+from sandbox.nn import groups as groups_lib
+
+OPERATORS = ("hessian", "ggn", "fisher")
+
+
+@dataclasses.dataclass(frozen=True)
+class CurvatureOptions:
+    operator: str = "hessian"
+    top_k: int = 10  # top eigenvalues by Lanczos
+    num_steps: int = 80  # Lanczos steps (eigenvalues and SLQ)
+    density: bool = False  # spectral density by SLQ
+    num_probes: int = 4  # SLQ probes
+    trace: bool = False  # trace by Hutch++
+    num_matvecs: int = 60  # matvecs for the trace
+    blocks: bool = False  # also per block of the parameter grouping
+    seed: int = 0
+
+    def __post_init__(self):
+        from sandbox import validate
+
+        validate.one_of("hessian", "operator", self.operator, OPERATORS)
+        for name in ("top_k", "num_steps", "num_probes"):
+            validate.positive_int("hessian", name, getattr(self, name))
+        if self.trace and self.num_matvecs < 3:
+            raise SandboxError(f"hessian.num_matvecs={self.num_matvecs}: Hutch++ needs at least 3 matvecs")
+
+
+def operator(kind: str, logits_fn, params, batch, key: jax.Array) -> curvature.LinearOperator:
+    """The `kind` curvature operator of L(w) = mean CE(logits_fn(w, batch), batch["targets"])."""
+    token_ce = lambda z, b: losses.cross_entropy(z, b["targets"]).mean()  # noqa: E731
+    if kind == "hessian":
+        return curvature.hessian(lambda p, b: token_ce(logits_fn(p, b), b), params, batch)
+    if kind == "ggn":
+        return curvature.ggn(logits_fn, token_ce, params, batch)
+    if kind == "fisher":
+        return curvature.fisher(logits_fn, params, batch, kind="mc", key=key)
+    raise SandboxError(f"unknown operator {kind!r}; valid: {', '.join(OPERATORS)}")
+
+
+def memory_bytes(dim: int, opts: CurvatureOptions, itemsize: int = 4) -> int:
+    """Bytes of the Lanczos bases: (m + 1) x dim for the top-k (m = max(num_steps, top_k)), and
+    num_probes of (num_steps + 1) x dim for SLQ, whose probes run at once."""
+    m = min(max(opts.num_steps, opts.top_k), dim)
+    slq = opts.num_probes * (min(opts.num_steps, dim) + 1) if opts.density else 0
+    return (m + 1 + slq) * dim * itemsize
+
+
+def check_request(dim: int, opts: CurvatureOptions) -> None:
+    """Refuse, before any work, more eigenvalues than the operator has, or Lanczos bases that would not
+    fit in free memory."""
+    if opts.top_k > dim:
+        raise SandboxError(f"top_k={opts.top_k} exceeds the operator's dimension {dim:,} (its number of "
+                           "eigenvalues); ask for fewer")
+    need = memory_bytes(dim, opts)
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not every OS reports free memory
+        return
+    if need > free:
+        raise SandboxError(f"top_k={opts.top_k}, num_steps={opts.num_steps}, num_probes={opts.num_probes} on "
+                           f"{dim:,} parameters need about {need / 2**30:.1f} GiB of Lanczos vectors, more than "
+                           f"the {free / 2**30:.1f} GiB free; ask for fewer eigenvalues or steps")
+
+
+def spectrum(op: curvature.LinearOperator, opts: CurvatureOptions, key: jax.Array, tick=None) -> dict:
+    """{"dim", "top_eigenvalues", "residuals", ["density": {"grid", "values"}], ["trace"]} of one operator.
+
+    `tick(stage)` is called after each stage (for progress)."""
+    tick = tick or (lambda stage: None)
+    out = {"dim": op.dim}
+    k = min(opts.top_k, op.dim)
+    pairs = curvature.eigenpairs(op, k, key=key, num_steps=max(opts.num_steps, k))
+    out["top_eigenvalues"] = [float(v) for v in pairs.values_K]
+    out["residuals"] = [float(r) for r in pairs.residuals_K]
+    tick("top eigenvalues")
+    if opts.density:
+        grid, values = curvature.spectral_density(op, key=key, num_steps=opts.num_steps, num_probes=opts.num_probes)
+        out["density"] = {"grid": [float(g) for g in grid], "values": [float(v) for v in values]}
+        tick("density")
+    if opts.trace:
+        out["trace"] = float(curvature.trace(op, key=key, num_matvecs=opts.num_matvecs))
+        tick("trace")
+    return out
+
+
+def stages(opts: CurvatureOptions, groups: dict | None, params) -> int:
+    """How many `tick`s `analyse` makes: one per stage per target."""
+    targets = 1 + (len(groups_lib.blocks(groups or groups_lib.infer(params))) if opts.blocks else 0)
+    return targets * (1 + opts.density + opts.trace)
+
+
+def analyse(logits_fn, params, batch, opts: CurvatureOptions = CurvatureOptions(), groups: dict | None = None,
+            progress=None) -> dict:
+    """The spectrum of the whole operator and, with `opts.blocks`, of each block of `groups`
+    (default: inferred from the parameter names). `progress(target, stage)` after each stage."""
+    key_op, key_solve = jax.random.split(jax.random.key(opts.seed))
+    op = operator(opts.operator, logits_fn, params, batch, key_op)
+    check_request(op.dim, opts)
+    targets = [("all", op)]
+    if opts.blocks:
+        targets += [(name, op.block(name)) for name in groups_lib.blocks(groups or groups_lib.infer(params))]
+    per_target = {}
+    for name, target in targets:
+        tick = (lambda stage, name=name: progress(name, stage)) if progress else None
+        per_target[name] = spectrum(target, opts, key_solve, tick)
+    result = {"operator": opts.operator, "fisher_kind": "mc" if opts.operator == "fisher" else None,
+              **per_target.pop("all")}
+    if per_target:
+        result["blocks"] = per_target
+    return result
+
+
+def of_run(run, opts: CurvatureOptions = CurvatureOptions(), batch_size: int = 8, progress=None) -> dict:
+    """`analyse` of a trained `Run` on the first batch of its eval set, cut to `batch_size` sequences;
+    the result names that batch ("eval_set")."""
+    evals = run.eval_subset(1, batch_size)
+    result = analyse(run.logits, run.params, evals.batch(0), opts, run.groups(), progress)
+    return {"run_dir": str(run.path), "step": run.step, "eval_set": evals.name, "batch_size": batch_size,
+            "options": dataclasses.asdict(opts), **result}

@@ -1,0 +1,105 @@
+"""The compression methods, one registry: each says if it needs calibration, checks a setting
+against a layer shape, prepares once per sweep, compresses the layers for one setting, and labels it.
+
+Adding a method is one `Method(...)` entry in `METHODS`. A method of `family` "svd" takes the
+sweep's rank settings, "quantize" its bit widths and float casts, "prune" its sparsities and N:M
+patterns (see `sandbox.analysis.compression.plan`).
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from sandbox.compress import model as cmodel
+from sandbox.compress import prune, quantize, svd
+from sandbox.errors import SandboxError
+
+FLOAT_BITS = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    family: str  # "svd", "quantize" or "prune": which sweep options make its settings
+    needs_calibration: bool  # prepare() reads activation statistics
+    validate: Callable[[dict, tuple], None]  # (setting, (D_in, D_out)) -> raise SandboxError if it cannot apply
+    apply: Callable  # (layers, setting, prepared) -> (new layers, {"kept_fraction", "bits_per_weight", ...})
+    label: Callable[[dict], str]
+    prepare: Callable = lambda layers, stats: None  # (layers, stats) -> what apply reuses across settings
+
+
+def _check_svd(setting: dict, shape: tuple) -> None:
+    (kind, value), = setting.items()
+    if kind == "rank":
+        svd.check_rank(value, shape)
+    elif kind not in ("fraction", "energy", "budget"):
+        raise SandboxError(f"SVD setting {kind!r} is unknown: choose rank, fraction, energy or budget")
+    elif not 0.0 < value <= 1.0:
+        raise SandboxError(f"SVD {kind} {value!r} must be in (0, 1]")
+
+
+def _apply_svd(layers, setting, decompositions):
+    ranks = cmodel.choose_ranks(layers, decompositions, setting)
+    new = cmodel.factorize(decompositions, ranks)
+    kept = cmodel.param_count(new) / cmodel.param_count(layers)
+    return new, {"kept_fraction": kept, "bits_per_weight": FLOAT_BITS * kept, "ranks": ranks}
+
+
+def _check_quantize(setting: dict, shape: tuple) -> None:
+    if "dtype" in setting:
+        if setting["dtype"] not in quantize.FLOAT_DTYPES:
+            raise SandboxError(f"float cast {setting['dtype']!r} is not supported: choose from "
+                               + ", ".join(quantize.FLOAT_DTYPES))
+    else:
+        quantize.check(shape[0], setting["bits"], setting["granularity"], setting["group_size"])
+
+
+def _apply_quantize(layers, setting, _):
+    new, bits = cmodel.quantize_layers(layers, setting)
+    return new, {"kept_fraction": 1.0, "bits_per_weight": bits}
+
+
+def _label_quantize(setting: dict) -> str:
+    if "dtype" in setting:
+        return f"dtype={setting['dtype']}"
+    gran = f"group({setting['group_size']})" if setting["granularity"] == "group" else setting["granularity"]
+    return f"int{setting['bits']} {gran} {'sym' if setting['symmetric'] else 'asym'}"
+
+
+def _check_prune(setting: dict, shape: tuple) -> None:
+    if "n" in setting:
+        prune.check_nm(shape[0], setting["n"], setting["m"])
+    elif not 0.0 <= setting["sparsity"] < 1.0:
+        raise SandboxError(f"sparsity {setting['sparsity']!r} must be in [0, 1)")
+
+
+def _apply_prune(layers, setting, _):
+    new = cmodel.prune_layers(layers, setting)
+    kept = sum(int(np.count_nonzero(p["w"])) for p in new.values()) / cmodel.param_count(layers)
+    return new, {"kept_fraction": kept, "bits_per_weight": FLOAT_BITS * kept}
+
+
+def _label_prune(setting: dict) -> str:
+    return f"{setting['n']}:{setting['m']}" if "n" in setting else f"sparsity={setting['sparsity']}"
+
+
+def _svd(name: str, calibrated: bool) -> Method:
+    return Method(name, "svd", calibrated, _check_svd, _apply_svd,
+                  label=lambda s: " ".join(f"{k}={v}" for k, v in s.items()),
+                  prepare=lambda layers, stats: cmodel.decompose(layers, name, stats))
+
+
+METHODS = {m.name: m for m in (
+    _svd("svd", calibrated=False),
+    _svd("svd-whiten", calibrated=True),  # SVD of W in the metric of the input Gram (SVD-LLM)
+    _svd("asvd", calibrated=True),  # SVD of diag(mean |x|)^alpha W (activation-aware SVD)
+    Method("quantize", "quantize", False, _check_quantize, _apply_quantize, _label_quantize),
+    Method("prune", "prune", False, _check_prune, _apply_prune, _label_prune),
+)}
+
+
+def get(name: str) -> Method:
+    if name not in METHODS:
+        raise SandboxError(f"method {name!r} is unknown: choose one of {', '.join(METHODS)}")
+    return METHODS[name]
