@@ -159,10 +159,12 @@ def figure(results: list[protocol.SeedResult], tolerance: float, path: Path) -> 
         ax.semilogy(steps, [x["kl"] for x in rows], "o-", color=f"C{i}", label=f"seed {r.seed} (H = {h:.3f})")
         ax.axhline(r.measured["kl_bound"], color=f"C{i}", linestyle="--", linewidth=1)
         ax_rel.semilogy(steps, [100 * x["kl"] / h for x in rows], "o-", color=f"C{i}", label=f"seed {r.seed}")
+        if r.details["bound_from"] == "floor":
+            ax_rel.axhline(100 * r.measured["kl_bound"] / h, color=f"C{i}", linestyle="--", linewidth=1)
     ax.set(xlabel="step", ylabel="KL(true || model), nats / token",
            title="KL to the true conditionals per seed (dashed: its bound)")
     ax_rel.axhline(100 * tolerance, color="k", linestyle="--", linewidth=1,
-                   label=f"{tolerance:.0%} of the entropy rate")
+                   label=f"{tolerance:.0%} of the entropy rate (coloured: a seed's floor)")
     ax_rel.set(xlabel="step", ylabel="excess over the entropy rate (%)", title="KL / H per seed")
     ax.legend(fontsize=7)
     ax_rel.legend(fontsize=7)

@@ -120,11 +120,12 @@ def count_above(eigs_K: np.ndarray, edge: float) -> int:
     return int(np.sum(np.asarray(eigs_K) > edge))
 
 
-def one_mixture(cfg: Config, num_classes: int, seed: int) -> dict:
-    """Train on a C-cluster mixture; top-2C eigenpairs of H and G, the within-class edge, H's SLQ density."""
+def one_mixture(cfg: Config, num_classes: int, seeds: list[int]) -> list[dict]:
+    """Train on a C-cluster mixture, per seed; top-2C eigenpairs of H and G, the within-class edge,
+    H's SLQ density. One jitted program, vmapped over the seeds."""
     k = 2 * num_classes
 
-    def measure():  # one jitted program: data, training, class means, Lanczos for H, G, G_within; SLQ
+    def measure(seed):  # data, training, class means, Lanczos for H, G, G_within; SLQ
         key = jax.random.fold_in(jax.random.PRNGKey(seed), num_classes)  # one stream per (seed, C)
         k_data, k_init, k_lanczos, k_slq = jax.random.split(key, 4)
         batch = make_data(cfg, num_classes, k_data)
@@ -152,9 +153,17 @@ def one_mixture(cfg: Config, num_classes: int, seed: int) -> dict:
         between = jnp.linalg.eigvalsh(d_QxN @ d_QxN.T)[::-1][:k]  # nonzero spectrum of D^T D
         density = curvature.spectral_density(hess, key=k_slq, num_steps=cfg.slq_steps,
                                              num_probes=cfg.slq_probes)
-        return losses_T[-1], accuracy, hess.dim, h_pairs, g_pairs, edge, between, density
+        return losses_T[-1], accuracy, h_pairs, g_pairs, edge, between, density
 
-    loss, accuracy, dim, (h_vals, h_vecs), (g_vals, g_vecs), edge, between, density = jax.jit(measure)()
+    out = jax.tree.map(np.asarray, jax.jit(jax.vmap(measure))(jnp.asarray(seeds)))
+    return [judge(cfg, num_classes, seed, [jax.tree.map(lambda x, j=j: x[j], part) for part in out])
+            for j, seed in enumerate(seeds)]
+
+
+def judge(cfg: Config, num_classes: int, seed: int, measured) -> dict:
+    """Count the outliers above the bulk edge and check that the GGN carries them."""
+    k = 2 * num_classes
+    loss, accuracy, (h_vals, h_vecs), (g_vals, g_vecs), edge, between, density = measured
     h_vals, g_vals = np.asarray(h_vals, np.float64), np.asarray(g_vals, np.float64)
     edge = float(edge)
     if not (np.isfinite(h_vals).all() and np.isfinite(g_vals).all() and np.isfinite(edge)):
@@ -162,12 +171,12 @@ def one_mixture(cfg: Config, num_classes: int, seed: int) -> dict:
     count_h, count_g = count_above(h_vals, edge), count_above(g_vals, edge)
     # how much of the Hessian's outlier subspace the GGN's top eigenvectors span (1 = all of it)
     top = max(count_h, 1)
-    overlap = float(jnp.sum((h_vecs[:top] @ g_vecs[:top].T) ** 2) / top)
+    overlap = float(np.sum((h_vecs[:top] @ g_vecs[:top].T) ** 2) / top)
     rel_err = float(np.max(np.abs(g_vals[:top] - h_vals[:top]) / h_vals[:top]))
     about_c = lambda count: num_classes - 1 <= count <= num_classes  # noqa: E731
     ok = about_c(count_h) and about_c(count_g) and rel_err <= cfg.ggn_tolerance and overlap >= cfg.min_overlap
     return {
-        "num_classes": num_classes, "num_params": int(dim), "train_loss": float(loss),
+        "num_classes": num_classes, "num_params": int(h_vecs.shape[1]), "train_loss": float(loss),
         "train_accuracy": float(accuracy), "bulk_edge": edge, "outliers_hessian": count_h, "outliers_ggn": count_g,
         "separation_ratio": float(h_vals[count_h - 1] / h_vals[count_h]) if 0 < count_h < k else None,
         "top_hessian": h_vals.tolist(), "top_ggn": g_vals.tolist(),
@@ -220,11 +229,10 @@ def figures(rows: dict, seeds: list[int], folder: Path) -> list[str]:
 def run(cfg: Config, out_dir: Path, progress: bool) -> dict:
     seeds = protocol.seed_list(cfg)
     rows = {}
-    for seed in seeds:
-        for c in cfg.num_classes:
-            rows[c, seed] = one_mixture(cfg, c, seed)
+    for c in cfg.num_classes:
+        for seed, row in zip(seeds, one_mixture(cfg, c, seeds)):
+            rows[c, seed] = r = row
             if progress:
-                r = rows[c, seed]
                 print(f"seed {seed}, C={c}: {r['outliers_hessian']} Hessian outliers, {r['outliers_ggn']} GGN "
                       f"(bulk edge {r['bulk_edge']:.3g})")
     names = figures(rows, seeds, out_dir / "figures")
