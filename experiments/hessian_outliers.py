@@ -40,7 +40,7 @@ SOURCE = ("Sagun, Evci, Guney, Dauphin, Bottou 2017, 'Empirical Analysis of the 
 
 @dataclass
 class Config:
-    num_classes: list[int] = field(default_factory=lambda: [4, 8])  # C, one experiment each
+    num_classes: list[int] = field(default_factory=lambda: [4, 8, 12])  # C, one experiment each
     input_dim: int = 20  # >= max C (orthogonal means)
     points_per_class: int = 200
     separation: float = 2.0  # ||mean_c||
