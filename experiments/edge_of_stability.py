@@ -192,7 +192,8 @@ def figures(rows: list[dict], seeds: list[int], every: int, folder: Path) -> lis
                 ax.plot(steps_K, sharp_K, color=f"C{i}", linewidth=0.9, alpha=0.8,
                         label=f"lr={r['learning_rate']:g} ({len(seeds)} seeds)" if j == 0 else None)
             ax.axhline(r["threshold"], color=f"C{i}", linestyle="--", linewidth=1)
-        ax.set(title=titles[family], xlabel="step", ylabel="sharpness (top Hessian eigenvalue)",
+        ylabel = "preconditioned sharpness" if family == "adam" else "sharpness (top Hessian eigenvalue)"
+        ax.set(title=titles[family], xlabel="step", ylabel=ylabel,
                yscale="log" if family == "adam" else "linear")
         ax.legend(fontsize=7)
     fig.suptitle(f"sharpness per seed (seeds {seeds[0]}..{seeds[-1]}); dashed: stability threshold")
