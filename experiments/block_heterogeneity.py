@@ -46,7 +46,7 @@ class Config:
     mlp_classes: int = 10
     mlp_points: int = 512
     slq_steps: int = 40
-    slq_probes: int = 4
+    slq_probes: int = 2  # per seed; the seeds add probes
     grid_points: int = 512
     sigma_ratio: float = 0.02  # kernel width / the two blocks' joint spectral range
     seed: int = 0  # the first seed
