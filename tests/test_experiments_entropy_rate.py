@@ -1,7 +1,11 @@
-"""Entropy rate, quick variant (the default's 600 steps, three checkpoints): the val cross-entropy
-ends within 3% of the exact entropy rate, and the KL to the true conditionals falls at every
-checkpoint; cross-entropy = entropy + KL holds on the val contexts."""
+"""Entropy rate, quick variant: 2 seeds (two different sources), 600 steps each, three checkpoints.
 
+The quick budget is too short for the 3% claim at every source, so it asserts the direction of the
+effect instead (the KL to the true conditionals falls at every checkpoint, by 3x at least, and
+cross-entropy = entropy + KL with no model below the entropy rate) and the bookkeeping of the
+criterion (bound, steps needed, verdict consistent with them); the default config asserts the claim."""
+
+import numpy as np
 import pytest
 
 from experiments import registry
@@ -9,20 +13,44 @@ from sandbox.text import markov
 
 
 @pytest.mark.slow
-def test_loss_approaches_the_entropy_rate(tmp_path):
+def test_kl_to_the_true_conditionals_falls_at_every_seed(tmp_path):
     summary = registry.run("entropy_rate", tmp_path, quick=True, progress=False)
-    m = summary["measured"]
-    exact = markov.entropy_rate(markov.MarkovConfig(order=2, alphabet=4, concentration=0.1, length=50_000))
-    assert m["entropy_rate"] == pytest.approx(exact)
-    rows = m["kl_over_training"]
-    assert [r["step"] for r in rows] == [200, 400, 600]
-    kls = [r["kl"] for r in rows]
-    assert all(a > b > 0 for a, b in zip(kls, kls[1:]))  # the model's conditionals approach the true ones
-    assert kls[-1] < kls[0] / 3
-    for r in rows:  # expected cross-entropy = conditional entropy of the val contexts + KL
-        assert r["expected_cross_entropy"] - r["kl"] == pytest.approx(exact, abs=0.01)
-        assert r["sampled_cross_entropy"] == pytest.approx(r["expected_cross_entropy"], abs=0.03)
-    assert 1.0 < m["ratio"] <= 1.03
-    assert m["engine_final_val_loss"] > exact  # no model beats the entropy rate
-    assert summary["verdict"] == "pass"
-    assert (tmp_path / "figures" / "loss.png").stat().st_size > 0
+    assert summary["seeds"] == [0, 1]
+    entropies = []
+    for seed in summary["per_seed"]:
+        m, d = seed["measured"], seed["details"]
+        source = markov.MarkovConfig(order=2, alphabet=4, concentration=0.1, length=50_000, seed=seed["seed"])
+        exact = markov.entropy_rate(source)
+        entropies.append(exact)
+        assert m["entropy_rate"] == pytest.approx(exact)
+        rows = d["kl_over_training"]
+        assert [r["step"] for r in rows] == [200, 400, 600]
+        kls = [r["kl"] for r in rows]
+        assert all(a > b > 0 for a, b in zip(kls, kls[1:]))  # the model's conditionals approach the true ones
+        assert kls[-1] < kls[0] / 3
+        for r in rows:  # expected cross-entropy = conditional entropy of the val contexts + KL
+            assert r["expected_cross_entropy"] - r["kl"] == pytest.approx(exact, abs=0.01)
+            assert r["sampled_cross_entropy"] == pytest.approx(r["expected_cross_entropy"], abs=0.03)
+        assert d["engine_final_val_loss"] > exact  # no model beats the entropy rate
+        # the criterion: KL <= 3% max(H, E[H]); steps needed = the first checkpoint under it
+        assert m["kl_bound"] == pytest.approx(0.03 * max(exact, d["family_entropy"]))
+        under = [r["step"] for r in rows if r["kl"] <= m["kl_bound"]]
+        assert m["steps_needed"] == (under[0] if under else None)
+        assert seed["verdict"] == ("pass" if under else "fail")
+    assert entropies[0] != entropies[1]  # two seeds, two sources
+    agg = summary["aggregate"]["final_kl"]
+    finals = [s["measured"]["final_kl"] for s in summary["per_seed"]]
+    assert agg["mean"] == pytest.approx(np.mean(finals)) and agg["max"] == pytest.approx(max(finals))
+    assert (tmp_path / "figures" / "kl.png").stat().st_size > 0
+
+
+def test_family_entropy_is_the_mean_entropy_of_a_dirichlet_row():
+    """Monte Carlo over Dirichlet(a) rows against psi(A a + 1) - psi(a + 1)."""
+    from experiments.entropy_rate import family_entropy
+
+    rng = np.random.default_rng(0)
+    for alphabet, a in ((4, 0.1), (3, 1.0)):
+        rows = rng.dirichlet(np.full(alphabet, a), size=200_000)
+        entropy = -np.sum(rows * np.log(np.where(rows > 0, rows, 1.0)), axis=1)
+        assert family_entropy(alphabet, a) == pytest.approx(entropy.mean(), abs=3 * entropy.std() / np.sqrt(len(rows)))
+    assert family_entropy(2, 1.0) == pytest.approx(0.5)  # uniform p on [0, 1]: E[H] = 1/2 nat

@@ -20,12 +20,12 @@ from sandbox.curvature.linop import Layout, LinearOperator, dense, from_dense
 from sandbox.curvature.operators import fisher, ggn, hessian
 from sandbox.curvature.power import power_iteration
 from sandbox.curvature.sharpness import preconditioned_sharpness, sharpness
-from sandbox.curvature.slq import slq_nodes_weights, smooth_density, spectral_density
+from sandbox.curvature.slq import kernel_density, slq_nodes_weights, smooth_density, spectral_density
 from sandbox.curvature.trace import diagonal, trace
 
 __all__ = [
     "Eigenpairs", "Jacobian", "Layout", "LinearOperator", "Tridiagonal", "bottom_eigenpairs",
-    "dense", "diagonal", "eigenpairs", "fisher", "from_dense", "ggn", "hessian", "jacobian",
+    "dense", "diagonal", "kernel_density", "eigenpairs", "fisher", "from_dense", "ggn", "hessian", "jacobian",
     "lanczos", "power_iteration", "preconditioned_sharpness", "sharpness", "singular_values",
     "slq_nodes_weights", "smooth_density", "spectral_density", "top_eigenpairs", "trace",
     "tridiagonal_eigh",

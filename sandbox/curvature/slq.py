@@ -47,10 +47,16 @@ def smooth_density(nodes, weights, *, num_points: int = 1000, sigma_ratio: float
     sigma = sigma_ratio * width
     grid_G = jnp.linspace(lo - pad_ratio * width - 3 * sigma, hi + pad_ratio * width + 3 * sigma,
                           num_points)
+    return grid_G, kernel_density(nodes, weights, grid_G, sigma)
+
+
+def kernel_density(nodes, weights, grid_G, sigma):
+    """sum_q tau_q N(x; theta_q, sigma^2) / num_probes on the points `grid_G`: the probes' quadratures
+    (nodes and weights, each (num_probes, num_steps)) averaged and smoothed by a Gaussian kernel."""
     nodes_Q, weights_Q = nodes.ravel(), weights.ravel() / nodes.shape[0]
     z_GxQ = (grid_G[:, None] - nodes_Q[None, :]) / sigma
     kernel_GxQ = jnp.exp(-0.5 * z_GxQ ** 2) / (sigma * jnp.sqrt(2 * jnp.pi))
-    return grid_G, kernel_GxQ @ weights_Q
+    return kernel_GxQ @ weights_Q
 
 
 def spectral_density(op: LinearOperator, *, key: jax.Array, num_steps: int = 80,
