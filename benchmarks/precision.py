@@ -25,8 +25,8 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from sandbox import config as config_lib  # noqa: E402
 from sandbox import optim  # noqa: E402
+from sandbox.train import config as config_lib  # noqa: E402
 from sandbox.train import mesh as mesh_lib  # noqa: E402
 from sandbox.train.precision import state_bytes  # noqa: E402
 from sandbox.train.step import init_state, make_train_step  # noqa: E402

@@ -11,8 +11,9 @@ import time
 
 import jax
 
-from sandbox import config, optim
+from sandbox import optim
 from sandbox.text.data import as_device, load_dataset
+from sandbox.train import config
 from sandbox.train import mesh as mesh_lib
 from sandbox.train.step import init_state, make_train_step, seed_keys
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sandbox.experiments import common_mlp, protocol
 
-from experiments import common_mlp, protocol
 from sandbox import curvature, losses, plotting
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer

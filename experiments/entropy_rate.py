@@ -21,15 +21,15 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sandbox.experiments import protocol
 
-from experiments import protocol
-from sandbox import config as config_lib
 from sandbox import plotting
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
 from sandbox.text import markov
 from sandbox.text.data import load_dataset
 from sandbox.train import checkpoint, records, session
+from sandbox.train import config as config_lib
 
 SOURCE = ("Shannon 1948; Cover & Thomas, 'Elements of Information Theory' (2nd ed.), ch. 4 (entropy "
           "rates of Markov chains) and ch. 5 (expected log loss = entropy + KL): no predictor beats "
@@ -86,7 +86,7 @@ class Config:
             "train.keep_checkpoints": self.steps // self.eval_every + 1, "train.num_devices": 1,
             "train.eval_batches": self.eval_batches, "train.seed": seed, "run.name": "entropy_rate",
         }
-        return config_lib.load(config_lib.CONFIG_DIR / "tiny.yaml", [f"{k}={v}" for k, v in overrides.items()])
+        return config_lib.load("configs/tiny.yaml", [f"{k}={v}" for k, v in overrides.items()])
 
 
 def score(params, model_cfg, val_N: np.ndarray, table_SxA: np.ndarray, order: int) -> dict:

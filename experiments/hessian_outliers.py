@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from sandbox.experiments import common_mlp, protocol
 
-from experiments import common_mlp, protocol
 from sandbox import curvature, losses, optim, plotting
 from sandbox.errors import SandboxError
 

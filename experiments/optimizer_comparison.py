@@ -14,8 +14,8 @@ import jax
 import numpy as np
 
 from sandbox import analysis, curvature, plotting, validate
-from sandbox import config as config_lib
 from sandbox.errors import SandboxError
+from sandbox.train import config as config_lib
 from sandbox.train import records, session
 
 COLUMNS = (("optimizer", "{}"), ("learning_rate", "{:g}"), ("final_val_loss", "{:.4f}"),

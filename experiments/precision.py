@@ -15,10 +15,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from sandbox import config as config_lib
 from sandbox.errors import SandboxError
 from sandbox.text.data import as_device, get_batch, load_dataset
 from sandbox.train import checkpoint, objective, records, session
+from sandbox.train import config as config_lib
 
 SOURCE = ("Micikevicius et al. 2018, 'Mixed Precision Training' (fp32 master weights, loss scaling); "
           "Zamirai et al. 2020, 'Revisiting BFloat16 Training' (pure bf16 with stochastic rounding or "
@@ -69,7 +69,7 @@ class Config:
             "train.precision": precision, "train.update_rounding": rounding, "train.loss_scaling": scaling,
             "run.name": f"precision-{policy}",
         }
-        return config_lib.load(config_lib.CONFIG_DIR / "tiny.yaml", [f"{k}={v}" for k, v in overrides.items()])
+        return config_lib.load("configs/tiny.yaml", [f"{k}={v}" for k, v in overrides.items()])
 
 
 def per_seed_val_loss(run_dir: Path, cfg: Config) -> list[float]:

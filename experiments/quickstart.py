@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox import analysis
-from sandbox import config as config_lib
 from sandbox.analysis import compression, curvature, figures, spectra
+from sandbox.train import config as config_lib
 from sandbox.train import records, session
 
 

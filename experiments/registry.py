@@ -1,6 +1,6 @@
 """The research experiments, each runnable by name: `sandbox run NAME [KEY=VALUE ...] --out DIR`.
 
-An experiment is a module `experiments/<name>.py` with a `Config` dataclass (its defaults in
+An experiment is a module `experiments/<name>.py` (installed as `sandbox.experiments.<name>`) with a
 `configs/experiments/<name>.yaml`; `--quick` also applies `<name>.quick.yaml`, a variant that
 runs in well under a minute) and `run(cfg, out_dir, progress) -> summary`, which writes figures
 and a `summary.json` holding `measured`, `expected` (with its source) and `verdict`.
@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from sandbox import config as config_lib
 from sandbox.errors import SandboxError
+from sandbox.train import config as run_config
 
 NAMES = ("quickstart", "optimizer_comparison", "edge_of_stability", "hessian_outliers", "entropy_rate",
          "block_heterogeneity", "rank_collapse", "precision")
@@ -26,7 +27,7 @@ def get(name: str):
         close = difflib.get_close_matches(name, NAMES, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise SandboxError(f"unknown experiment {name!r}{hint} Valid: {', '.join(NAMES)}")
-    return importlib.import_module(f"experiments.{name}")
+    return importlib.import_module(f"sandbox.experiments.{name}")
 
 
 def load_config(name: str, overrides: list[str] = (), quick: bool = False):
@@ -38,7 +39,7 @@ def load_config(name: str, overrides: list[str] = (), quick: bool = False):
         raw = OmegaConf.merge(raw, OmegaConf.load(folder / f"{name}.quick.yaml"))
     cfg = config_lib.resolve(raw, list(overrides), schema=module.Config)
     if hasattr(cfg, "base") and hasattr(cfg, "overrides"):  # a training config inside: check it now too
-        config_lib.load(cfg.base, cfg.overrides)
+        run_config.load(cfg.base, cfg.overrides)
     return cfg
 
 

@@ -1,55 +1,35 @@
-"""A run's config: a typed schema, YAML files, presets by name, and dotted overrides.
+"""Configs as data: a typed schema (a dataclass), YAML files, presets by name, dotted overrides.
 
-`load(path, overrides)` merges, in order: the schema's defaults, the YAML file, then each
-`KEY=VALUE` override. A group given as a bare name (`model: tiny` in YAML, or
-`optimizer=adamw` on the command line) loads the preset `configs/<group>/<name>.yaml`.
+`load(path, overrides, schema, groups)` merges, in order: the schema's defaults, the YAML file,
+then each `KEY=VALUE` override. A group of `groups` given as a bare name (`model: tiny` in YAML,
+or `optimizer=adamw` on the command line) loads the preset `configs/<group>/<name>.yaml`.
 Unknown keys, wrong types and invalid values raise `SandboxError` naming the key and the
-valid choices. `save` writes the resolved config, which alone reproduces the run.
+valid choices. The schema is an argument: the run's own lives with the engine
+(`sandbox.train.config`), an experiment's with the experiment.
 """
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from sandbox import validate
+from sandbox import configs, validate
 from sandbox.errors import SandboxError
-from sandbox.nn.config import ModelConfig
-from sandbox.optim.config import OptimizerConfig
-from sandbox.text.data import DataConfig
-from sandbox.train.config import TrainConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-PRESET_GROUPS = {"model": ModelConfig, "optimizer": OptimizerConfig, "data": DataConfig}
-
-
-@dataclass
-class RunConfig:
-    name: str = "run"  # the default run folder is runs/<name>-<timestamp>
-    out_root: str = "runs"
-
-
-@dataclass
-class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+CONFIG_DIR = Path(configs.__file__).resolve().parent  # the top-level configs/ folder, shipped as package data
 
 
 def presets(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-def _preset(group: str, name: str) -> DictConfig:
+def _preset(group: str, name: str, schema) -> DictConfig:
     path = CONFIG_DIR / group / f"{name}.yaml"
     if not path.is_file():
         raise SandboxError(f"unknown {group} preset {name!r}; valid: {', '.join(presets(group))}")
-    return OmegaConf.merge(OmegaConf.structured(PRESET_GROUPS[group]), OmegaConf.load(path))
+    return OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path))
 
 
 def find(path: str | Path) -> Path:
@@ -89,14 +69,18 @@ def _explain(e: OmegaConfBaseException, schema) -> str:
     return f"config error at {key!r}: {e.msg.splitlines()[0]}"
 
 
-def resolve(raw: DictConfig, overrides: list[str] = (), schema=Config):
-    """Merge `schema`'s defaults, `raw` and the overrides into a validated `schema` instance."""
-    groups = PRESET_GROUPS if schema is Config else {}
+def resolve(raw: DictConfig, overrides: list[str], schema, groups: dict | None = None):
+    """Merge `schema`'s defaults, `raw` and the overrides into a validated `schema` instance.
+
+    `groups` maps a section name to its schema where a bare name loads a preset
+    (`{"model": ModelConfig}`: `model=small` reads configs/model/small.yaml).
+    """
+    groups = groups or {}
     try:
         cfg = OmegaConf.structured(schema)
         for group in groups:
             if isinstance(raw.get(group), str):
-                cfg[group] = _preset(group, raw[group])
+                cfg[group] = _preset(group, raw[group], groups[group])
                 raw = OmegaConf.masked_copy(raw, [k for k in raw if k != group])
         cfg = OmegaConf.merge(cfg, raw)
         for override in overrides:
@@ -104,7 +88,7 @@ def resolve(raw: DictConfig, overrides: list[str] = (), schema=Config):
             if not eq or not key:
                 raise SandboxError(f"override {override!r} must look like KEY=VALUE, e.g. train.steps=100")
             if key in groups and "." not in value and not value.startswith("{"):
-                cfg[key] = _preset(key, value)
+                cfg[key] = _preset(key, value, groups[key])
             else:
                 cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
         return _check_floats(OmegaConf.to_object(cfg))
@@ -137,9 +121,9 @@ def _check_floats(cfg):
     return cfg
 
 
-def load(path: str | Path, overrides: list[str] = (), schema=Config):
-    """Read a YAML config file and apply `KEY=VALUE` overrides."""
-    return resolve(_read_yaml(Path(path)), overrides, schema)
+def load(path: str | Path, overrides: list[str], schema, groups: dict | None = None):
+    """Read a YAML config file (see `find`) and apply `KEY=VALUE` overrides."""
+    return resolve(_read_yaml(Path(path)), overrides, schema, groups)
 
 
 def to_yaml(cfg) -> str:

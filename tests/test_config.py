@@ -2,8 +2,8 @@
 
 import pytest
 
-from sandbox import config
 from sandbox.errors import SandboxError
+from sandbox.train import config
 
 
 def test_tiny_config_resolves_presets():

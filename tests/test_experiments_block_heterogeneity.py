@@ -1,8 +1,7 @@
 """Block heterogeneity, quick variant (a 1-layer micro transformer vs a ReLU MLP of similar size, at init)."""
 
 import pytest
-
-from experiments import registry
+from sandbox.experiments import registry
 
 
 @pytest.mark.slow
@@ -35,8 +34,7 @@ def test_transformer_blocks_are_more_heterogeneous_at_every_seed(tmp_path):
 
 def test_densities_on_a_shared_grid_integrate_to_one_and_use_the_curvature_kernel():
     import numpy as np
-
-    from experiments.block_heterogeneity import densities
+    from sandbox.experiments.block_heterogeneity import densities
 
     nodes_a, nodes_b = np.array([[0.0, 1.0]]), np.array([[2.0, 3.0]])
     weights = np.array([[0.5, 0.5]])
@@ -51,9 +49,8 @@ def test_densities_on_a_shared_grid_integrate_to_one_and_use_the_curvature_kerne
 
 def test_js_distance_matches_scipy():
     import numpy as np
+    from sandbox.experiments.block_heterogeneity import js_distance
     from scipy.spatial import distance
-
-    from experiments.block_heterogeneity import js_distance
 
     rng = np.random.default_rng(0)
     p, q = rng.random(50), rng.random(50)

@@ -5,8 +5,7 @@ effect (a smaller step hovers at a larger sharpness)."""
 import json
 
 import pytest
-
-from experiments import registry
+from sandbox.experiments import registry
 
 
 @pytest.mark.slow
@@ -42,7 +41,7 @@ def test_sharpness_hovers_at_each_threshold_at_every_seed(tmp_path):
 
 
 def test_judge_takes_the_median_after_the_first_crossing():
-    from experiments.edge_of_stability import Config, judge
+    from sandbox.experiments.edge_of_stability import Config, judge
 
     cfg = Config(sharpness_every=10)
     row = judge([2.0, 6.0, 10.5, 9.0, 10.0, 30.0], threshold=10.0, cfg=cfg)

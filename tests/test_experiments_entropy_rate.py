@@ -7,8 +7,8 @@ criterion (bound, steps needed, verdict consistent with them); the default confi
 
 import numpy as np
 import pytest
+from sandbox.experiments import registry
 
-from experiments import registry
 from sandbox.text import markov
 
 
@@ -46,7 +46,7 @@ def test_kl_to_the_true_conditionals_falls_at_every_seed(tmp_path):
 
 def test_family_entropy_is_the_mean_entropy_of_a_dirichlet_row():
     """Monte Carlo over Dirichlet(a) rows against psi(A a + 1) - psi(a + 1)."""
-    from experiments.entropy_rate import family_entropy
+    from sandbox.experiments.entropy_rate import family_entropy
 
     rng = np.random.default_rng(0)
     for alphabet, a in ((4, 0.1), (3, 1.0)):

@@ -6,8 +6,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from experiments import registry
+from sandbox.experiments import registry
 
 
 @pytest.mark.slow
@@ -37,8 +36,9 @@ def test_outliers_track_the_number_of_classes_at_every_seed(tmp_path):
 def test_class_means_split_the_ggn_exactly_into_between_and_within_parts():
     """Float64, dense: D^T D = sum_c pi_c sum_c' delta_cc' delta_cc'^T from per-sample vectors, and
     G - D^T D is the within-class covariance sum_c pi_c mean_i (g_ic' - delta_cc')(...)^T, hence PSD."""
-    from experiments import common_mlp
-    from experiments.hessian_outliers import _MinusLowRank, class_means
+    from sandbox.experiments import common_mlp
+    from sandbox.experiments.hessian_outliers import _MinusLowRank, class_means
+
     from sandbox import curvature, losses
 
     with jax.enable_x64():
@@ -70,7 +70,7 @@ def test_class_means_split_the_ggn_exactly_into_between_and_within_parts():
 
 
 def test_count_above_counts_the_eigenvalues_over_the_edge():
-    from experiments.hessian_outliers import count_above
+    from sandbox.experiments.hessian_outliers import count_above
 
     assert count_above([10.0, 9.0, 3.0, 1.2, 1.0], 2.0) == 3
     assert count_above([1.0, 0.9], 2.0) == 0

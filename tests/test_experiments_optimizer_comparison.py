@@ -2,7 +2,7 @@
 
 import json
 
-from experiments import registry
+from sandbox.experiments import registry
 
 
 def test_quick_comparison(tmp_path, capsys):

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from sandbox.experiments import protocol
 
-from experiments import protocol
 from sandbox.errors import SandboxError
 
 EXPECTED = protocol.Expected(prediction="x > 0", source="a paper", rule="per seed: x > 0", reason="because")

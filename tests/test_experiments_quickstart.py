@@ -4,8 +4,7 @@ import base64
 import re
 
 import pytest
-
-from experiments import registry
+from sandbox.experiments import registry
 
 
 @pytest.mark.slow

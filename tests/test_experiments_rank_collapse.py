@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 from jax import enable_x64
-
-from experiments import registry
-from experiments.rank_collapse import fitted_slope, rank1_residual, uniformity_residual
+from sandbox.experiments import registry
+from sandbox.experiments.rank_collapse import fitted_slope, rank1_residual, uniformity_residual
 
 
 def test_residuals_match_numpy():

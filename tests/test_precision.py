@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from test_train import micro
 
-from sandbox import config
 from sandbox.errors import SandboxError
-from sandbox.train import checkpoint, records, session
+from sandbox.train import checkpoint, config, records, session
 from sandbox.train import precision as P
 
 

@@ -7,9 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from sandbox import config
 from sandbox.cli import main
-from sandbox.train import checkpoint, records, session
+from sandbox.train import checkpoint, config, records, session
 
 MICRO = ["data.corpus=markov", "data.markov.alphabet=4", "data.markov.order=2", "data.markov.concentration=0.1",
          "data.markov.length=50000", "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64",

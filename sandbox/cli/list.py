@@ -1,6 +1,5 @@
 """`sandbox list optimizers|experiments`: what a config can name."""
 
-import importlib
 import re
 
 # reprs that carry a memory address (`<function f at 0x7f..>`, `<X object at 0x7f..>`) -> a plain name
@@ -40,13 +39,8 @@ def run(args) -> int:
         _table(f"{len(rows)} optimizers (optimizer.name; optimizer.args takes the arguments)",
                ("name", "arguments", "description"), rows)
         return 0
-    try:
-        registry = importlib.import_module("experiments.registry")
-    except ModuleNotFoundError as e:
-        if e.name not in ("experiments", "experiments.registry"):
-            raise
-        print("no experiments are registered yet")
-        return 0
+    from sandbox.experiments import registry
+
     rows = [tuple(str(x) for x in row) for row in registry.describe()]  # (name, arguments, doc)
     _table(f"{len(rows)} experiments (sandbox run NAME)", ("name", "arguments", "description"), rows)
     return 0

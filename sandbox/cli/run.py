@@ -17,8 +17,8 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from experiments import registry
     from sandbox import rundir
+    from sandbox.experiments import registry
 
     registry.load_config(args.name, args.overrides, args.quick)  # bad input fails before any file is made
     out = Path(args.out) if args.out else Path("runs") / f"{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"

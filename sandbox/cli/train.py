@@ -21,8 +21,8 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from sandbox import config as config_lib
     from sandbox.errors import SandboxError
+    from sandbox.train import config as config_lib
     from sandbox.train import session
 
     if args.resume:

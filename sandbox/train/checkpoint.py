@@ -19,9 +19,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from sandbox import config as config_lib
 from sandbox import optim
 from sandbox.errors import SandboxError
+from sandbox.train import config as config_lib
 from sandbox.train import manifest, precision
 
 

@@ -1,8 +1,18 @@
-"""The schema of the `train:` section: how long, how big, how often to evaluate and save."""
+"""The run's config schema: `train:` (how long, how big, how often to evaluate and save) and the
+whole run (`model`, `data`, `optimizer`, `train`, `run`), read by the generic loader `sandbox.config`.
+"""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from omegaconf import DictConfig
+
+from sandbox import config as loader
 from sandbox import validate
+from sandbox.config import to_yaml  # noqa: F401  (a run's config.yaml)
+from sandbox.nn.config import ModelConfig
+from sandbox.optim.config import OptimizerConfig
+from sandbox.text.data import DataConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16", "mixed_bf16", "mixed_fp16")
 UPDATE_ROUNDINGS = ("nearest", "stochastic", "kahan")
@@ -41,3 +51,31 @@ class TrainConfig:
         for name, choices in (("precision", PRECISIONS), ("update_rounding", UPDATE_ROUNDINGS),
                               ("loss_scaling", LOSS_SCALINGS)):
             validate.one_of("train", name, getattr(self, name), choices)
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"  # the default run folder is runs/<name>-<timestamp>
+    out_root: str = "runs"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+PRESET_GROUPS = {"model": ModelConfig, "optimizer": OptimizerConfig, "data": DataConfig}
+
+
+def resolve(raw: DictConfig, overrides: list[str] = ()) -> Config:
+    """The run config of `raw` (a YAML mapping) with `KEY=VALUE` overrides; presets by bare name."""
+    return loader.resolve(raw, overrides, Config, PRESET_GROUPS)
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Config:
+    """The run config in YAML file `path` (`configs/tiny.yaml` works from any folder) with overrides."""
+    return loader.load(path, overrides, Config, PRESET_GROUPS)

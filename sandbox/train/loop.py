@@ -10,12 +10,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from sandbox import config as config_lib
 from sandbox import optim
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
 from sandbox.text.data import Dataset, as_device
 from sandbox.train import checkpoint, objective, records
+from sandbox.train import config as config_lib
 from sandbox.train import mesh as mesh_lib
 from sandbox.train.figures import plot_loss
 from sandbox.train.progress import Reporter

@@ -11,12 +11,14 @@ import datetime
 import json
 from pathlib import Path
 
-from sandbox import config as config_lib
+from omegaconf import OmegaConf
+
 from sandbox import optim, rundir
 from sandbox.errors import SandboxError
 from sandbox.text.data import load_dataset
 from sandbox.text.tokenizer import run_tokenizer, save_tokenizer
 from sandbox.train import checkpoint, memory, records, sharpness
+from sandbox.train import config as config_lib
 from sandbox.train import mesh as mesh_lib
 from sandbox.train.loop import train
 
@@ -58,7 +60,7 @@ def _resume_config(run_dir: Path, overrides: list[str]) -> config_lib.Config:
                 f"--resume cannot change {key!r}: it would change the run's mathematics, and config.yaml would "
                 f"no longer describe the run. On resume only {', '.join(RESUMABLE)} may be set; "
                 "start a new run for anything else (nothing was changed)")
-    return config_lib.resolve(config_lib.OmegaConf.structured(saved), overrides)
+    return config_lib.resolve(OmegaConf.structured(saved), overrides)
 
 
 def _check_length(run_dir: Path, cfg: config_lib.Config, start_step: int) -> None:

@@ -1,0 +1,1 @@
+"""The YAML presets and experiment configs, shipped as package data (`sandbox.configs`)."""
