@@ -1,9 +1,10 @@
 """The research experiments, each runnable by name: `sandbox run NAME [KEY=VALUE ...] --out DIR`.
 
 An experiment is a module `experiments/<name>.py` (installed as `sandbox.experiments.<name>`) with a
-`configs/experiments/<name>.yaml`; `--quick` also applies `<name>.quick.yaml`, a variant that
-runs in well under a minute) and `run(cfg, out_dir, progress) -> summary`, which writes figures
-and a `summary.json` holding `measured`, `expected` (with its source) and `verdict`.
+`Config` dataclass (its defaults in `configs/experiments/<name>.yaml`; `--quick` also applies
+`<name>.quick.yaml`, a variant that runs in well under a minute) and `run(cfg, out_dir, progress) ->
+summary`. A reproduction writes its `summary.json` through `experiments/protocol.py`: `expected`
+(prediction, source, pass rule), per-seed measurements and verdicts, their aggregate, and the verdict.
 """
 
 import dataclasses
