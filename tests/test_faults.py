@@ -340,9 +340,6 @@ def test_bad_requests_are_refused_before_any_folder_is_made(trained, tmp_path):
     assert results[10]["rc"] == results[11]["rc"] == 0 and checkpoint.saved_steps(o["fresh"]) == [3]
 
 
-# compress/spectra still write through records.prepare_new_dir on this branch; they pass once converted to
-# rundir.claim(..., inputs=[run]) by the analysis helper. Lead: drop this mark after merging.
-@pytest.mark.xfail(strict=True, reason="compress/spectra not yet converted to rundir.claim")
 def test_analyses_never_write_over_their_input_run(trained, tmp_path):
     run = copy(trained[0], tmp_path / "run")
     before = snapshot(run)

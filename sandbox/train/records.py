@@ -1,10 +1,8 @@
-"""What a run leaves behind: atomic files, metrics.jsonl, and the run folder itself."""
+"""What a run leaves behind: atomic files and metrics.jsonl (the folder itself: `sandbox.rundir`)."""
 
 import json
-import shutil
 from pathlib import Path
 
-from sandbox.errors import SandboxError
 from sandbox.files import replace_atomically
 
 
@@ -15,18 +13,6 @@ def write_atomic(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj) -> None:
     write_atomic(path, json.dumps(obj, indent=2) + "\n")
-
-
-def prepare_new_dir(path: Path, force: bool) -> Path:
-    """An empty folder at `path`; an existing non-empty one is only replaced with `force`."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        if not force:
-            raise SandboxError(
-                f"{path} already exists and is not empty; choose another --out, or pass --force to replace it"
-            )
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def read_json(path: Path):

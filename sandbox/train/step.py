@@ -75,7 +75,7 @@ def make_train_step(cfg, optimizer, batch_sharding):
                                                             jax.random.fold_in(step_key, 1), policy)
         params, opt_state, extra = precision_lib.finish(finite, (state.params, state.opt_state, numerics),
                                                         (new_params, opt_state, new_extra), policy)
-        metrics = {"train_loss": loss, "grad_norm": optax.global_norm(grads),
+        metrics = {"train_loss": loss, "grad_norm": optax.tree.norm(grads),
                    "learning_rate": optim.learning_rate(opt_state), **extra_metrics, **precision_lib.metrics(extra)}
         state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
         return (state if extra is None else state.replace(numerics=extra)), metrics
