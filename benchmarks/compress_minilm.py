@@ -58,7 +58,8 @@ def forward_speed(model, sentences, repeats):
     half, info = sweep.compress(model.params, "svd", {"fraction": 0.5}, decs)
     encode = jax.jit(minilm.encode, static_argnames="cfg")
     run = lambda p: encode(p, ids, mask, cfg=model.cfg).block_until_ready()
-    return {"dense": timed(lambda: run(model.params), repeats), "svd 0.5": timed(lambda: run(half), repeats)}, info, ids.shape
+    times = {"dense": timed(lambda: run(model.params), repeats), "svd 0.5": timed(lambda: run(half), repeats)}
+    return times, info, ids.shape
 
 
 def torch_speed(sentences, repeats):
@@ -85,7 +86,10 @@ def main():
     t = time.perf_counter()
     model = minilm.load()
     sentences = fidelity.corpus_sentences(args.sentences)
-    print(f"load MiniLM + {len(sentences)} corpus sentences: {time.perf_counter() - t:.1f} s  ({jax.devices()[0].platform})")
+    print(
+        f"load MiniLM + {len(sentences)} corpus sentences: {time.perf_counter() - t:.1f} s  "
+        f"({jax.devices()[0].platform})"
+    )
 
     t, cpu = time.perf_counter(), time.process_time()
     rows, t_ref, t_sweep = svd_sweep(model, sentences)
@@ -93,7 +97,10 @@ def main():
     print(f"\nSVD sweep, all {len(cmodel.linear_layers(model.params))} linear layers, {len(FRACTIONS)} ranks each")
     print(f"{'kept fraction':>13s} {'mean cosine':>12s} {'min cosine':>11s} {'top-1 agree':>12s}")
     for r in rows:
-        print(f"{r['kept_fraction']:13.3f} {r['mean_cosine']:12.5f} {r['min_cosine']:11.5f} {r['top1_agreement']:12.3f}")
+        print(
+            f"{r['kept_fraction']:13.3f} {r['mean_cosine']:12.5f} {r['min_cosine']:11.5f} "
+            f"{r['top1_agreement']:12.3f}"
+        )
     print(f"reference embeddings {t_ref:.1f} s + decompose/truncate/evaluate {t_sweep:.1f} s = {total:.1f} s wall, "
           f"{cpu:.1f} s CPU (target < 60 s wall on an idle 2-core CPU; load average now {os.getloadavg()[0]:.1f})")
 
@@ -103,10 +110,14 @@ def main():
     print(f"\nforward pass, batch {shape[0]} x {shape[1]} tokens (median of {args.repeats})")
     print(f"{'model':28s} {'ms':>9s} {'ratio to dense':>15s}")
     print(f"{'sandbox dense':28s} {1e3 * times['dense']:9.2f} {1.0:15.2f}")
-    print(f"{'sandbox SVD, kept %.2f' % info['kept_fraction']:28s} {1e3 * times['svd 0.5']:9.2f} "
+    svd_label = f"sandbox SVD, kept {info['kept_fraction']:.2f}"
+    print(f"{svd_label:28s} {1e3 * times['svd 0.5']:9.2f} "
           f"{times['svd 0.5'] / times['dense']:15.2f}")
     if peer is not None:
-        print(f"{'sentence-transformers (torch)':28s} {1e3 * peer:9.2f} {peer / times['dense']:15.2f}  ({note}; includes tokenizing)")
+        print(
+            f"{'sentence-transformers (torch)':28s} {1e3 * peer:9.2f} {peer / times['dense']:15.2f}  "
+            f"({note}; includes tokenizing)"
+        )
     else:
         print(note)
 

@@ -79,7 +79,7 @@ def exact_trace(params, batch):
         total = 0.0
         for i in range(1, len(SIZES)):
             a, z = acts[2 * i - 2], acts[2 * i - 1]
-            hz = jax.hessian(lambda z: tail(i, z, y))(z)
+            hz = jax.hessian(lambda z, i=i: tail(i, z, y))(z)
             total += (jnp.sum(a**2) + 1) * jnp.trace(hz)
         return total
 
@@ -112,12 +112,12 @@ def sandbox_side(params, batch, truth_K, true_trace, trials):
     res["hvp"] = timed(lambda: op.matvec(v), 10)[0]
     key = jax.random.key(2)
     for m in (4, 6, 8, 10, 12, 15, 20, 25, 30, 40):  # fewest Lanczos steps reaching 1e-4
-        t, first, (vals, _) = timed(lambda: curvature.top_eigenpairs(op, 1, key=key, num_steps=m))
+        t, first, (vals, _) = timed(lambda m=m: curvature.top_eigenpairs(op, 1, key=key, num_steps=m))
         res["top1"] = (t, first - t, float(rel(vals[0], truth_K[0])), m)
         if res["top1"][2] < 1e-4:
             break
     for m in (40, 60, 80, 100, 120):
-        t, first, (vals, _) = timed(lambda: curvature.top_eigenpairs(op, 20, key=key, num_steps=m), 1)
+        t, first, (vals, _) = timed(lambda m=m: curvature.top_eigenpairs(op, 20, key=key, num_steps=m), 1)
         res["top20"] = (t, first - t, float(rel(vals, truth_K).max()), m)
         if res["top20"][2] < 1e-4:
             break

@@ -113,7 +113,10 @@ def main():
     args = parser.parse_args()
     text = benchmark_text()
     mb = len(text.encode()) / 1e6
-    print(f"text: {len(text):,} characters, {mb:.2f} MB UTF-8 (pydoc + stdlib docstrings); vocab {VOCAB}, pattern gpt4\n")
+    print(
+        f"text: {len(text):,} characters, {mb:.2f} MB UTF-8 (pydoc + stdlib docstrings); "
+        f"vocab {VOCAB}, pattern gpt4\n"
+    )
     rows = []
 
     t_ours, tok = best_of(2, lambda: bpe.train(text, VOCAB, pattern="gpt4"))
@@ -125,12 +128,30 @@ def main():
         t_hf, hf = best_of(2, lambda: hf_train(text))
         # HF puts the special token first (id 0), the sandbox last: compare the rest in order
         same = [hf.id_to_token(i) for i in range(1, VOCAB)] == [bytes_to_chars(t) for t in tok.vocab]
-        rows.append(("train to 4096 vs HF tokenizers", t_ours, t_hf, t_hf / t_ours, ">= 0.5", f"same vocab: {same and hf.get_vocab_size() == VOCAB}"))
+        rows.append(
+            (
+                "train to 4096 vs HF tokenizers",
+                t_ours,
+                t_hf,
+                t_hf / t_ours,
+                ">= 0.5",
+                f"same vocab: {same and hf.get_vocab_size() == VOCAB}",
+            )
+        )
 
     k = args.naive_merges
     t_k, naive = best_of(1, lambda: naive_merges(text, k))
     t_naive = t_k * len(tok.merges) / k
-    rows.append((f"train vs naive (x{len(tok.merges) / k:.1f} of {k} merges)", t_ours, t_naive, t_naive / t_ours, ">= 50", f"first {k} merges agree: {naive == tok.merges[:k]}"))
+    rows.append(
+        (
+            f"train vs naive (x{len(tok.merges) / k:.1f} of {k} merges)",
+            t_ours,
+            t_naive,
+            t_naive / t_ours,
+            ">= 50",
+            f"first {k} merges agree: {naive == tok.merges[:k]}",
+        )
+    )
 
     try:
         enc = tok.to_tiktoken()
@@ -147,10 +168,23 @@ def main():
         t_tik, tik_ids = best_of(5, lambda: enc.encode_ordinary(text))
         t_tik_long, tik_long = best_of(1, lambda: enc.encode_ordinary(long_piece))
         for name, t in [("encode MB/s, cold cache", t_cold), ("encode MB/s, warm cache", t_warm)]:
-            rows.append((name + " vs tiktoken", mb / t, mb / t_tik, t_tik / t, ">= 0.25", f"identical ids: {ids == tik_ids}"))
-        rows.append(("one 100k-char piece, s vs tiktoken", t_long, t_tik_long, t_tik_long / t_long, "< 1 s", f"identical ids: {long_ids == tik_long}"))
+            rows.append(
+                (name + " vs tiktoken", mb / t, mb / t_tik, t_tik / t, ">= 0.25", f"identical ids: {ids == tik_ids}")
+            )
+        rows.append(
+            (
+                "one 100k-char piece, s vs tiktoken",
+                t_long,
+                t_tik_long,
+                t_tik_long / t_long,
+                "< 1 s",
+                f"identical ids: {long_ids == tik_long}",
+            )
+        )
     else:
-        rows.append(("encode MB/s, cold / warm", mb / t_cold, float("nan"), float("nan"), "", f"warm {mb / t_warm:.2f}"))
+        rows.append(
+            ("encode MB/s, cold / warm", mb / t_cold, float("nan"), float("nan"), "", f"warm {mb / t_warm:.2f}")
+        )
 
     print(f"{'measure (CPU seconds or MB/s)':44s} {'sandbox':>9s} {'peer':>9s} {'ratio':>7s} {'target':>8s}  check")
     for name, ours, peer, ratio, target, check in rows:

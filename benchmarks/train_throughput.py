@@ -34,7 +34,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from sandbox import optim
+from sandbox import optim  # noqa: E402
 from sandbox.nn import transformer  # noqa: E402
 from sandbox.train import config as config_lib  # noqa: E402
 from sandbox.train import mesh as mesh_lib  # noqa: E402

@@ -75,7 +75,10 @@ def test_stats_prints_the_measures(tok_file, corpus, capsys):
     "argv, message",
     [
         (["train", "{corpus}", "--vocab-size", "100", "--out", "{tmp}/a.json"], ">= 257"),
-        (["train", "{tiny}", "--vocab-size", "300", "--out", "{tmp}/a.json"], "ran out of pairs to merge at 259 tokens"),
+        (
+            ["train", "{tiny}", "--vocab-size", "300", "--out", "{tmp}/a.json"],
+            "ran out of pairs to merge at 259 tokens",
+        ),
         (["train", "{empty}", "--vocab-size", "300", "--out", "{tmp}/a.json"], "empty"),
         (["train", "{tmp}/missing.txt", "--vocab-size", "300", "--out", "{tmp}/a.json"], "not found"),
         (["encode", "{corrupt}", "x"], "corrupt"),
@@ -86,7 +89,13 @@ def test_bad_input_exits_2(argv, message, tmp_path, corpus, capsys):
     (tmp_path / "tiny.txt").write_text("abab")
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "corrupt.json").write_text(json.dumps({"format": "sandbox-bpe", "version": 1, "merges": 3}))
-    names = {"tmp": tmp_path, "corpus": corpus, "tiny": tmp_path / "tiny.txt", "empty": tmp_path / "empty.txt", "corrupt": tmp_path / "corrupt.json"}
+    names = {
+        "tmp": tmp_path,
+        "corpus": corpus,
+        "tiny": tmp_path / "tiny.txt",
+        "empty": tmp_path / "empty.txt",
+        "corrupt": tmp_path / "corrupt.json",
+    }
     assert main(["tokenize", *(a.format(**names) for a in argv)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "a.json").exists()

@@ -21,10 +21,14 @@ def hf_merges(text: str, vocab_size: int, pattern: str) -> list[tuple[str, str]]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = hf_pre_tokenizer(pattern)
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=0, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        min_frequency=0,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator([text], trainer)
-    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(tok.to_str())["model"]["merges"]]
+    merges = json.loads(tok.to_str())["model"]["merges"]
+    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
 
 
 def our_merges(text: str, vocab_size: int, pattern: str) -> list[tuple[str, str]]:

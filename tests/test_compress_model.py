@@ -60,7 +60,11 @@ def test_activation_aware_svd_loses_less_on_the_lm():
     err = {}
     for method in ("svd", "svd-whiten"):
         rows = sweep.run(
-            PARAMS, method, [{"rank": 4}], lambda p: {"err": float(jnp.linalg.norm(APPLY(p, TOKENS, CFG) - base))}, stats
+            PARAMS,
+            method,
+            [{"rank": 4}],
+            lambda p: {"err": float(jnp.linalg.norm(APPLY(p, TOKENS, CFG) - base))},
+            stats,
         )
         err[method] = rows[0]["err"]
     assert err["svd-whiten"] < err["svd"]
@@ -68,7 +72,9 @@ def test_activation_aware_svd_loses_less_on_the_lm():
 
 def test_quantize_and_prune_rows():
     evaluate = lambda p: {"n": len(cmodel.linear_layers(p))}
-    q = sweep.run(PARAMS, "quantize", [{"bits": 4, "symmetric": True, "granularity": "group", "group_size": 8}], evaluate)
+    q = sweep.run(
+        PARAMS, "quantize", [{"bits": 4, "symmetric": True, "granularity": "group", "group_size": 8}], evaluate
+    )
     assert q[0]["bits_per_weight"] == pytest.approx(4 + 16 / 8) and q[0]["setting"] == "int4 group(8) sym"
     p = sweep.run(PARAMS, "prune", [{"n": 2, "m": 4}, {"sparsity": 0.75}], evaluate)
     assert [r["kept_fraction"] for r in p] == pytest.approx([0.5, 0.25])

@@ -97,7 +97,9 @@ def embed_tokens(e, ids_BxL, cfg: Config):
 def layer(p, x_BxLxD, mask_BxL, cfg: Config):
     """Post-LN encoder layer: x <- LN(x + attn(x)), x <- LN(x + down(GELU(up(x)))); queries see all real tokens."""
     keys_Bx1x1xL = mask_BxL[:, None, None, :].astype(bool)
-    x_BxLxD = layer_norm(p["norm_attn"], x_BxLxD + multi_head_attention(p["attn"], x_BxLxD, cfg.n_heads, keys_Bx1x1xL), cfg.eps)
+    x_BxLxD = layer_norm(
+        p["norm_attn"], x_BxLxD + multi_head_attention(p["attn"], x_BxLxD, cfg.n_heads, keys_Bx1x1xL), cfg.eps
+    )
     h_BxLxF = gelu(dense(p["mlp"]["up"], x_BxLxD), approximate=False)
     return layer_norm(p["norm_mlp"], x_BxLxD + dense(p["mlp"]["down"], h_BxLxF), cfg.eps)
 

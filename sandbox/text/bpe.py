@@ -74,7 +74,9 @@ class Tokenizer:
         ("all" = every special token not allowed) is refused; the rest is ordinary text."""
         allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
         if unknown := allowed - set(self.special_tokens):
-            raise SandboxError(f"unknown special tokens {sorted(unknown)}: this tokenizer has {sorted(self.special_tokens)}")
+            raise SandboxError(
+                f"unknown special tokens {sorted(unknown)}: this tokenizer has {sorted(self.special_tokens)}"
+            )
         disallowed = set(self.special_tokens) - allowed if disallowed_special == "all" else set(disallowed_special)
         if disallowed and (m := _alternation(disallowed).search(text)):
             raise SandboxError(
@@ -120,7 +122,9 @@ class Tokenizer:
         try:
             return data.decode("utf-8", errors=errors)
         except UnicodeDecodeError as e:
-            raise SandboxError(f"token ids decode to invalid UTF-8 at byte {e.start} ({e.reason}); use errors='replace'") from None
+            raise SandboxError(
+                f"token ids decode to invalid UTF-8 at byte {e.start} ({e.reason}); use errors='replace'"
+            ) from None
 
     def explain(self, word: str) -> list[dict]:
         """How `word` is encoded, piece by piece and merge by merge (see `bpe_inspect`)."""
@@ -143,13 +147,17 @@ class Tokenizer:
     def save(self, path, overwrite: bool = True) -> Path:
         """Write the JSON file atomically (temp file + rename), so a reader never sees half a
         file; with overwrite=False refuse to replace an existing one."""
-        return _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False)), overwrite)
+        return _write_atomic(
+            path, lambda tmp: tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False)), overwrite
+        )
 
     def to_tiktoken(self, name: str = "sandbox-bpe"):
         """A `tiktoken.Encoding` built offline from these ranks and special tokens."""
         import tiktoken
 
-        return tiktoken.Encoding(name, pat_str=pattern_string(self.pattern), mergeable_ranks=self.ranks, special_tokens=self.special_tokens)
+        return tiktoken.Encoding(
+            name, pat_str=pattern_string(self.pattern), mergeable_ranks=self.ranks, special_tokens=self.special_tokens
+        )
 
     def to_hf(self, path, overwrite: bool = True) -> Path:
         """Write a Hugging Face `tokenizer.json` (same ids, pattern and merges) atomically."""
@@ -164,7 +172,10 @@ def train(text: str, vocab_size: int, pattern: str = "gpt4", special_tokens=(END
         raise SandboxError("the corpus is empty: give some text to train the tokenizer on")
     n_special = len(special_tokens)
     if vocab_size < 256 + n_special:
-        raise SandboxError(f"vocab size {vocab_size} is too small: it must hold the 256 byte tokens and {n_special} special token(s), so >= {256 + n_special}")
+        raise SandboxError(
+            f"vocab size {vocab_size} is too small: it must hold the 256 byte tokens and {n_special} "
+            f"special token(s), so >= {256 + n_special}"
+        )
     merges, vocab = train_merges(count_pieces(text, pattern), vocab_size - n_special)
     if len(vocab) + n_special < vocab_size:
         reached = len(vocab) + n_special
@@ -205,7 +216,9 @@ def from_dict(d) -> Tokenizer:
     specials = d["special_tokens"]
     tok = Tokenizer(d["pattern"], merges, sorted(specials, key=lambda s: specials[s]))
     if tok.special_tokens != specials:
-        raise ValueError(f"special token ids {specials} should be {len(tok.vocab)}, {len(tok.vocab) + 1}, ... after the ranks")
+        raise ValueError(
+            f"special token ids {specials} should be {len(tok.vocab)}, {len(tok.vocab) + 1}, ... after the ranks"
+        )
     return tok
 
 

@@ -63,5 +63,7 @@ def explain(tok, word: str) -> list[dict]:
 
         merged = merge_piece(data, tok.ranks, on_merge)
         whole = data in tok.ranks
-        out.append({"piece": piece, "steps": steps, "whole_piece": whole, "ids": [tok.ranks[data]] if whole else merged})
+        out.append(
+            {"piece": piece, "steps": steps, "whole_piece": whole, "ids": [tok.ranks[data]] if whole else merged}
+        )
     return out
