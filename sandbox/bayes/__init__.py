@@ -12,12 +12,12 @@ from sandbox.bayes.calibration import Reliability, brier, ece, fit_temperature, 
 from sandbox.bayes.evidence import evidence_curve, log_marginal_likelihood, shifted, slq_logdet
 from sandbox.bayes.figures import evidence_figure, reliability_diagram
 from sandbox.bayes.last_layer import head_predictive, laplace_head
-from sandbox.bayes.posterior import CURVATURES, STRUCTURES, Posterior, Subset, laplace
+from sandbox.bayes.posterior import CURVATURES, STRUCTURES, Posterior, Subset, curvature_operator, laplace
 from sandbox.bayes.predictive import glm_moments, probit
 
 __all__ = [
-    "CURVATURES", "STRUCTURES", "Posterior", "Reliability", "Subset", "brier", "ece", "evidence_curve",
-    "evidence_figure", "fit_temperature", "glm_moments", "head_predictive", "laplace", "laplace_head",
+    "CURVATURES", "STRUCTURES", "Posterior", "Reliability", "Subset", "brier", "curvature_operator", "ece",
+    "evidence_curve", "evidence_figure", "fit_temperature", "glm_moments", "head_predictive", "laplace", "laplace_head",
     "log_marginal_likelihood", "mce", "nll", "probit", "reliability", "reliability_diagram",
     "shifted", "slq_logdet",
 ]

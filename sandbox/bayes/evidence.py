@@ -25,6 +25,7 @@ def log_marginal_likelihood(post, prior_precision=None, logdet=None):
     return _lml(post.curv, delta_P, post.subset.theta(post.params), post.loss, logdet)
 
 
+@jax.jit
 def _lml(curv, delta_P, theta_P, loss, logdet=None):
     logdet = curv.logdet(delta_P) if logdet is None else logdet
     return -loss - 0.5 * (logdet - jnp.sum(jnp.log(delta_P)) + jnp.sum(delta_P * theta_P ** 2))
@@ -47,7 +48,7 @@ def optimize_prior_precision(post, *, steps: int = 200, learning_rate: float = 0
     best = jnp.exp(log_delta)
     if not bool(jnp.all(jnp.isfinite(best))):
         raise SandboxError("the prior precision diverged while maximizing the evidence; lower learning_rate")
-    return dataclasses.replace(post, prior_precision=best)
+    return post.replace(prior_precision=best)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
@@ -65,7 +66,8 @@ def _adam(loss_fn, x, steps, learning_rate):
 
 def evidence_curve(post, grid_G):
     """log p(D | delta) for each scalar prior precision in `grid_G` (for a figure)."""
-    return jnp.stack([log_marginal_likelihood(post, d) for d in jnp.asarray(grid_G)])
+    theta = post.subset.theta(post.params)
+    return jax.vmap(lambda d: _lml(post.curv, jnp.full(theta.shape, d), theta, post.loss))(jnp.asarray(grid_G))
 
 
 @dataclasses.dataclass(frozen=True)

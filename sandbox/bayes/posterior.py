@@ -15,6 +15,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from sandbox import curvature as ops
 from sandbox.bayes import kfac, structures
@@ -27,7 +28,7 @@ CURVATURES = ("ggn", "hessian", "fisher")
 FULL_MAX_BYTES = 4 * 2 ** 30  # a dense P x P precision above this is refused
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static part of jitted posteriors
 class Subset:
     """The chosen parameters as one flat vector theta_s, and the way back into the full tree."""
     layout: Layout          # of the whole params tree
@@ -66,19 +67,19 @@ class Subset:
         return self.layout.unravel(self.layout.ravel(params).at[self.index_S].set(theta_S))
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class Posterior:
-    """A fitted Laplace posterior; see `laplace`. Methods in predictive.py and evidence.py."""
-    model_fn: Callable
+    """A fitted Laplace posterior (a pytree: jitted functions take it); see `laplace`."""
+    model_fn: Callable = struct.field(pytree_node=False)
     params: object
-    subset: Subset
-    likelihood: str
-    sigma_noise: float
-    structure: str
+    subset: Subset = struct.field(pytree_node=False)
+    likelihood: str = struct.field(pytree_node=False)
+    sigma_noise: float = struct.field(pytree_node=False)
+    structure: str = struct.field(pytree_node=False)
     curv: object            # one of structures.Full / Diag / Kron / LowRank (H without the prior)
     prior_precision: object  # scalar or one value per subset leaf
-    loss: float             # -log p(D | theta*), summed
-    num_data: int
+    loss: object            # -log p(D | theta*), summed
+    num_data: int = struct.field(pytree_node=False)
 
     def prior_vector(self, prior_precision=None):
         """delta per parameter from a scalar or one value per subset leaf."""
@@ -87,10 +88,7 @@ class Posterior:
 
     def precision(self, prior_precision=None):
         """The dense posterior precision P = H + diag(delta) (P x P; small models)."""
-        return self.curv.dense(self.prior_vector(prior_precision))
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
+        return _dense(self.curv, self.prior_vector(prior_precision))
 
     def predictive(self, x, method="probit", **kwargs):
         from sandbox.bayes import predictive
@@ -107,6 +105,11 @@ class Posterior:
     def optimize_prior_precision(self, **kwargs):
         from sandbox.bayes import evidence
         return evidence.optimize_prior_precision(self, **kwargs)
+
+
+@jax.jit
+def _dense(curv, delta_P):
+    return curv.dense(delta_P)
 
 
 def prior_vector(prior, group_S, num_groups, structure):
@@ -144,7 +147,7 @@ def laplace(model_fn: Callable, params, data, *, likelihood: str = "classificati
     _check(likelihood, structure, curvature, sigma_noise)
     x, y = _as_arrays(data)
     for leaf in jax.tree_util.tree_leaves(params):
-        if not bool(jnp.all(jnp.isfinite(leaf))):
+        if not np.all(np.isfinite(np.asarray(leaf))):
             raise SandboxError("the parameters hold NaN or inf; fit the Laplace posterior at a finite MAP")
     sub = Subset.of(params, subset)
     prior_vector(prior_precision, sub.group_S, len(sub.paths), structure)  # validate early
@@ -155,8 +158,7 @@ def laplace(model_fn: Callable, params, data, *, likelihood: str = "classificati
                            "or a subset such as the last layer")
     theta = sub.theta(params)
     f = lambda th, xb: model_fn(sub.merge(params, th), xb)  # noqa: E731
-    z = f(theta, x)
-    loss = float(lik_lib.neg_log_lik(likelihood, z, y, sigma_noise))
+    loss = float(jax.jit(lambda th: lik_lib.neg_log_lik(likelihood, f(th, x), y, sigma_noise))(theta))
     if structure in ("full", "lowrank"):
         op = _operator(f, theta, x, y, likelihood, curvature, sigma_noise)
         if structure == "full":
@@ -183,6 +185,16 @@ def _check(lik, structure, curv, sigma_noise):
         raise SandboxError(f"unknown structure {structure!r}; valid: {', '.join(map(repr, STRUCTURES))}")
     if curv not in CURVATURES:
         raise SandboxError(f"unknown curvature {curv!r}; valid: {', '.join(map(repr, CURVATURES))}")
+
+
+def curvature_operator(model_fn: Callable, params, data, *, likelihood: str = "classification", subset=None,
+                       curvature: str = "ggn", sigma_noise: float = 1.0):
+    """The matrix-free curvature H of the summed NLL over the subset (a curvature.LinearOperator)."""
+    _check(likelihood, "full", curvature, sigma_noise)
+    x, y = _as_arrays(data)
+    sub = Subset.of(params, subset)
+    f = lambda th, xb: model_fn(sub.merge(params, th), xb)  # noqa: E731
+    return _operator(f, sub.theta(params), x, y, likelihood, curvature, sigma_noise)
 
 
 def _operator(f, theta, x, y, lik, curv, sigma_noise):

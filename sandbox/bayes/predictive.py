@@ -9,6 +9,7 @@ Gaussian: z ~ N(f(theta*, x), J Sigma J^T). Then
 Jacobians are per example (vmapped), a chunk of examples at a time.
 """
 
+import functools
 import math
 
 import jax
@@ -39,24 +40,26 @@ def _per_example(post):
 
 def glm_moments(post, x, chunk_size: int = 32):
     """(f_mu_NxC, f_var_NxCxC): the linearized model's mean and covariance J Sigma J^T."""
+    chunks, n = _chunks(jnp.asarray(x), chunk_size)
+    mu, var = _glm_moments(post, chunks, post.prior_vector())
+    return mu.reshape(-1, mu.shape[-1])[:n], var.reshape(-1, *var.shape[-2:])[:n]
+
+
+@jax.jit
+def _glm_moments(post, chunks, delta_P):
     f, theta = _per_example(post)
-    delta_P = post.prior_vector()
 
-    @jax.jit
+    def jac(xn):
+        z_C, vjp = jax.vjp(lambda th: f(th, xn), theta)
+        return z_C, jax.vmap(lambda u: vjp(u)[0])(jnp.eye(z_C.shape[0], dtype=z_C.dtype))
+
     def one_chunk(xc):
-        def jac(xn):
-            z_C, vjp = jax.vjp(lambda th: f(th, xn), theta)
-            return z_C, jax.vmap(lambda u: vjp(u)[0])(jnp.eye(z_C.shape[0], dtype=z_C.dtype))
-
         z_MxC, j_MxCxP = jax.vmap(jac)(xc)
         m, c, p = j_MxCxP.shape
         sj_PxMC = post.curv.cov_apply(delta_P, j_MxCxP.reshape(m * c, p).T)
-        var_MxCxC = jnp.einsum("mcp,pmk->mck", j_MxCxP, sj_PxMC.reshape(p, m, c))
-        return z_MxC, var_MxCxC
+        return z_MxC, jnp.einsum("mcp,pmk->mck", j_MxCxP, sj_PxMC.reshape(p, m, c))
 
-    chunks, n = _chunks(jnp.asarray(x), chunk_size)
-    mu, var = jax.lax.map(one_chunk, chunks)
-    return mu.reshape(-1, mu.shape[-1])[:n], var.reshape(-1, *var.shape[-2:])[:n]
+    return jax.lax.map(one_chunk, chunks)
 
 
 def probit(f_mu_NxC, f_var_diag_NxC):
@@ -85,8 +88,11 @@ def _monte_carlo(post, x, key, num_samples, samples):
         raise SandboxError("method='mc' needs a PRNG key, e.g. key=jax.random.key(0)")
     if samples not in ("glm", "nn"):
         raise SandboxError(f"unknown samples={samples!r}; valid: 'glm', 'nn'")
-    x = jnp.asarray(x)
-    theta_SxP = post.curv.sample(post.prior_vector(), key, num_samples)
+    return _mc(post, jnp.asarray(x), post.curv.sample(post.prior_vector(), key, num_samples), samples)
+
+
+@functools.partial(jax.jit, static_argnames="samples")
+def _mc(post, x, theta_SxP, samples):
     f, theta = _per_example(post)
     if samples == "glm":
         def per_x(xn):
