@@ -7,6 +7,7 @@ NLL = -mean log p_{n, y_n}; Brier = mean_n sum_k (p_nk - [k = y_n])^2. Temperatu
 (Guo et al. 2017) divides the logits by the T > 0 that minimizes the NLL on held-out data.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -39,7 +40,11 @@ def reliability(probs_NxC, labels_N, num_bins: int = 15, binning: str = "width")
         raise SandboxError(f"unknown binning {binning!r}; valid: 'width' (equal-width), 'mass' (equal-mass)")
     if num_bins < 1:
         raise SandboxError(f"num_bins must be >= 1, got {num_bins}")
-    probs_NxC, labels_N = _check(probs_NxC, labels_N)
+    return _reliability(*_check(probs_NxC, labels_N), num_bins, binning)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _reliability(probs_NxC, labels_N, num_bins, binning):
     conf_N = jnp.max(probs_NxC, -1)
     correct_N = (jnp.argmax(probs_NxC, -1) == labels_N).astype(conf_N.dtype)
     if binning == "width":  # bin b holds confidences in (b / B, (b + 1) / B]
