@@ -17,7 +17,7 @@ from sandbox import config as config_lib
 from sandbox.errors import SandboxError
 
 NAMES = ("quickstart", "optimizer_comparison", "edge_of_stability", "hessian_outliers", "entropy_rate",
-         "block_heterogeneity")
+         "block_heterogeneity", "laplace_overconfidence")
 
 
 def get(name: str):

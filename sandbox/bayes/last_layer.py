@@ -66,12 +66,11 @@ def _sums(phi, labels, w, chunk_size):
 def head_predictive(post: posterior.Posterior, phi_NxD, chunk_size: int = 4096):
     """(probit probabilities N x C, MAP logits N x C) of the head posterior on features phi."""
     delta_P = post.prior_vector()
-    w_DxC = post.params["w"]
-
-    @jax.jit
-    def part(phi):
-        z = phi @ w_DxC
-        return predictive.probit(z, post.curv.head_variance(delta_P, phi)), z
-
-    outs = [part(phi_NxD[s:s + chunk_size]) for s in range(0, phi_NxD.shape[0], chunk_size)]
+    outs = [_head_probit(post, delta_P, phi_NxD[s:s + chunk_size]) for s in range(0, phi_NxD.shape[0], chunk_size)]
     return jnp.concatenate([o[0] for o in outs]), jnp.concatenate([o[1] for o in outs])
+
+
+@jax.jit
+def _head_probit(post, delta_P, phi_NxD):
+    z_NxC = phi_NxD @ post.params["w"]
+    return predictive.probit(z_NxC, post.curv.head_variance(delta_P, phi_NxD)), z_NxC

@@ -74,7 +74,8 @@ class KronBlock:
     def of(a_AxA, b_BxB, start):
         la_A, qa_AxA = jnp.linalg.eigh(a_AxA)
         lb_B, qb_BxB = jnp.linalg.eigh(b_BxB)
-        return KronBlock(qa_AxA, la_A, qb_BxB, lb_B, start)
+        # both factors are PSD: clip rounding's negative eigenvalues so La (x) Lb + delta stays > 0
+        return KronBlock(qa_AxA, jnp.maximum(la_A, 0.0), qb_BxB, jnp.maximum(lb_B, 0.0), start)
 
     @property
     def size(self):
