@@ -104,16 +104,6 @@ def train(key, x, y, steps, width, num_classes, learning_rate, weight_decay):
     return jax.lax.scan(step, (params, opt.init(params)), None, length=steps)[0][0]
 
 
-PRIOR_GRID = tuple(10.0 ** np.arange(-3, 6.5, 0.5))
-
-
-def tune_prior(post, phi_val, y_val, grid=PRIOR_GRID):
-    """The prior precision of the grid with the lowest held-out NLL (the paper's choice; large = MAP)."""
-    val_nll = [float(bayes.nll(bayes.head_predictive(post.replace(prior_precision=d), phi_val)[0], y_val))
-               for d in grid]
-    return post.replace(prior_precision=float(grid[int(np.argmin(val_nll))]))
-
-
 def limit_and_bound(post, phi_inf_RxD):
     """Theorem 2: the limit confidence per ray, and the uniform bound from lambda_min(Sigma)."""
     w = post.params["w"]
@@ -139,7 +129,7 @@ def one_seed(cfg: Config, seed: int) -> dict:
     x_val, y_val = make_data(cfg, k_val)
     params = train(k_init, x, y, cfg.train_steps, cfg.width, cfg.num_classes, cfg.learning_rate, cfg.weight_decay)
     post = bayes.laplace_head(features(params, x), y, head(params), structure=cfg.structure)
-    post = tune_prior(post, features(params, x_val), y_val)
+    post = bayes.tune_prior(post, features(params, x_val), y_val)
     map_probs = lambda xs: jax.nn.softmax(common_mlp.apply(params, xs, "relu"))  # noqa: E731
     lap_probs = lambda xs: bayes.head_predictive(post, features(params, xs))[0]  # noqa: E731
     angles = jax.random.uniform(k_rays, (cfg.num_rays,), maxval=2 * jnp.pi)

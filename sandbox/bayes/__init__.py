@@ -11,7 +11,7 @@
 from sandbox.bayes.calibration import Reliability, brier, ece, fit_temperature, mce, nll, reliability
 from sandbox.bayes.evidence import evidence_curve, log_marginal_likelihood, shifted, slq_logdet
 from sandbox.bayes.figures import evidence_figure, reliability_diagram
-from sandbox.bayes.last_layer import head_predictive, laplace_head
+from sandbox.bayes.last_layer import head_predictive, laplace_head, tune_prior
 from sandbox.bayes.posterior import CURVATURES, STRUCTURES, Posterior, Subset, curvature_operator, laplace
 from sandbox.bayes.predictive import glm_moments, probit
 
@@ -19,5 +19,5 @@ __all__ = [
     "CURVATURES", "STRUCTURES", "Posterior", "Reliability", "Subset", "brier", "curvature_operator", "ece",
     "evidence_curve", "evidence_figure", "fit_temperature", "glm_moments", "head_predictive", "laplace", "laplace_head",
     "log_marginal_likelihood", "mce", "nll", "probit", "reliability", "reliability_diagram",
-    "shifted", "slq_logdet",
+    "shifted", "slq_logdet", "tune_prior",
 ]

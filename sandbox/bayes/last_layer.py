@@ -11,9 +11,10 @@ posterior would need (D V)^2.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sandbox import losses
-from sandbox.bayes import kfac, posterior, predictive, structures
+from sandbox.bayes import calibration, kfac, posterior, predictive, structures
 from sandbox.errors import SandboxError
 
 
@@ -74,3 +75,11 @@ def head_predictive(post: posterior.Posterior, phi_NxD, chunk_size: int = 4096):
 def _head_probit(post, delta_P, phi_NxD):
     z_NxC = phi_NxD @ post.params["w"]
     return predictive.probit(z_NxC, post.curv.head_variance(delta_P, phi_NxD)), z_NxC
+
+
+def tune_prior(post: posterior.Posterior, phi_NxD, labels_N, grid=None) -> posterior.Posterior:
+    """The head posterior at the prior precision of `grid` with the lowest held-out NLL (large delta -> MAP)."""
+    grid = 10.0 ** np.arange(-3, 6.5, 0.5) if grid is None else grid
+    val_nll = [float(calibration.nll(head_predictive(post.replace(prior_precision=float(d)), phi_NxD)[0], labels_N))
+               for d in grid]
+    return post.replace(prior_precision=float(grid[int(np.argmin(val_nll))]))

@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from sandbox.errors import SandboxError
 
-COMMANDS = ["train", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra"]
+COMMANDS = ["train", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra", "bayes"]
 
 
 def build_parser() -> argparse.ArgumentParser:
