@@ -27,13 +27,14 @@ def test_bayes_writes_calibration_of_map_temperature_and_laplace(run_dir, capsys
     assert main(["bayes", str(run_dir), "--fit-windows", "8", "--val-windows", "8"]) == 0
     (out,) = [p for p in Path(run_dir).iterdir() if p.name.startswith("bayes-")]
     result = json.loads((out / "bayes.json").read_text())
-    assert set(result["metrics"]) == {"MAP", "temperature", "Laplace"}
+    assert set(result["metrics"]) == {"MAP", "temperature", "Laplace", "Laplace (evidence prior)"}
     assert result["test_tokens"] == 4 * 32 and result["head_parameters"] == 32 * result["vocab_size"]
     for m in result["metrics"].values():
         assert 0 <= m["ece"] <= 1 and m["nll"] > 0 and 0 <= m["brier"] <= 2
     # temperature scaling and the prior were chosen on the tuning half; the Laplace predictive at a
     # finite prior has at least the MAP's entropy per token on average (the probit flattens the softmax)
-    assert result["metrics"]["Laplace"]["mean_entropy"] >= result["metrics"]["MAP"]["mean_entropy"] - 1e-6
+    for name in ("Laplace", "Laplace (evidence prior)"):
+        assert result["metrics"][name]["mean_entropy"] >= result["metrics"]["MAP"]["mean_entropy"] - 1e-6
     for name in ("reliability.png", "entropy.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert main(["bayes", str(run_dir), "--out", str(out)]) == 2  # non-empty --out without --force

@@ -4,7 +4,8 @@ The transformer up to its final norm is kept at the MAP and read as features phi
 the unembedding W (D x V; for tied embeddings the output use of E^T) gets a Laplace posterior
 (bayes.laplace_head: KFAC or diagonal GGN on training windows). The prior precision is chosen by
 held-out NLL on half of a validation batch (the other half is the test), where the temperature of
-the temperature-scaling baseline is also fitted. Reported per method (MAP, temperature, Laplace):
+the temperature-scaling baseline is also fitted; "Laplace (evidence prior)" uses the prior precision
+that maximizes the evidence instead. Reported per method (MAP, temperature, Laplace):
 top-1 ECE, NLL and Brier score of the next token, and the per-token predictive entropy.
 """
 
@@ -61,7 +62,9 @@ def lm_laplace(run_dir, *, structure: str = "kron", fit_windows: int = 32, val_w
     temperature = float(bayes.fit_temperature(logits[:half], labels_val[:half]))
     test, labels = slice(half, None), labels_val[half:]
     probs = {"MAP": jax.nn.softmax(logits[test]), "temperature": jax.nn.softmax(logits[test] / temperature),
-             "Laplace": bayes.head_predictive(post, phi_val[test])[0]}
+             "Laplace": bayes.head_predictive(post, phi_val[test])[0],
+             "Laplace (evidence prior)": bayes.head_predictive(post.replace(prior_precision=evidence_delta),
+                                                               phi_val[test])[0]}
     metrics = {name: {"ece": float(bayes.ece(p, labels, num_bins)), "nll": float(bayes.nll(p, labels)),
                       "brier": float(bayes.brier(p, labels)), "accuracy": float(jnp.mean(jnp.argmax(p, -1) == labels)),
                       "mean_confidence": float(jnp.mean(jnp.max(p, -1))), "mean_entropy": float(jnp.mean(_entropy(p)))}

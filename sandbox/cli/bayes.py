@@ -38,7 +38,7 @@ def run(args) -> int:
                                  out / "reliability.png"),
                    plotting.save(laplace_lm.entropy_figure(probs, labels), out / "entropy.png")]
     for name, m in result["metrics"].items():
-        print(f"{name:>12}: ECE {m['ece']:.4f}  NLL {m['nll']:.4f}  Brier {m['brier']:.4f}  "
+        print(f"{name:>24}: ECE {m['ece']:.4f}  NLL {m['nll']:.4f}  Brier {m['brier']:.4f}  "
               f"entropy {m['mean_entropy']:.3f} nats")
     print(f"prior precision {result['prior_precision']:.3g} (held-out NLL), evidence optimum "
           f"{result['evidence_prior_precision']:.3g}; temperature {result['temperature']:.3f}")
