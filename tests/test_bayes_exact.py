@@ -110,3 +110,23 @@ def test_optimized_prior_maximizes_the_evidence(problem):
     assert float(best.log_marginal_likelihood()) >= float(jnp.max(curve)) - 1e-6
     grad = jax.grad(lambda d: bayes.log_marginal_likelihood(post, d))(best.prior_precision)
     assert abs(float(grad)) < 1e-3
+
+
+def test_head_posterior_closed_forms_match_the_generic_path():
+    k1, k2, k3 = jax.random.split(jax.random.key(8), 3)
+    phi = jax.random.normal(k1, (25, 3), jnp.float64)
+    w = jax.random.normal(k2, (3, 4), jnp.float64)
+    y = jax.random.randint(k3, (25,), 0, 4)
+    generic = bayes.laplace(lambda p, x: x @ p["w"], {"w": w}, (phi, y), structure="diag", prior_precision=0.4)
+    for structure in ("diag", "kron"):
+        head = bayes.laplace_head(phi, y, w, structure=structure, prior_precision=0.4)
+        # the closed-form variance diag(J Sigma J^T) equals the per-example Jacobian path
+        np.testing.assert_allclose(bayes.head_predictive(head, phi[:6])[0], head.predictive(phi[:6]), rtol=1e-10)
+        if structure == "diag":
+            np.testing.assert_allclose(head.precision(), generic.precision(), rtol=1e-10)
+            np.testing.assert_allclose(head.log_marginal_likelihood(), generic.log_marginal_likelihood(), rtol=1e-12)
+        else:
+            p = jax.nn.softmax(phi @ w)
+            lam = jnp.diag(p.sum(0)) - p.T @ p
+            np.testing.assert_allclose(head.precision(), jnp.kron(phi.T @ phi / 25, lam) + 0.4 * jnp.eye(12),
+                                       rtol=1e-10, atol=1e-12)
