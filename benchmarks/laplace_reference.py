@@ -132,7 +132,7 @@ def write_fixture():
     print(f"wrote {FIXTURE}")
 
 
-def _time(fn, repeats=3):
+def _time(fn, repeats=1):
     fn()  # warm-up: compilation (JAX) or first-call caches
     best = float("inf")
     for _ in range(repeats):
@@ -158,7 +158,7 @@ def bench(n=3000, n_test=500):
     fn = lambda p, xb: common_mlp.apply(p, xb, "tanh")  # noqa: E731
     num = sum(a.size for d in params.values() for a in d.values())
     print(f"MLP {sizes}: {num} parameters, {n} training points, {n_test} test points, float32, CPU")
-    print(f"{'case':<22}{'sandbox (s)':>12}{'laplace-torch (s)':>20}{'ratio':>8}")
+    print(f"{'case':<22}{'sandbox (s)':>12}{'laplace-torch (s)':>20}{'ratio':>8}", flush=True)
     torch.set_default_dtype(torch.float32)
     tparams = jax.tree_util.tree_map(lambda a: a.astype(np.float32), params)
     tx, ty, txt = (torch.from_numpy(a.astype(np.float32) if a.dtype == np.float64 else a) for a in (x, y, x_test))
@@ -181,7 +181,7 @@ def bench(n=3000, n_test=500):
                 return la(txt, pred_type="glm", link_approx="probit")
 
         t_ours, t_theirs = _time(ours), _time(theirs)
-        print(f"{label:<22}{t_ours:>12.3f}{t_theirs:>20.3f}{t_theirs / t_ours:>8.1f}x")
+        print(f"{label:<22}{t_ours:>12.3f}{t_theirs:>20.3f}{t_theirs / t_ours:>8.1f}x", flush=True)
     vocab_head()
 
 
