@@ -182,7 +182,6 @@ def bench(n=3000, n_test=500):
 
         t_ours, t_theirs = _time(ours), _time(theirs)
         print(f"{label:<22}{t_ours:>12.3f}{t_theirs:>20.3f}{t_theirs / t_ours:>8.1f}x", flush=True)
-    vocab_head()
 
 
 def vocab_head(d=256, vocab=8192, n=4096):
@@ -216,10 +215,13 @@ if __name__ == "__main__":
     parser.add_argument("--fixture", action="store_true", help="write the reference fixture (float64)")
     parser.add_argument("--bench", action="store_true", help="time fit + predictive side by side")
     parser.add_argument("--vocab-only", action="store_true", help="only the vocabulary-head memory check")
+    parser.add_argument("--mlp-only", action="store_true", help="only the MLP timings")
     args = parser.parse_args()
     if args.fixture:
         write_fixture()
-    if args.bench:
+    if args.bench or args.mlp_only:
         bench()
+    if args.bench:
+        vocab_head()
     if args.vocab_only:
         vocab_head()
