@@ -48,7 +48,7 @@ def torch_mlp(params, activation="tanh"):
     layers = []
     for i in range(len(params)):
         w, b = params[f"layer_{i}"]["w"], params[f"layer_{i}"]["b"]
-        lin = torch.nn.Linear(*w.shape, dtype=torch.float64)
+        lin = torch.nn.Linear(*w.shape, dtype=torch.get_default_dtype())
         with torch.no_grad():
             lin.weight.copy_(torch.from_numpy(w.T.copy()))
             lin.bias.copy_(torch.from_numpy(b))
@@ -142,7 +142,7 @@ def _time(fn, repeats=1):
     return best
 
 
-def bench(n=3000, n_test=500):
+def bench(n=2000, n_test=200):
     import jax
     import jax.numpy as jnp
     import torch
@@ -163,8 +163,7 @@ def bench(n=3000, n_test=500):
     tparams = jax.tree_util.tree_map(lambda a: a.astype(np.float32), params)
     tx, ty, txt = (torch.from_numpy(a.astype(np.float32) if a.dtype == np.float64 else a) for a in (x, y, x_test))
     for label, subset, structure in (("all / diag", "all", "diag"), ("all / kron", "all", "kron"),
-                                     ("last layer / kron", "last_layer", "kron"),
-                                     ("last layer / full", "last_layer", "full")):
+                                     ("last layer / kron", "last_layer", "kron")):
         jsub = None if subset == "all" else ["layer_2"]
 
         def ours(structure=structure, jsub=jsub):
