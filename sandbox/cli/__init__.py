@@ -16,7 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from sandbox.errors import SandboxError
 
 COMMANDS = ["train", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra", "attention",
-            "numerics"]
+            "numerics", "bayes"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,228 @@
+"""sandbox.bayes vs laplace-torch: the reference fixture (float64), and a side-by-side timing.
+
+    python benchmarks/laplace_reference.py --fixture   # writes tests/fixtures/laplace_reference.npz
+    python benchmarks/laplace_reference.py --bench     # times fit + predictive, memory of a vocab head
+
+Fixture: a 2 -> 8 -> 8 -> 3 tanh MLP (123 parameters) with the same float64 weights in JAX and in
+PyTorch, 3-class data; for subset all / last_layer x structure full / diag / kron (and a full
+regression posterior) it stores, at two prior precisions, laplace-torch's dense posterior precision
+(permuted into the JAX flat order: per layer b, then w as Din x Dout row-major), its GLM predictive (probit for
+classification) and its log marginal likelihood. tests/test_bayes_reference.py
+compares sandbox.bayes with these numbers, so CI needs no torch.
+Needs (bench/fixture only): pip install torch==2.13.0; pip install --no-deps laplace-torch asdfghjkl==0.1a4
+backpack-for-pytorch curvlinops-for-pytorch torchmetrics lightning-utilities opt-einsum einops unfoldNd
+einconv linear_operator.
+"""
+
+import argparse
+import resource
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "laplace_reference.npz"
+SIZES = (2, 8, 8, 3)
+PRIORS = (1.0, 0.3)
+
+
+def weights(sizes, seed=0):
+    """JAX-layout weights {"layer_i": {"w": Din x Dout, "b": Dout}}, float64."""
+    rng = np.random.default_rng(seed)
+    return {f"layer_{i}": {"w": rng.normal(size=(a, b)) / np.sqrt(a), "b": 0.1 * rng.normal(size=b)}
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))}
+
+
+def data(n, sizes, seed=1, regression=False):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, sizes[0]))
+    if regression:
+        return x, np.sin(x @ rng.normal(size=(sizes[0], sizes[-1]))) + 0.1 * rng.normal(size=(n, sizes[-1]))
+    return x, (np.arctan2(x[:, 1], x[:, 0]) // (2 * np.pi / sizes[-1]) % sizes[-1]).astype(np.int64)
+
+
+def torch_mlp(params, activation="tanh"):
+    import torch
+
+    layers = []
+    for i in range(len(params)):
+        w, b = params[f"layer_{i}"]["w"], params[f"layer_{i}"]["b"]
+        lin = torch.nn.Linear(*w.shape, dtype=torch.get_default_dtype())
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w.T.copy()))
+            lin.bias.copy_(torch.from_numpy(b))
+        act = torch.nn.Tanh() if activation == "tanh" else torch.nn.ReLU()
+        layers += [lin] + ([act] if i < len(params) - 1 else [])
+    return torch.nn.Sequential(*layers)
+
+
+def jax_order(params, layer_names):
+    """perm with jax_flat = torch_flat[perm] for the given layers (torch: per layer weight Dout x Din, then bias)."""
+    perm, offset = [], 0
+    for name in layer_names:
+        w = params[name]["w"]
+        din, dout = w.shape
+        w_idx = (offset + np.arange(dout * din).reshape(dout, din)).T  # JAX w[i, o] = torch W[o, i]
+        b_idx = offset + dout * din + np.arange(dout)
+        perm += [b_idx.ravel(), w_idx.ravel()]  # JAX leaves sort "b" before "w"
+        offset += dout * din + dout
+    return np.concatenate(perm)
+
+
+def laplace_torch(model, x, y, likelihood, subset, structure, prior, sigma_noise=1.0):
+    import torch
+    from laplace import Laplace
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
+                                         batch_size=len(x))
+    la = Laplace(model, likelihood, subset_of_weights=subset, hessian_structure=structure,
+                 prior_precision=prior, sigma_noise=sigma_noise)
+    la.fit(loader)
+    return la
+
+
+def precision_matrix(la, structure):
+    p = la.posterior_precision
+    if structure == "full":
+        return p.detach().numpy()
+    if structure == "diag":
+        return np.diag(p.detach().numpy())
+    return p.to_matrix().detach().numpy()
+
+
+def write_fixture():
+    import torch
+
+    torch.set_default_dtype(torch.float64)
+    params = weights(SIZES)
+    x, y = data(60, SIZES)
+    x_test = np.random.default_rng(2).normal(size=(7, SIZES[0])) * 2
+    out = {"x": x, "y": y, "x_test": x_test}
+    out.update({f"params/{k}/{leaf}": v for k, d in params.items() for leaf, v in d.items()})
+    names = list(params)
+    for subset in ("all", "last_layer"):
+        layers = names if subset == "all" else names[-1:]
+        perm = jax_order(params, layers)
+        for structure in ("full", "diag", "kron"):
+            tag = f"classification/{subset}/{structure}"
+            for j, prior in enumerate(PRIORS):
+                la = laplace_torch(torch_mlp(params), x, y, "classification", subset, structure, prior)
+                out[f"{tag}/lml{j}"] = float(la.log_marginal_likelihood())
+                out[f"{tag}/precision{j}"] = precision_matrix(la, structure)[np.ix_(perm, perm)]
+                with torch.no_grad():
+                    probs = la(torch.from_numpy(x_test), pred_type="glm", link_approx="probit")
+                out[f"{tag}/probit{j}"] = probs.numpy()
+            print(f"{tag}: lml {out[f'{tag}/lml0']:.6f} (prior 1), {out[f'{tag}/lml1']:.6f} (prior 0.3)")
+    rx, ry = data(60, SIZES[:-1] + (2,), regression=True)
+    rparams = weights(SIZES[:-1] + (2,), seed=3)
+    out.update({"regression/x": rx, "regression/y": ry})
+    out.update({f"regression/params/{k}/{leaf}": v for k, d in rparams.items() for leaf, v in d.items()})
+    perm = jax_order(rparams, list(rparams))
+    for j, prior in enumerate(PRIORS):
+        la = laplace_torch(torch_mlp(rparams), rx, ry, "regression", "all", "full", prior, sigma_noise=0.5)
+        out[f"regression/lml{j}"] = float(la.log_marginal_likelihood())
+        out[f"regression/precision{j}"] = precision_matrix(la, "full")[np.ix_(perm, perm)]
+        with torch.no_grad():
+            mean, var = la(torch.from_numpy(x_test), pred_type="glm")
+        out[f"regression/mean{j}"] = mean.numpy()
+        out[f"regression/var{j}"] = np.diagonal(var.numpy(), axis1=1, axis2=2)  # f's variance, no noise
+    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(FIXTURE, **out)
+    print(f"wrote {FIXTURE}")
+
+
+def _time(fn, repeats=1):
+    fn()  # warm-up: compilation (JAX) or first-call caches
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def bench(n=2000, n_test=200):
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    from experiments import common_mlp
+    from sandbox import bayes
+
+    sizes = (20, 300, 300, 10)
+    params = weights(sizes)
+    x, y = data(n, sizes)
+    x_test = x[:n_test]
+    jparams = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
+    fn = lambda p, xb: common_mlp.apply(p, xb, "tanh")  # noqa: E731
+    num = sum(a.size for d in params.values() for a in d.values())
+    print(f"MLP {sizes}: {num} parameters, {n} training points, {n_test} test points, float32, CPU")
+    print(f"{'case':<22}{'sandbox (s)':>12}{'laplace-torch (s)':>20}{'ratio':>8}", flush=True)
+    torch.set_default_dtype(torch.float32)
+    tparams = jax.tree_util.tree_map(lambda a: a.astype(np.float32), params)
+    tx, ty, txt = (torch.from_numpy(a.astype(np.float32) if a.dtype == np.float64 else a) for a in (x, y, x_test))
+    for label, subset, structure in (("last layer / kron", "last_layer", "kron"), ("all / kron", "all", "kron"),
+                                     ("all / diag", "all", "diag")):
+        jsub = None if subset == "all" else ["layer_2"]
+
+        def ours(structure=structure, jsub=jsub):
+            post = bayes.laplace(fn, jparams, (jnp.asarray(x, jnp.float32), jnp.asarray(y)), structure=structure,
+                                 subset=jsub)
+            return post.predictive(jnp.asarray(x_test, jnp.float32)).block_until_ready()
+
+        def theirs(subset=subset, structure=structure):
+            loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(tx, ty), batch_size=500)
+            from laplace import Laplace
+            la = Laplace(torch_mlp(tparams), "classification", subset_of_weights=subset, hessian_structure=structure)
+            la.fit(loader)
+            with torch.no_grad():
+                return la(txt, pred_type="glm", link_approx="probit")
+
+        t_ours = _time(ours)
+        print(f"{label:<22}{t_ours:>12.3f}", end="", flush=True)
+        t_theirs = _time(theirs)
+        print(f"{t_theirs:>20.3f}{t_theirs / t_ours:>8.1f}x", flush=True)
+
+
+def vocab_head(d=256, vocab=8192, n=4096):
+    """Memory of a last-layer Laplace on a vocabulary-sized head, kron and diag, vs the dense posterior."""
+    import jax
+
+    from sandbox import bayes
+
+    key = jax.random.key(0)
+    k1, k2, k3 = jax.random.split(key, 3)
+    phi = jax.random.normal(k1, (n, d))
+    w = jax.random.normal(k2, (d, vocab)) / np.sqrt(d)
+    labels = jax.random.randint(k3, (n,), 0, vocab)
+    print(f"\nlast-layer head d {d} x {vocab} classes ({d * vocab:,} parameters), {n} tokens, float32")
+    dense_tb = (d * vocab) ** 2 * 4 / 1e12
+    print(f"  dense posterior precision would need {dense_tb:.1f} TB")
+    for structure in ("kron", "diag"):
+        t = time.perf_counter()
+        post = bayes.laplace_head(phi, labels, w, structure=structure)
+        probs, _ = bayes.head_predictive(post, phi[:512])
+        probs.block_until_ready()
+        stored = sum(a.size for a in jax.tree_util.tree_leaves(post.curv)) * 4 / 2 ** 20
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10
+        print(f"  {structure}: fit + predictive(512) {time.perf_counter() - t:.2f} s, "
+              f"posterior stores {stored:.0f} MiB, process peak RSS {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    warnings.filterwarnings("ignore")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fixture", action="store_true", help="write the reference fixture (float64)")
+    parser.add_argument("--bench", action="store_true", help="time fit + predictive side by side")
+    parser.add_argument("--vocab-only", action="store_true", help="only the vocabulary-head memory check")
+    parser.add_argument("--mlp-only", action="store_true", help="only the MLP timings")
+    args = parser.parse_args()
+    if args.fixture:
+        write_fixture()
+    if args.bench or args.mlp_only:
+        bench()
+    if args.bench:
+        vocab_head()
+    if args.vocab_only:
+        vocab_head()
