@@ -146,8 +146,8 @@ def bench(n=2000, n_test=200):
     import jax
     import jax.numpy as jnp
     import torch
+    from sandbox.experiments import common_mlp
 
-    from experiments import common_mlp
     from sandbox import bayes
 
     sizes = (20, 300, 300, 10)

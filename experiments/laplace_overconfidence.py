@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from sandbox.experiments import common_mlp
 
-from experiments import common_mlp
 from sandbox import bayes, losses, plotting
 from sandbox.errors import SandboxError
 from sandbox.train import records

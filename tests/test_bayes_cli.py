@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import config
 from sandbox.cli import main
-from sandbox.train import session
+from sandbox.train import config, session
 
 MICRO = ["data.corpus=markov", "data.markov.alphabet=4", "data.markov.order=2", "data.markov.length=20000",
          "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "model.seq_len=32",

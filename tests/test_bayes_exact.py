@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sandbox.experiments import common_mlp
 
-from experiments import common_mlp
 from sandbox import bayes
 
 

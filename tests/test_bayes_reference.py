@@ -10,8 +10,8 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from sandbox.experiments import common_mlp
 
-from experiments import common_mlp
 from sandbox import bayes
 
 FIXTURE = np.load(Path(__file__).parent / "fixtures" / "laplace_reference.npz")

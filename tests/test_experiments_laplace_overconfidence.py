@@ -1,8 +1,7 @@
 """Laplace overconfidence, quick variant (3 seeds): MAP -> 1 far away, Laplace at Theorem 2's limit, calibrated."""
 
 import pytest
-
-from experiments import registry
+from sandbox.experiments import registry
 
 
 @pytest.mark.slow

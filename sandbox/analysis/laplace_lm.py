@@ -10,16 +10,15 @@ top-1 ECE, NLL and Brier score of the next token, and the per-token predictive e
 """
 
 import dataclasses
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 from sandbox import bayes
+from sandbox.analysis.run import load
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
-from sandbox.text.data import as_device, get_batch, load_dataset
-from sandbox.train import checkpoint
+from sandbox.text.data import as_device, get_batch
 
 
 def features_and_head(params, tokens_BxL, model_cfg):
@@ -45,8 +44,8 @@ def lm_laplace(run_dir, *, structure: str = "kron", fit_windows: int = 32, val_w
     """(result dict, {name: probs_NxV on the test half}, labels_N) for the run's last-layer Laplace."""
     if min(fit_windows, val_windows) < 2:
         raise SandboxError(f"fit_windows ({fit_windows}) and val_windows ({val_windows}) must be >= 2")
-    cfg, params, step = checkpoint.load_run(run_dir, step=step)
-    data = load_dataset(cfg.data, cfg.model.seq_len, Path(run_dir))
+    run = load(run_dir, step)
+    cfg, params, step, data = run.cfg, run.params, run.step, run.data
     k_fit, k_val = jax.random.split(jax.random.key(seed))
     fit = get_batch(as_device(data.train_N), k_fit, fit_windows, cfg.model.seq_len)
     val = get_batch(as_device(data.val_N), k_val, val_windows, cfg.model.seq_len)
@@ -74,7 +73,9 @@ def lm_laplace(run_dir, *, structure: str = "kron", fit_windows: int = 32, val_w
     result = {
         "run_dir": str(run_dir), "step": step, "structure": structure, "vocab_size": int(w.shape[1]),
         "d_model": int(w.shape[0]), "head_parameters": int(w.size), "fit_tokens": int(phi_fit.shape[0]),
-        "tune_tokens": int(half), "test_tokens": int(labels.size), "prior_precision": post.prior_precision,
+        "tune_tokens": int(half), "test_tokens": int(labels.size),
+        "windows": f"fit: {fit_windows} train-split windows, tune/test: {val_windows} val-split windows "
+                   f"(key {seed}; not the run's eval set {run.eval_set.name})", "prior_precision": post.prior_precision,
         "evidence_prior_precision": evidence_delta,
         "log_marginal_likelihood_at_evidence_prior": float(post.log_marginal_likelihood(evidence_delta)),
         "temperature": temperature, "metrics": metrics,
