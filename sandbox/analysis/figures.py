@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from sandbox import plotting
+from sandbox.train.figures import plot_loss
 
 NAMES = {"hessian": "Hessian", "ggn": "Gauss-Newton (GGN)", "fisher": "Fisher (Monte-Carlo)"}
 
@@ -83,17 +84,11 @@ def sharpness(rows: list[dict], path: Path, optimizer: str = "") -> tuple[str, s
 
 def loss(rows: list[dict], path: Path, eval_set: str) -> tuple[str, str]:
     """Train and val loss against steps."""
-    fig, ax = plotting.figure()
-    for key, label in (("train_loss", "train (the step's batch)"), ("val_loss", f"val (eval set {eval_set})")):
-        pts = [(r["step"], r[key]) for r in rows if key in r]
-        if pts:
-            ax.plot(*zip(*pts), marker="o" if key == "val_loss" else None, ms=3, label=label)
-    ax.set(xlabel="training step", ylabel="cross-entropy (nats/token)", title="loss during training")
-    ax.legend(fontsize=8)
+    name = plot_loss(rows, path, eval_set=eval_set)
     caption = ("Mean next-token cross-entropy -(1/T) sum_t log p(x_{t+1} | x_<=t) in nats per token against steps: "
                f"on each step's own train batch, and on the fixed eval set {eval_set} (the same windows at every "
                "evaluation, so the val curve moves only because the model does).")
-    return plotting.save(fig, path), caption
+    return name, caption
 
 
 def _density(ax, density: dict, label: str) -> None:

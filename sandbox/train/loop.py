@@ -118,7 +118,7 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
         mngr.close()
 
     rows = records.read_metrics(run_dir / "metrics.jsonl")
-    plot_loss(rows, run_dir / "figures" / "loss.png", data.entropy_rate)
+    plot_loss(rows, run_dir / "figures" / "loss.png", data.entropy_rate, eval_name)
     last_train = next((r for r in reversed(rows) if "train_loss" in r), {})
     last_val = next((r for r in reversed(rows) if "val_loss" in r), {})
     summary = {
