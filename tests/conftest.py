@@ -27,8 +27,7 @@ TINY_RUN_OVERRIDES = [
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """(run_dir, training summary) of the shared tiny run; tests must not write into run_dir's files."""
-    from sandbox import config
-    from sandbox.train import session
+    from sandbox.train import config, session
 
     path = tmp_path_factory.mktemp("tiny_run") / "micro"
     summary = session.start(config.load("configs/tiny.yaml", TINY_RUN_OVERRIDES), path, progress=False)

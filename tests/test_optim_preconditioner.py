@@ -10,10 +10,11 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from sandbox import config, curvature, optim
+from sandbox import curvature, optim
 from sandbox.cli import main
 from sandbox.errors import SandboxError
 from sandbox.text.data import get_batch
+from sandbox.train import config
 from sandbox.train import sharpness as train_sharpness
 from sandbox.train.step import init_state, loss_fn_for
 

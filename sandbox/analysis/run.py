@@ -16,7 +16,7 @@ from sandbox.train import checkpoint, objective
 
 @dataclasses.dataclass
 class Run:
-    cfg: object  # the resolved `sandbox.config.Config`
+    cfg: object  # the resolved `sandbox.train.config.Config`
     params: dict
     step: int
     data: Dataset  # tokenizer, train and val token streams
