@@ -98,5 +98,5 @@ def test_each_policy_trains_and_resumes_bit_identically(tmp_path, precision, rou
 
 
 def test_bad_precision_is_rejected_with_the_choices():
-    with pytest.raises(SandboxError, match="train.precision must be one of fp32, bf16"):
+    with pytest.raises(SandboxError, match=r"train.precision=.fp8. is not known; valid choices: fp32, bf16, fp16"):
         config.load("configs/tiny.yaml", ["train.precision=fp8"])
