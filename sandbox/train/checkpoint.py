@@ -12,6 +12,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -123,16 +124,29 @@ def save(mngr: ocp.CheckpointManager, state) -> None:
             mngr.wait_until_finished()
             manifest.write(_step_dirs(run_dir)[step])
     except Exception as e:
-        for leftover in Path(mngr.directory).glob(f"{step}.orbax-checkpoint-tmp*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        if step in _step_dirs(run_dir) and not manifest.has(_step_dirs(run_dir)[step]):
-            shutil.rmtree(_step_dirs(run_dir)[step], ignore_errors=True)
+        _remove_unfinished(Path(mngr.directory), step)
         kept = newest_intact(run_dir)
         raise SandboxError(
             f"saving the checkpoint at step {step} in {run_dir} failed ({_reason(e)}); nothing of it is left, and "
             + ("no checkpoint was complete yet" if kept is None else
                f"the last complete checkpoint (step {kept}) is intact: once fixed, continue with "
                f"`sandbox train --resume {run_dir}`")) from None
+
+
+def _remove_unfinished(directory: Path, step: int) -> None:
+    """Delete what a failed save of `step` left. Orbax's other writer tasks of that save may still be
+    running (the first failure ends the save, not them) and recreate files, so sweep until the folder
+    has stayed clean for a moment (about a second at most)."""
+    clean = 0
+    for _ in range(20):
+        found = [p for p in directory.glob(f"{step}.orbax-checkpoint-tmp*")]
+        found += [p for p in directory.glob(str(step)) if not manifest.has(p)]
+        for leftover in found:
+            shutil.rmtree(leftover, ignore_errors=True)
+        clean = 0 if found else clean + 1
+        if clean == 3:
+            return
+        time.sleep(0.05)
 
 
 # what the operating system said, found inside the text of orbax's and tensorstore's errors
@@ -169,7 +183,9 @@ def _interrupt_after():
 def _quiet_orbax():
     """Orbax logs each failure of its writer threads with a traceback, and after a failed write
     tensorstore's threads call back into orbax's closed event loop (Python prints each 'Event loop is
-    closed'); the caller reports the failure once, so silence both (the latter for good after a failure)."""
+    closed') and its orphaned writer tasks are reported by asyncio ('Task exception was never
+    retrieved'); the caller reports the failure once, so silence all three (the last two for good
+    after a failure)."""
     absl, previous = logging.getLogger("absl"), sys.unraisablehook
     level = absl.level
 
@@ -181,6 +197,10 @@ def _quiet_orbax():
     sys.unraisablehook = hook
     try:
         yield
+    except BaseException:
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        raise
+    else:
         sys.unraisablehook = previous
     finally:
         absl.setLevel(level)
