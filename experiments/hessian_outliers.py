@@ -24,7 +24,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from sandbox.experiments import common_mlp, protocol
 
 from sandbox import curvature, losses, optim, plotting
@@ -134,14 +133,8 @@ def one_mixture(cfg: Config, num_classes: int, seeds: list[int]) -> list[dict]:
         loss_fn = lambda p, b: output_loss(model_fn(p, b), b)  # noqa: E731
         opt = optim.adam(cfg.learning_rate)
 
-        def step(carry, _):
-            params, state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-            updates, state = opt.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), loss
-
         params = common_mlp.init(k_init, [cfg.input_dim, cfg.width, num_classes])
-        (params, _), losses_T = jax.lax.scan(step, (params, opt.init(params)), None, length=cfg.train_steps)
+        params, losses_T = optim.minimize(lambda p: loss_fn(p, batch), params, opt, cfg.train_steps)
         accuracy = jnp.mean(jnp.argmax(model_fn(params, batch), -1) == batch[1])
         hess = curvature.hessian(loss_fn, params, batch)
         gn = curvature.ggn(model_fn, output_loss, params, batch)

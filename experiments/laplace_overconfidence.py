@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from sandbox.experiments import common_mlp
 
-from sandbox import bayes, losses, plotting
+from sandbox import bayes, losses, optim, plotting
 from sandbox.errors import SandboxError
 from sandbox.train import records
 
@@ -95,13 +95,7 @@ def train(key, x, y, steps, width, num_classes, learning_rate, weight_decay):
     def loss_fn(p):
         return losses.mean_cross_entropy(common_mlp.apply(p, x, "relu"), y)
 
-    def step(carry, _):
-        p, s = carry
-        g = jax.grad(loss_fn)(p)
-        u, s = opt.update(g, s, p)
-        return (optax.apply_updates(p, u), s), None
-
-    return jax.lax.scan(step, (params, opt.init(params)), None, length=steps)[0][0]
+    return optim.minimize(loss_fn, params, opt, steps)[0]
 
 
 def limit_and_bound(post, phi_inf_RxD):

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from sandbox.errors import SandboxError
+from sandbox.optim.minimize import minimize
 
 BINNINGS = ("width", "mass")
 
@@ -103,11 +104,6 @@ def _fit_temperature(logits_NxC, labels_N, steps, learning_rate):
 
     @jax.jit
     def run(log_t):
-        def step(carry, _):
-            x, state = carry
-            g = jax.grad(_nll_at)(x, logits_NxC, labels_N)
-            updates, state = opt.update(g, state, x)
-            return (optax.apply_updates(x, updates), state), None
-        return jax.lax.scan(step, (log_t, opt.init(log_t)), None, length=steps)[0][0]
+        return minimize(lambda x: _nll_at(x, logits_NxC, labels_N), log_t, opt, steps)[0]
 
     return jnp.exp(run(jnp.zeros((), logits_NxC.dtype)))

@@ -17,6 +17,7 @@ import optax
 from sandbox import curvature
 from sandbox.curvature.linop import LinearOperator
 from sandbox.errors import SandboxError
+from sandbox.optim.minimize import minimize
 
 
 def log_marginal_likelihood(post, prior_precision=None, logdet=None):
@@ -53,15 +54,7 @@ def optimize_prior_precision(post, *, steps: int = 200, learning_rate: float = 0
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def _adam(loss_fn, x, steps, learning_rate):
-    opt = optax.adam(learning_rate)
-
-    def step(carry, _):
-        x, state = carry
-        g = jax.grad(loss_fn)(x)
-        updates, state = opt.update(g, state, x)
-        return (optax.apply_updates(x, updates), state), None
-
-    return jax.lax.scan(step, (x, opt.init(x)), None, length=steps)[0][0]
+    return minimize(loss_fn, x, optax.adam(learning_rate), steps)[0]
 
 
 def evidence_curve(post, grid_G):

@@ -13,6 +13,7 @@ method's preconditioner P from its state.
 from sandbox.optim.adam import ScaleByAdamState, adam, adamw, scale_by_adam
 from sandbox.optim.config import SCHEDULES, OptimizerConfig
 from sandbox.optim.lion import ScaleByLionState, lion, scale_by_lion
+from sandbox.optim.minimize import minimize
 from sandbox.optim.muon import ScaleByMuonState, muon, orthogonalize, scale_by_muon, scale_by_width
 from sandbox.optim.preconditioner import PRECONDITIONERS, has_preconditioner, preconditioner
 from sandbox.optim.registry import (
@@ -32,7 +33,7 @@ from sandbox.optim.sophia import ScaleBySophiaState, scale_by_sophia, sophia
 __all__ = [
     "MomentumState", "OptimizerConfig", "PRECONDITIONERS", "SANDBOX_OPTIMIZERS", "SCHEDULES", "ScaleByAdamState",
     "ScaleByLionState", "ScaleByMuonState", "ScaleBySophiaState", "adam", "adamw", "build", "check_args",
-    "describe", "has_preconditioner", "learning_rate", "lion", "momentum", "muon", "nesterov", "orthogonalize",
-    "preconditioner", "registry", "resolve", "scale_by_adam", "scale_by_lion", "scale_by_momentum",
+    "describe", "has_preconditioner", "learning_rate", "lion", "minimize", "momentum", "muon", "nesterov",
+    "orthogonalize", "preconditioner", "registry", "resolve", "scale_by_adam", "scale_by_lion", "scale_by_momentum",
     "scale_by_muon", "scale_by_sophia", "scale_by_width", "schedule_factor", "set_learning_rate", "sgd", "sophia",
 ]
