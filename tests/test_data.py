@@ -1,5 +1,7 @@
 """Corpora, the train/val split and batches."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -47,6 +49,10 @@ def test_folder_corpus_and_bad_files(tmp_path):
     (tmp_path / "empty.txt").write_text("  \n")
     with pytest.raises(SandboxError, match="empty"):
         corpus.load_text(str(tmp_path / "empty.txt"))
+    os.mkfifo(tmp_path / "pipe")  # reading a pipe or /dev/zero would never end
+    for endless in (tmp_path / "pipe", "/dev/zero"):
+        with pytest.raises(SandboxError, match="not a regular file"):
+            corpus.load_text(str(endless))
 
 
 def test_sequence_longer_than_split(tmp_path):

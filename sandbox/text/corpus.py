@@ -23,6 +23,8 @@ def load_text(spec: str) -> str:
             f"corpus {spec!r} not found: give an embedded corpus ({', '.join(EMBEDDED)}) "
             "or the path of a UTF-8 text file or folder"
         )
+    if not (path.is_dir() or path.is_file()):
+        raise SandboxError(f"corpus {spec!r} is not a regular file or folder (a device or pipe has no end to read to)")
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     parts = []
     for f in files:
