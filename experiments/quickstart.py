@@ -11,6 +11,7 @@
 """
 
 import base64
+import concurrent.futures
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,23 +52,15 @@ def run(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     captions = dict([figures.loss(metrics, out_dir / "loss.png", trained["eval_set"]),
                      figures.sharpness(metrics, out_dir / "sharpness.png", train_cfg.optimizer.name)])
 
-    opts = curvature.CurvatureOptions(top_k=cfg.hessian.top_k, num_steps=cfg.hessian.num_steps, density=True,
-                                      num_probes=cfg.hessian.num_probes)
-    hessian = curvature.of_run(lm, opts, cfg.hessian.batch_size)
-    (out_dir / "hessian").mkdir()
-    captions.update({f"hessian/{k}": v for k, v in figures.curvature(hessian, out_dir / "hessian").items()})
-    records.write_json(out_dir / "hessian" / "hessian.json", hessian)
-
-    (out_dir / "compress").mkdir()
-    target = compression.lm_target(lm)
-    svd = compression.study(target, {"svd": [{"fraction": f} for f in cfg.svd_fractions]}, out_dir / "compress", say)
-    records.write_json(out_dir / "compress" / "compress.json", svd)
-    captions["compress/tradeoff.png"] = (
-        "Val loss (nats/token) on the run's eval set against bits per weight after replacing every linear layer's "
-        "W (M x N) by its best rank-k approximation U_k S_k V_k^T (Eckart-Young), keeping about the given fraction "
-        "k (M + N) / (M N) of its parameters; the dashed line is the uncompressed model on the same eval set.")
-    captions.update({f"compress/{k}": v for k, v in zip(svd["figures"][1:], spectra.CAPTIONS)})
-
+    # The Hessian and the SVD sweep are independent reads of the trained run, and mostly XLA compilation, which
+    # runs on one core: side by side in two threads they keep both cores busy.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        hessian_job = pool.submit(_hessian, lm, cfg.hessian, out_dir / "hessian")
+        svd_job = pool.submit(_svd_sweep, lm, cfg.svd_fractions, out_dir / "compress", say)
+        hessian, hessian_captions = hessian_job.result()
+        svd, svd_captions = svd_job.result()
+    captions.update({f"hessian/{k}": v for k, v in hessian_captions.items()})
+    captions.update({f"compress/{k}": v for k, v in svd_captions.items()})
 
     sharp = [r for r in metrics if "sharpness" in r]
     summary = {
@@ -89,6 +82,29 @@ def run(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     records.write_json(out_dir / "summary.json", summary)
     records.write_atomic(out_dir / "report.html", _report(summary, out_dir))
     return summary
+
+
+def _hessian(lm, hc: HessianConfig, out: Path) -> tuple[dict, dict]:
+    """(hessian.json's dict, {figure: caption}): top eigenvalues and SLQ density on the first eval batch."""
+    opts = curvature.CurvatureOptions(top_k=hc.top_k, num_steps=hc.num_steps, density=True, num_probes=hc.num_probes)
+    hessian = curvature.of_run(lm, opts, hc.batch_size)
+    out.mkdir()
+    captions = figures.curvature(hessian, out)
+    records.write_json(out / "hessian.json", hessian)
+    return hessian, captions
+
+
+def _svd_sweep(lm, fractions: list[float], out: Path, say) -> tuple[dict, dict]:
+    """(compress.json's dict, {figure: caption}): val loss on the run's eval set per kept fraction."""
+    out.mkdir()
+    svd = compression.study(compression.lm_target(lm), {"svd": [{"fraction": f} for f in fractions]}, out, say)
+    records.write_json(out / "compress.json", svd)
+    captions = {"tradeoff.png": (
+        "Val loss (nats/token) on the run's eval set against bits per weight after replacing every linear layer's "
+        "W (M x N) by its best rank-k approximation U_k S_k V_k^T (Eckart-Young), keeping about the given fraction "
+        "k (M + N) / (M N) of its parameters; the dashed line is the uncompressed model on the same eval set.")}
+    captions.update(dict(zip(svd["figures"][1:], spectra.CAPTIONS)))
+    return svd, captions
 
 
 def _rows(s: dict) -> list[tuple[str, str, str]]:

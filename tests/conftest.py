@@ -1,15 +1,18 @@
-"""Simulate 8 CPU devices for the whole suite (must be set before jax is imported)."""
+"""Simulate 8 CPU devices for the whole suite (must be set before jax is imported); one compilation cache."""
 
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import jax  # noqa: E402
+# Many tests compile the same programs, and so do the `sandbox` commands tests run in subprocesses (they
+# inherit the variable): all share the checkout's .jax_cache, set the way every command sets its own.
+os.environ.setdefault("SANDBOX_COMPILE_CACHE", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                                            ".jax_cache"))
 
-# Many tests compile the same train step; share compiled programs across them.
-jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.dirname(__file__), "..", ".jax_cache"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+from sandbox import compile_cache  # noqa: E402
+
+compile_cache.enable()
 
 
 import pytest  # noqa: E402

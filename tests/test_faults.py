@@ -30,8 +30,8 @@ TINY = ["configs/tiny.yaml", "model.n_layers=1", "model.d_model=32", "model.n_he
         "model.seq_len=32", "train.batch_size=4", "train.eval_batches=1", "optimizer.schedule=constant"]
 RUN = [*TINY, "train.steps=12", "train.eval_every=6", "train.log_every=3", "train.checkpoint_every=1",
        "train.keep_checkpoints=3"]
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "PYTHONPATH": str(ROOT),
-       "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
+# the commands share the suite's compilation cache (conftest sets SANDBOX_COMPILE_CACHE, inherited here)
+ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "PYTHONPATH": str(ROOT)}
 
 # runs several commands in one python process, each through sandbox.cli.main, and reports each one's
 # exit code, stdout and stderr as JSON on the last line

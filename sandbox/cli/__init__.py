@@ -4,7 +4,8 @@ Each sub-command module exposes `add_parser(subparsers)` that registers its pars
 `func=run` on it; `run(args) -> int` does the work. A `SandboxError` (bad input), an `OSError` (permission, no space,
 read-only file system, ...) or a device running out of memory, raised anywhere, is printed as one
 line without a traceback and the command exits 2; `--debug` shows the traceback as well. Ctrl-C exits
-130, saying how to continue where the command knows.
+130, saying how to continue where the command knows. Every command reuses compiled programs from the
+persistent compilation cache (`sandbox.compile_cache`; SANDBOX_COMPILE_CACHE=0 turns it off).
 """
 
 import argparse
@@ -13,6 +14,7 @@ import sys
 import traceback
 from importlib.metadata import PackageNotFoundError, version
 
+from sandbox import compile_cache
 from sandbox.errors import SandboxError
 
 COMMANDS = ["train", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra", "attention",
@@ -61,6 +63,7 @@ def main(argv=None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        compile_cache.enable()
         return int(args.func(args) or 0)
     except (SandboxError, OSError) as e:
         if args.debug:
