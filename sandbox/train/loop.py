@@ -106,12 +106,14 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
                     row.update(_stats(val, "val_loss"))
                 if measuring:
                     row.update(sharpness(state, train_ids, data_key))
+                # the row before the checkpoint: a run killed just after saving step s still has row s, and a
+                # resume drops the rows after the checkpoint it continues from: no row is ever lost or doubled
+                log.write(row)
                 if saving:
                     try:
                         checkpoint.save(mngr, state)
                     except checkpoint.NonFinite as e:
                         raise _diverged(s, run_dir, "the train state", str(e)) from None
-                log.write(row)
                 report.update(s, row, plain=logging or evaluating)
                 pending, t0 = [], time.perf_counter()
     except KeyboardInterrupt:
