@@ -1,14 +1,16 @@
 """Training throughput of the engine's jitted train step: tokens/s and model FLOP utilization.
 
     python benchmarks/train_throughput.py [--model small] [--batch 32] [--repeats 5] [--steps 6]
-                                          [--fuse 3] [--matmul 2048] [--no-torch]
+                                          [--fuse 20] [--matmul 2048] [--no-torch] [--profile DIR]
 
 The step is the engine's own (sandbox.train.step.make_train_step with optim.build and a
 one-device mesh, jitted with the state donated, as sandbox/train/loop.py builds it), on a
-random byte stream: one step per call, as the engine runs it, and `--fuse` steps per call in
-one lax.scan (what the engine would gain by scanning between log steps). Beside it, the same
-model and step in PyTorch eager (benchmarks/_torch_lm.py) with as many threads as JAX's CPU
-backend uses, if torch is installed.
+random byte stream: one step per call, and `--fuse` steps per call in one lax.scan
+(sandbox.train.step.scan_steps: how the engine runs the steps between two log points; the
+default is configs/tiny.yaml's train.log_every). Beside
+it, the same model and step in PyTorch eager (benchmarks/_torch_lm.py) with as many threads as
+JAX's CPU backend uses, if torch is installed. `--profile DIR` also traces a few single steps
+with jax.profiler and prints XLA's time per op class (summed over its threads).
 
 Model FLOPs per token, counting a multiply-add as 2 FLOPs and the backward pass as twice the
 forward (a gradient for the input and one for the weight of every matmul):
@@ -21,6 +23,9 @@ other processes share the cores. Blocks of the sandbox and torch alternate; figu
 """
 
 import argparse
+import collections
+import gzip
+import json
 import os
 import pathlib
 import statistics
@@ -38,7 +43,7 @@ from sandbox import optim  # noqa: E402
 from sandbox.nn import transformer  # noqa: E402
 from sandbox.train import config as config_lib  # noqa: E402
 from sandbox.train import mesh as mesh_lib  # noqa: E402
-from sandbox.train.step import init_state, make_train_step  # noqa: E402
+from sandbox.train.step import init_state, make_train_step, scan_steps  # noqa: E402
 
 SANDBOX = "sandbox (engine step)"
 
@@ -56,8 +61,7 @@ def sandbox_step(cfg, fuse: int):
     optimizer = optim.build(cfg.optimizer, cfg.train.steps)
     step = make_train_step(cfg, optimizer, mesh_lib.batch_sharded(mesh))
     if fuse > 1:
-        one = step
-        step = lambda s, ids, k: jax.lax.scan(lambda c, _: one(c, ids, k), s, None, length=fuse)  # noqa: E731
+        step = scan_steps(step, fuse)
     state = jax.jit(lambda k: init_state(k, cfg, optimizer))(jax.random.PRNGKey(0))
     ids_N = jax.device_put(jnp.asarray(_stream(), jnp.int32), mesh_lib.replicated(mesh))
     data_key = jax.random.PRNGKey(1)
@@ -107,6 +111,37 @@ def matmul_peak(size: int):
     return peak
 
 
+def op_class(thunk: str) -> str:
+    """The kind of an XLA CPU thunk, from its HLO name (ynn_fusion.12 -> YNNPACK dot, ...)."""
+    name = thunk.rsplit(".", 1)[0] if thunk.rsplit(".", 1)[-1].isdigit() else thunk
+    if name.startswith("ynn_fusion"):
+        return "dots (YNNPACK)"
+    if name.startswith("dot"):
+        return "dots (XLA/Eigen)"
+    if name.startswith("copy_bitcast_fusion"):
+        return "copy_bitcast_fusion (elementwise + transposed write)"
+    if "copy" in name or "transpose" in name:
+        return "other copies / transposes"
+    if name in ("while", "call", "conditional"):
+        return "control flow"
+    return "elementwise / reductions / other fusions"
+
+
+def profile_shares(run, folder: str, calls: int = 3) -> tuple[float, dict]:
+    """(thunk seconds per call, {op class: share of thunk time}) from a jax.profiler trace of `calls` calls."""
+    with jax.profiler.trace(folder, create_perfetto_trace=True):
+        jax.block_until_ready([run() for _ in range(calls)])
+    trace = json.load(gzip.open(next(pathlib.Path(folder).rglob("perfetto_trace.json.gz"))))
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    total = collections.Counter()
+    for e in events:  # thunks are named by their HLO instruction: no spaces, colons or '$' (Python frames)
+        name = e.get("name", "")
+        if e.get("ph") == "X" and not any(c in name for c in " :$()") and not name.startswith(("Slinky", "Pjrt")):
+            total[op_class(name)] += e.get("dur", 0) * 1e-6
+    seconds = sum(total.values())
+    return seconds / calls, {k: v / seconds for k, v in total.most_common()}
+
+
 def seconds_per_call(run, calls: int, sync) -> float:
     t0 = time.perf_counter()
     for _ in range(calls):
@@ -121,14 +156,17 @@ def main():
     parser.add_argument("--batch", type=int, default=None, help="default: configs/tiny.yaml's train.batch_size")
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks per system (median)")
     parser.add_argument("--steps", type=int, default=6, help="train steps per timed block")
-    parser.add_argument("--fuse", type=int, default=3, help="also time this many steps per call in a lax.scan (1: off)")
+    parser.add_argument("--fuse", type=int, default=None,
+                        help="also time this many steps per call in a lax.scan (1: off; default: train.log_every)")
     parser.add_argument("--matmul", type=int, default=2048, help="M of the M x M peak matmul")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
+    parser.add_argument("--profile", default=None, help="trace the single step into this folder; print op shares")
     args = parser.parse_args()
 
     overrides = [f"model={args.model}", "optimizer=adamw"] + ([f"train.batch_size={args.batch}"] if args.batch else [])
     cfg = config_lib.load(ROOT / "configs" / "tiny.yaml", overrides)
     m, batch = cfg.model, cfg.train.batch_size
+    fuse = cfg.train.log_every if args.fuse is None else args.fuse
     threads = len(os.sched_getaffinity(0))
     tokens = batch * m.seq_len
     flops = model_flops_per_token(m) * tokens
@@ -143,13 +181,18 @@ def main():
     print(f"model GFLOP/step: analytic {flops / 1e9:.2f}, XLA cost analysis {xla_flops / 1e9:.2f}")
     peak = matmul_peak(args.matmul)
     systems = {SANDBOX: (sandbox_run, 1, jax.block_until_ready)}
-    if args.fuse > 1:
-        systems[f"sandbox, scan of {args.fuse}"] = (sandbox_step(cfg, args.fuse)[0], args.fuse, jax.block_until_ready)
+    if fuse > 1:
+        systems[f"sandbox, scan of {fuse}"] = (sandbox_step(cfg, fuse)[0], fuse, jax.block_until_ready)
     torch_run = None if args.no_torch else torch_step(cfg, threads)
     if torch_run is not None:
         systems["pytorch eager"] = (torch_run, 1, lambda out: out.item())
     for run, _, sync in systems.values():  # warm up
         sync(run())
+    if args.profile:
+        seconds, shares = profile_shares(sandbox_run, args.profile)
+        print(f"profile of {SANDBOX}: {seconds * 1e3:.0f} ms of XLA thunk time per step (summed over threads)")
+        for name, share in shares.items():
+            print(f"    {share:6.1%}  {name}")
 
     seconds = {name: [] for name in systems}
     mfu = {name: [] for name in systems}

@@ -76,6 +76,22 @@ def test_factorized_dense_equals_dense_with_w_equal_uv():
     chex.assert_trees_all_close(nn.dense({"w": u @ v}, x), x @ (u @ v))
 
 
+@pytest.mark.parametrize("lead", [(), (5,), (2, 3, 4)])
+def test_flattened_matmul_and_its_gradients_equal_the_batched_product(lead):
+    """nn.linear.matmul flattens the leading axes for the backward pass's sake: its value and the gradients
+    for x and W (through a nonlinear loss) equal those of the plain batched product, in float64."""
+    with jax.enable_x64(True):
+        x, w = RNG.standard_normal(lead + (7,)), RNG.standard_normal((7, 5))
+
+        def loss(product):
+            return lambda x, w: jnp.sum(jnp.sin(product(x, w)) ** 2)
+
+        flat = jax.value_and_grad(loss(nn.linear.matmul), argnums=(0, 1))(x, w)
+        plain = jax.value_and_grad(loss(lambda x, w: jnp.einsum("...i,ij->...j", x, w)), argnums=(0, 1))(x, w)
+        assert flat[1][0].dtype == jnp.float64 and flat[1][0].shape == x.shape
+        chex.assert_trees_all_close(flat, plain, rtol=1e-13, atol=1e-13)
+
+
 def test_layer_norm_and_rms_norm_statistics():
     x = jnp.asarray(3.0 + 5.0 * RNG.standard_normal((6, 32), np.float32))
     y = nn.layer_norm(nn.init_layer_norm(32), x, eps=0.0)

@@ -12,12 +12,24 @@ def dense(p, x_NxDin):
     multiply-adds. Multiplying x by U first never builds W.
     """
     if "w" in p:
-        y = x_NxDin @ p["w"]
+        y = matmul(x_NxDin, p["w"])
     else:
-        y = (x_NxDin @ p["u"]) @ p["v"]
+        y = matmul(matmul(x_NxDin, p["u"]), p["v"])
     if "b" in p:
         y = y + p["b"]
     return y
+
+
+def matmul(x_NxDin, w_DinxDout):
+    """x W over x's last axis, with every leading axis (batch, position) flattened into one row axis N.
+
+    The result is x @ W exactly; the flattening is for the backward pass, whose weight gradient is
+    dW = x^T dy: written over one row axis, XLA computes it as one matrix product reading both
+    operands as they lie. Over (B, L) it would instead recompute dy and write it out transposed
+    (one extra pass over the largest activation, the N x F hidden gradient of the MLP).
+    """
+    y_NxDout = x_NxDin.reshape(-1, x_NxDin.shape[-1]) @ w_DinxDout
+    return y_NxDout.reshape(*x_NxDin.shape[:-1], w_DinxDout.shape[-1])
 
 
 def init_dense(key, d_in, d_out, std, bias=False, dtype=jnp.float32):

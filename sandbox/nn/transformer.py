@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from sandbox.errors import SandboxError
 from sandbox.nn.attention import causal_mask, multi_head_attention
 from sandbox.nn.embedding import embed_tokens, sinusoidal_positions
+from sandbox.nn.linear import matmul
 from sandbox.nn.mlp import gelu_mlp, swiglu_mlp
 from sandbox.nn.norms import norm
 
@@ -145,8 +146,8 @@ def unembed(params, x_BxLxD, cfg):
     if cfg.tie_embeddings:
         # Tying reuses E as the output map: a token's input vector is also the
         # direction that scores it, which saves V D parameters.
-        return x_BxLxD @ params["embed"]["tokens"].T
-    return x_BxLxD @ params["unembed"]["w"]
+        return matmul(x_BxLxD, params["embed"]["tokens"].T)
+    return matmul(x_BxLxD, params["unembed"]["w"])
 
 
 def apply(params, tokens_BxL, cfg):

@@ -1,7 +1,10 @@
 """The training loop: jitted steps, periodic evaluation, metrics, checkpoints, progress.
 
 Everything the loop does is decided by the config; its only state is the `TrainState` on
-device and the files in the run folder, so `resume=True` continues a run exactly.
+device and the files in the run folder, so `resume=True` continues a run exactly. The steps
+between two points where the loop looks (log, eval, checkpoint, sharpness) run as scanned
+calls of `step.scan_length` steps each (`step.scan_steps`, state donated): one compiled program,
+one host sync per logged row.
 """
 
 import time
@@ -20,7 +23,7 @@ from sandbox.train import mesh as mesh_lib
 from sandbox.train.figures import plot_loss
 from sandbox.train.progress import Reporter
 from sandbox.train.sharpness import make_sharpness
-from sandbox.train.step import init_state, make_eval, make_train_step, seed_keys
+from sandbox.train.step import init_state, make_eval, make_train_step, scan_length, scan_steps, seed_keys
 
 
 def _seeded(fn, num_seeds: int, in_axes):
@@ -47,8 +50,6 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
     init = (jax.vmap(lambda k: init_state(k, cfg, optimizer)) if n > 1
             else (lambda ks: init_state(ks[0], cfg, optimizer)))
     rep = mesh_lib.replicated(mesh)
-    step_fn = jax.jit(_seeded(make_train_step(cfg, optimizer, mesh_lib.batch_sharded(mesh)), n, (0, None, 0)),
-                      donate_argnums=0)
     evaluate = jax.jit(_seeded(make_eval(cfg, mesh_lib.batch_sharded(mesh)), n, (0, 0)))
     sharpness = make_sharpness(cfg, n) if tc.sharpness_every else None
     train_ids = jax.device_put(as_device(data.train_N), rep)
@@ -68,31 +69,36 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
     tokens_per_step = tc.batch_size * cfg.model.seq_len * n
 
     wall0, pending, speeds, s = time.perf_counter(), [], [], start
+    chunk = scan_length(tc, start)
+    step_fn = jax.jit(scan_steps(_seeded(make_train_step(cfg, optimizer, mesh_lib.batch_sharded(mesh)), n,
+                                         (0, None, 0)), chunk), donate_argnums=0)
     step_fn = step_fn.lower(state, train_ids, data_key).compile()  # compile now: time only the steps
     try:
         with Reporter(tc.steps, start, progress) as report:
             if resume:
                 report.say(f"resuming {run_dir} from its checkpoint at step {start}, to step {tc.steps}")
             t0 = time.perf_counter()
-            for s in range(start + 1, tc.steps + 1):
-                state, metrics = step_fn(state, train_ids, data_key)
+            for s in range(start + chunk, tc.steps + 1, chunk):
+                state, metrics = step_fn(state, train_ids, data_key)  # steps s - chunk + 1 .. s
                 pending.append(metrics)
                 logging, evaluating = s % tc.log_every == 0, s % tc.eval_every == 0 or s == tc.steps
                 saving = s % tc.checkpoint_every == 0 or s == tc.steps
                 measuring = bool(tc.sharpness_every) and s % tc.sharpness_every == 0
                 if not (logging or evaluating or saving or measuring):
                     continue
-                got = jax.device_get(pending)  # the only host sync: once per logged step
-                speed = tokens_per_step * len(got) / (time.perf_counter() - t0)
-                losses = np.stack([np.asarray(m["train_loss"]) for m in got])
-                if not np.isfinite(losses).all():
-                    raise _diverged(s, run_dir, "the loss")
+                # the only host sync, once per logged step: each metric over the steps since the last, in order
+                got = {k: np.concatenate([np.asarray(m[k]) for m in jax.device_get(pending)]) for k in pending[0]}
+                losses, last = got["train_loss"], {k: v[-1] for k, v in got.items()}
+                speed = tokens_per_step * len(losses) / (time.perf_counter() - t0)
+                finite = np.isfinite(losses.reshape(len(losses), -1)).all(axis=1)  # per step, every seed
+                if not finite.all():  # named by the first step whose loss was not finite
+                    raise _diverged(s - len(losses) + 1 + int(np.argmin(finite)), run_dir, "the loss")
                 row = {"step": s, **_stats(losses.mean(axis=0), "train_loss"),
-                       **_stats(got[-1]["grad_norm"], "grad_norm"),
-                       "learning_rate": float(np.asarray(got[-1]["learning_rate"]).reshape(-1)[0]),
+                       **_stats(last["grad_norm"], "grad_norm"),
+                       "learning_rate": float(np.asarray(last["learning_rate"]).reshape(-1)[0]),
                        "tokens_per_second": speed}
                 speeds.append(speed)
-                row.update({k: float(np.mean(v)) for k, v in got[-1].items() if k not in row})  # precision metrics
+                row.update({k: float(np.mean(v)) for k, v in last.items() if k not in row})  # precision metrics
                 if evaluating:
                     val = np.asarray(evaluate(state.params, eval_batches))
                     if not np.isfinite(val).all():
@@ -100,12 +106,14 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
                     row.update(_stats(val, "val_loss"))
                 if measuring:
                     row.update(sharpness(state, train_ids, data_key))
+                # the row before the checkpoint: a run killed just after saving step s still has row s, and a
+                # resume drops the rows after the checkpoint it continues from: no row is ever lost or doubled
+                log.write(row)
                 if saving:
                     try:
                         checkpoint.save(mngr, state)
                     except checkpoint.NonFinite as e:
                         raise _diverged(s, run_dir, "the train state", str(e)) from None
-                log.write(row)
                 report.update(s, row, plain=logging or evaluating)
                 pending, t0 = [], time.perf_counter()
     except KeyboardInterrupt:

@@ -4,9 +4,11 @@
 see it directly. The batch of step t is drawn inside the step from fold_in(data_key, t): the
 data order is a pure function of the seed and the step, which makes resuming exact.
 With `train.num_seeds = N`, N independent states (each with its own init and data keys) are
-stacked on a leading axis and the same step is vmapped over them.
+stacked on a leading axis and the same step is vmapped over them. `scan_steps` runs several
+steps as one `lax.scan`, one compiled call between two of the loop's log/eval/checkpoint points.
 """
 
+import math
 from functools import partial
 
 import flax.struct
@@ -81,6 +83,30 @@ def make_train_step(cfg, optimizer, batch_sharding):
         return (state if extra is None else state.replace(numerics=extra)), metrics
 
     return step
+
+
+def scan_length(train_cfg, start: int) -> int:
+    """The number of steps per scanned call: the gcd of every period at which the loop stops to look
+    (log_every, eval_every, checkpoint_every, sharpness_every), of train.steps and of the start step.
+
+    Every step the loop stops at (a multiple of a period, or the last) is then a multiple of it, counted
+    from `start`, so calls of this one length land exactly on those steps: one compiled program.
+    """
+    periods = (train_cfg.log_every, train_cfg.eval_every, train_cfg.checkpoint_every, train_cfg.sharpness_every)
+    return math.gcd(*periods, train_cfg.steps, start)
+
+
+def scan_steps(step, length: int):
+    """steps(state, ids_N, data_key) -> (state, metrics): `length` applications of `step` in one
+    `lax.scan`, each metric stacked on a new leading axis of size `length` (step order).
+
+    The state is the scan's carry, so under jit with the state donated its buffers are updated
+    in place, and the host sees the device once per call instead of once per step.
+    """
+    def steps(state, ids_N, data_key):
+        return jax.lax.scan(lambda carry, _: step(carry, ids_N, data_key), state, None, length=length)
+
+    return steps
 
 
 def make_eval(cfg, batch_sharding):
