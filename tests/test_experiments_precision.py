@@ -1,9 +1,8 @@
 """Precision reproduction (quick): run through the CLI, its claims and its run folders.
 
-The quick variant (2 seeds, few steps) is too short for the full pass rule (bf16-nearest's gap grows
-with the number of late, tiny updates), so it asserts what the mechanisms give at any length:
-stochastic/Kahan updates end closer to fp32 than round-to-nearest, fp16 underflow with and without
-loss scaling, and a verdict consistent with the measured values under the stated rule.
+The quick variant (2 seeds, 120 steps) passes the full rule; beyond the verdict the tests assert what
+the mechanisms give: stochastic/Kahan updates end closer to fp32 than round-to-nearest, fp16 underflow
+with and without loss scaling, and a verdict consistent with the measured values under the stated rule.
 """
 
 import json
@@ -35,6 +34,7 @@ def test_quick_run_measures_the_mechanisms(quick):
     _, summary = quick
     seeds = summary["per_seed"]
     assert summary["seeds"] == [0, 1] and len(seeds) == 2
+    assert summary["verdict"] == "pass"  # seeds 0, 1: bf16-nearest +0.019 / +0.022 (rule: >= 0.01), the rest far
     for s in seeds:
         m = s["measured"]
         assert m["val_loss_fp32"] < np.log(4) - 0.2  # learnt the order-2 source (uniform over 4 tokens: ln 4)
@@ -45,8 +45,8 @@ def test_quick_run_measures_the_mechanisms(quick):
         for name in ("fp16_loss_scaled", "fp16_loss_scaled_small"):  # loss scaling matches fp32
             assert abs(m[f"gap_{name}"]) < 0.005
         assert m["gap_fp16_unscaled_small"] > 0.005  # unscaled at a large model's gradient scale trains worse
-        # a smaller learning rate leaves more weights whose Adam step is below half a bf16 ulp
-        assert 0.05 < m["below_half_ulp_peak_lr"] < m["below_half_ulp_final_lr"] < 1
+        # the cosine schedule's final lr (0.1x) leaves far more weights whose Adam step is below half a bf16 ulp
+        assert 0 < 5 * m["below_half_ulp_peak_lr"] < m["below_half_ulp_final_lr"] < 1
     under, zeros = summary["mean_underflow_fraction"], summary["mean_zero_fraction"]
     assert under["fp16_unscaled"] > 100 * under["fp16_loss_scaled"]
     assert zeros["fp16_unscaled_small"] > 0.05 and zeros["fp16_loss_scaled_small"] < 0.01
