@@ -30,6 +30,7 @@ def quick(tmp_path_factory):
     return out, json.loads((out / "summary.json").read_text())
 
 
+@pytest.mark.slow  # 8 training runs: ~65 s of CPU with a warm compilation cache
 def test_quick_run_measures_the_mechanisms(quick):
     _, summary = quick
     seeds = summary["per_seed"]
@@ -54,6 +55,7 @@ def test_quick_run_measures_the_mechanisms(quick):
     assert summary["skipped_steps"]["fp16_unscaled"] == 0  # no scale, nothing to overflow
 
 
+@pytest.mark.slow
 def test_quick_verdict_follows_the_stated_rule(quick):
     _, summary = quick
     cfg = summary["setup"]
@@ -78,6 +80,7 @@ def test_quick_verdict_follows_the_stated_rule(quick):
     assert summary["aggregate"]["gap_bf16_nearest"]["n"] == 2
 
 
+@pytest.mark.slow
 def test_quick_run_folders_follow_the_rules(quick, capsys):
     out, summary = quick
     assert rundir.marker(out)["command"] == "run precision"
