@@ -13,9 +13,10 @@ from sandbox.train import checkpoint, config, records, session
 from sandbox.train import precision as P
 
 
-def _policy(name, rounding="nearest", scaling="dynamic", period=2):
+def _policy(name, rounding="nearest", scaling="dynamic", period=2, static=1.0):
     cfg = config.load("configs/tiny.yaml", [f"train.precision={name}", f"train.update_rounding={rounding}",
-                                            f"train.loss_scaling={scaling}", f"train.loss_scale_period={period}"])
+                                            f"train.loss_scaling={scaling}", f"train.loss_scale_period={period}",
+                                            f"train.static_loss_scale={static}"])
     return P.policy(cfg.train)
 
 
@@ -55,6 +56,28 @@ def test_fp16_without_scaling_underflows_what_scaling_keeps():
     np.testing.assert_allclose(grads["dynamic"]["w"][0], 1e-8, rtol=1e-3)
 
 
+def test_static_loss_scale_shrinks_what_the_fp16_backward_sees_and_only_that():
+    loss_fn = lambda q, b: jnp.sum(q["w"] * b)  # gradient = b
+    b = jnp.asarray([1e-5, 1.0, 3e-3, -2.0])
+    out = {}
+    for name, scaling in (("mixed_fp16", "none"), ("mixed_fp16", "dynamic"), ("fp32", "dynamic")):
+        p = _policy(name, scaling=scaling, static=2.0**-10)
+        params, extra = P.init({"w": jnp.ones((4,))}, p)
+        _, grads, finite, m = P.value_and_grad(loss_fn, params, b, extra, p)
+        out[name, scaling] = (np.asarray(grads["w"], np.float64), m)
+    g, m = out["mixed_fp16", "none"]
+    # 1e-5 * 2^-10 = 9.8e-9 < 2^-25 flushes to 0; 3e-3 * 2^-10 = 2.9e-6 is subnormal (spacing 2^-24: ~5 bits)
+    assert g[0] == 0.0 and float(m["grad_zero_fraction"]) == 0.25 and float(m["grad_underflow_fraction"]) == 0.5
+    assert abs(g[2] - 3e-3) / 3e-3 < 2.0**-24 / (3e-3 * 2.0**-10) and g[2] != 3e-3
+    np.testing.assert_array_equal(g[[1, 3]], [1.0, -2.0])  # the float32 gradient is divided back by C
+    g, m = out["mixed_fp16", "dynamic"]  # the dynamic scale 2^15 on top: C·S = 32 puts every entry in range
+    np.testing.assert_allclose(g, np.asarray(b), rtol=1e-3)
+    assert float(m["grad_zero_fraction"]) == 0.0 and float(m["grad_underflow_fraction"]) == 0.0
+    np.testing.assert_array_equal(out["fp32", "dynamic"][0], np.asarray(b, np.float32))  # fp32 ignores C
+    with pytest.raises(SandboxError, match="train.static_loss_scale must be a positive number"):
+        _policy("mixed_fp16", static=0)
+
+
 def test_update_rounding_nearest_loses_small_updates_stochastic_and_kahan_keep_them():
     steps, dw = 200, 1e-3  # dw < ulp(1)/2 = 2^-8 in bfloat16
     out = {}
@@ -70,10 +93,11 @@ def test_update_rounding_nearest_loses_small_updates_stochastic_and_kahan_keep_t
     assert np.abs(out["kahan"] - target).max() <= 2.0**-7  # within one bf16 ulp of the exact sum
 
 
-# pure bf16 with stochastic rounding (its keys must replay on resume) and pure fp16 with Kahan (the
-# compensation buffer, loss scale and skipped-step count all live in the checkpoint): together they
-# hold every piece of state the mixed policies have; fp32 is test_train's resume test
-@pytest.mark.parametrize("precision,rounding", [("bf16", "stochastic"), ("fp16", "kahan")])
+# pure bf16 with stochastic rounding (its keys must replay on resume), pure fp16 with Kahan (the
+# compensation buffer, loss scale and skipped-step count all live in the checkpoint) and mixed_fp16 (float32
+# master weights beside the loss-scale state); fp32 is test_train's resume test, and mixed_bf16 has fp32's
+# state tree (its policy keeps no state) with bf16's compute cast, both covered here and there
+@pytest.mark.parametrize("precision,rounding", [("bf16", "stochastic"), ("fp16", "kahan"), ("mixed_fp16", "nearest")])
 def test_each_policy_trains_and_resumes_bit_identically(tmp_path, precision, rounding):
     cfg = micro("train.steps=6", "train.eval_every=6", "train.checkpoint_every=3", "train.log_every=3",
                 "train.sharpness_every=6",

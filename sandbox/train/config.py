@@ -39,6 +39,7 @@ class TrainConfig:
     update_rounding: str = "nearest"  # how bf16/fp16 weights round w + dw: nearest | stochastic | kahan
     loss_scaling: str = "dynamic"  # fp16 compute only: dynamic | none
     loss_scale_period: int = 200  # double the loss scale after this many finite steps
+    static_loss_scale: float = 1.0  # low-precision compute: a constant loss scale (times the dynamic one, if any)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "eval_batches", "log_every",
@@ -46,6 +47,7 @@ class TrainConfig:
             validate.positive_int("train", name, getattr(self, name))
         for name in ("seed", "num_devices", "sharpness_every"):
             validate.non_negative_int("train", name, getattr(self, name))
+        validate.positive_number("train", "static_loss_scale", self.static_loss_scale)
         validate.in_range("train", "label_smoothing", self.label_smoothing, 0.0, 1.0, closed=(True, False))
         validate.in_range("train", "z_loss", self.z_loss, 0.0, float("inf"))
         for name, choices in (("precision", PRECISIONS), ("update_rounding", UPDATE_ROUNDINGS),

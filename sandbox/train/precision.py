@@ -11,9 +11,12 @@ The optimizer state is float32 under every policy, so what differs is the gradie
 weights round. fp16's narrow range makes small gradients underflow (|g| < 6e-8 is 0, < 6e-5 subnormal):
 dynamic loss scaling multiplies the loss by S before differentiating and divides the float32 gradient by
 S after; a step whose gradient is not finite is skipped and S halved; after `loss_scale_period` good steps
-S doubles. Low-precision weights take w <- round(w + dw) with `update_rounding`: nearest (updates below
-ulp(w)/2 vanish), stochastic (unbiased: E[w'] = w + dw, key from the data key and the step, so resuming
-is exact) or kahan (a compensation buffer in the weights' format carries the lost low bits).
+S doubles. `static_loss_scale` C multiplies the loss as well (the backward pass sees C·S·L): C > 1 is
+static loss scaling; C < 1 gives the low-precision backward pass the smaller gradients of a batch 1/C
+times larger (a mean over more tokens) while the float32 gradient the optimizer gets is unchanged.
+Low-precision weights take w <- round(w + dw) with `update_rounding`: nearest (updates below ulp(w)/2
+vanish), stochastic (unbiased: E[w'] = w + dw, key from the data key and the step, so resuming is exact)
+or kahan (a compensation buffer in the weights' format carries the lost low bits).
 """
 
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ class Policy:
     rounding: str  # nearest | stochastic | kahan, for low-precision weights
     loss_scaling: bool
     period: int
+    static_scale: float = 1.0
 
     @property
     def low_params(self) -> bool:
@@ -46,10 +50,12 @@ class Policy:
 
 
 def policy(tc) -> Policy:
-    """The policy of a `TrainConfig` (train.precision, update_rounding, loss_scaling, loss_scale_period)."""
+    """The policy of a `TrainConfig` (train.precision, update_rounding, loss_scaling, loss_scale_period,
+    static_loss_scale)."""
     param, compute = DTYPES[tc.precision]
     scaling = tc.loss_scaling == "dynamic" and compute == jnp.float16
-    return Policy(tc.precision, param, compute, tc.update_rounding, scaling, tc.loss_scale_period)
+    return Policy(tc.precision, param, compute, tc.update_rounding, scaling, tc.loss_scale_period,
+                  tc.static_loss_scale)
 
 
 def cast(tree, dtype):
@@ -81,16 +87,23 @@ def underflow_fraction(grads, dtype) -> jax.Array:
     return small / sum(g.size for g in leaves)
 
 
+def zero_fraction(grads) -> jax.Array:
+    """Fraction of gradient entries that are exactly zero (in fp16: |g| below half the smallest subnormal)."""
+    leaves = jax.tree.leaves(grads)
+    return sum(jnp.sum(g == 0) for g in leaves) / sum(g.size for g in leaves)
+
+
 def value_and_grad(loss_fn, params, batch, extra, p: Policy):
     """(loss, float32 grads, all-finite flag, metrics) of loss_fn at the params cast to the compute dtype."""
     if p.name == "fp32":
         loss, grads = jax.value_and_grad(loss_fn)(params, batch)
         return loss, grads, jnp.asarray(True), {}
-    scale = extra["loss_scale"] if p.loss_scaling else jnp.float32(1.0)
+    scale = (extra["loss_scale"] if p.loss_scaling else jnp.float32(1.0)) * p.static_scale
     loss, g = jax.value_and_grad(lambda q: loss_fn(q, batch).astype(jnp.float32) * scale)(cast(params, p.compute_dtype))
     grads = jax.tree.map(lambda x: x.astype(jnp.float32) / scale, g)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(grads)]))
-    metrics = {"grad_underflow_fraction": underflow_fraction(g, p.compute_dtype)}
+    metrics = {"grad_underflow_fraction": underflow_fraction(g, p.compute_dtype),
+               "grad_zero_fraction": zero_fraction(g)}
     return loss / scale, grads, finite, metrics
 
 
