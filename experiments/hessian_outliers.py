@@ -220,9 +220,11 @@ def figures(rows: dict, seeds: list[int], folder: Path) -> list[str]:
     names.append(plotting.save(fig, folder / "spectra.png"))
     fig, ax = plotting.figure(5, 3.5)
     for j, seed in enumerate(seeds):
-        ax.plot(classes, [rows[c, seed]["outliers_hessian"] for c in classes], "o", color=f"C{j}",
-                alpha=0.7, label=f"seed {seed} (Hessian)")
-        ax.plot(classes, [rows[c, seed]["outliers_ggn"] for c in classes], "x", color=f"C{j}", alpha=0.7)
+        shift = 0.9 * (j - (len(seeds) - 1) / 2) / len(seeds)  # side by side, so equal counts stay visible
+        x = np.asarray(classes) + shift
+        ax.plot(x - 0.07, [rows[c, seed]["outliers_hessian"] for c in classes], "o", color=f"C{j}", markersize=4,
+                label=f"seed {seed}")
+        ax.plot(x + 0.07, [rows[c, seed]["outliers_ggn"] for c in classes], "x", color=f"C{j}", markersize=4)
     ax.fill_between(classes, [c - 1 for c in classes], classes, color="gray", alpha=0.2, label="C - 1 .. C")
     ax.set(xlabel="number of classes C", ylabel="outliers (o Hessian, x GGN)", title="outlier counts per seed")
     ax.legend(fontsize=7)
