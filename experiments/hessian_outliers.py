@@ -119,12 +119,18 @@ def count_above(eigs_K: np.ndarray, edge: float) -> int:
     return int(np.sum(np.asarray(eigs_K) > edge))
 
 
-def one_mixture(cfg: Config, num_classes: int, seeds: list[int]) -> list[dict]:
-    """Train on a C-cluster mixture, per seed; top-2C eigenpairs of H and G, the within-class edge,
-    H's SLQ density. One jitted program, vmapped over the seeds."""
+def measurement(cfg: Config, num_classes: int):
+    """The jitted per-seed program seed -> (final loss, accuracy, top-2C eigenpairs of H and of G, the
+    within-class edge, the class-mean spectrum, H's SLQ density): data, training, class means, Lanczos, SLQ.
+
+    Per seed, not vmapped over the seeds: vmapped, every eigh of a Lanczos tridiagonal becomes a batched
+    LAPACK call, and jaxlib's batched syevd fans its batch out into the XLA intra-op thread pool it is
+    running on and blocks until the pieces finish; two such calls running at once (the Lanczos of H, G
+    and G_within are independent) can hold every worker of a small pool, waiting for pieces no worker is
+    left to run (a deadlock seen on 2 cores). Per seed, only the SLQ's probes make a batched call."""
     k = 2 * num_classes
 
-    def measure(seed):  # data, training, class means, Lanczos for H, G, G_within; SLQ
+    def measure(seed):
         key = jax.random.fold_in(jax.random.PRNGKey(seed), num_classes)  # one stream per (seed, C)
         k_data, k_init, k_lanczos, k_slq = jax.random.split(key, 4)
         batch = make_data(cfg, num_classes, k_data)
@@ -148,9 +154,13 @@ def one_mixture(cfg: Config, num_classes: int, seeds: list[int]) -> list[dict]:
                                              num_probes=cfg.slq_probes)
         return losses_T[-1], accuracy, h_pairs, g_pairs, edge, between, density
 
-    out = jax.tree.map(np.asarray, jax.jit(jax.vmap(measure))(jnp.asarray(seeds)))
-    return [judge(cfg, num_classes, seed, [jax.tree.map(lambda x, j=j: x[j], part) for part in out])
-            for j, seed in enumerate(seeds)]
+    return jax.jit(measure)
+
+
+def one_mixture(cfg: Config, num_classes: int, seeds: list[int]) -> list[dict]:
+    """Train on a C-cluster mixture and measure, one seed after another (one compiled program)."""
+    measure = measurement(cfg, num_classes)
+    return [judge(cfg, num_classes, seed, jax.tree.map(np.asarray, measure(jnp.int32(seed)))) for seed in seeds]
 
 
 def judge(cfg: Config, num_classes: int, seed: int, measured) -> dict:
@@ -210,9 +220,11 @@ def figures(rows: dict, seeds: list[int], folder: Path) -> list[str]:
     names.append(plotting.save(fig, folder / "spectra.png"))
     fig, ax = plotting.figure(5, 3.5)
     for j, seed in enumerate(seeds):
-        ax.plot(classes, [rows[c, seed]["outliers_hessian"] for c in classes], "o", color=f"C{j}",
-                alpha=0.7, label=f"seed {seed} (Hessian)")
-        ax.plot(classes, [rows[c, seed]["outliers_ggn"] for c in classes], "x", color=f"C{j}", alpha=0.7)
+        shift = 0.9 * (j - (len(seeds) - 1) / 2) / len(seeds)  # side by side, so equal counts stay visible
+        x = np.asarray(classes) + shift
+        ax.plot(x - 0.07, [rows[c, seed]["outliers_hessian"] for c in classes], "o", color=f"C{j}", markersize=4,
+                label=f"seed {seed}")
+        ax.plot(x + 0.07, [rows[c, seed]["outliers_ggn"] for c in classes], "x", color=f"C{j}", markersize=4)
     ax.fill_between(classes, [c - 1 for c in classes], classes, color="gray", alpha=0.2, label="C - 1 .. C")
     ax.set(xlabel="number of classes C", ylabel="outliers (o Hessian, x GGN)", title="outlier counts per seed")
     ax.legend(fontsize=7)
