@@ -34,7 +34,8 @@ def _checked(cfg: config_lib.Config, run_dir: Path | None):
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.tokenizer.vocab_size))
     optimizer = optim.build(cfg.optimizer, cfg.train.steps)
     sharpness.check(cfg)
-    mesh_lib.make_mesh(cfg.train.num_devices, cfg.train.batch_size)
+    mesh_lib.make_mesh(cfg.train.num_devices, cfg.train.batch_size, cfg.train.sharding, cfg.train.model_parallel)
+    mesh_lib.check_model_parallel(cfg.model, cfg.train.sharding, cfg.train.model_parallel)
     memory.check(cfg, optimizer, extra_bytes=data.train_N.nbytes + data.val_N.nbytes)
     return cfg, data
 
