@@ -14,7 +14,7 @@ from sandbox import optim
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
 from sandbox.text.data import Dataset, as_device
-from sandbox.train import checkpoint, objective, records
+from sandbox.train import checkpoint, distributed, objective, records
 from sandbox.train import config as config_lib
 from sandbox.train import mesh as mesh_lib
 from sandbox.train.figures import plot_loss
@@ -56,7 +56,8 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
     eval_name, eval_batches = objective.training_eval_sets(cfg, data.val_N)  # every val loss is measured on it
     eval_batches = jax.device_put(eval_batches, rep)
 
-    mngr = checkpoint.manager(run_dir, tc.keep_checkpoints, writer=True)
+    primary = distributed.is_primary()  # process 0 writes the run's files; checkpoints are saved by all
+    mngr = checkpoint.manager(run_dir, tc.keep_checkpoints, writer=True)  # every process: orbax syncs them
     if resume:
         abstract = jax.tree.map(lambda s, where: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=where),
                                 jax.eval_shape(init, param_keys), placed)
@@ -66,7 +67,7 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
         state = jax.jit(init, out_shardings=placed)(param_keys)  # fresh buffers, safe to donate
     start = checkpoint.step_of(state)
     per_device = mesh_lib.state_bytes_per_device(state, placed)
-    log = records.MetricsLog(run_dir / "metrics.jsonl", resume_step=start if resume else None)
+    log = records.MetricsLog(run_dir / "metrics.jsonl" if primary else None, resume_step=start if resume else None)
     tokens_per_step = tc.batch_size * cfg.model.seq_len * n
 
     wall0, pending, speeds, s = time.perf_counter(), [], [], start
@@ -120,8 +121,9 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
         log.close()
         mngr.close()
 
-    rows = records.read_metrics(run_dir / "metrics.jsonl")
-    plot_loss(rows, run_dir / "figures" / "loss.png", data.entropy_rate, eval_name)
+    rows = records.read_metrics(run_dir / "metrics.jsonl") if primary else log.rows
+    if primary:
+        plot_loss(rows, run_dir / "figures" / "loss.png", data.entropy_rate, eval_name)
     last_train = next((r for r in reversed(rows) if "train_loss" in r), {})
     last_val = next((r for r in reversed(rows) if "val_loss" in r), {})
     summary = {
@@ -142,7 +144,8 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
         summary["final_val_loss_std"] = last_val.get("val_loss_std")
     if data.entropy_rate is not None:
         summary["entropy_rate"] = data.entropy_rate
-    records.write_json(run_dir / "summary.json", summary)
+    if primary:
+        records.write_json(run_dir / "summary.json", summary)
     return summary
 
 
