@@ -42,6 +42,7 @@ def run(args) -> int:
         default = Path(cfg.run.out_root) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(args.out) if args.out else default
         summary = session.start(cfg, run_dir, force=args.force, progress=not args.no_progress)
+    distributed.barrier("run written")  # the others wait for process 0's summary, then all shut down together
     if not distributed.is_primary():
         return 0
     print(f"final val loss {summary['final_val_loss']:.4f} after {summary['steps']} steps "

@@ -35,8 +35,10 @@ def initialize(num_processes: int | None = None, process_id: int | None = None, 
         raise SandboxError(f"--process-id {process_id} must be in 0..{num_processes - 1}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices only; GPUs/TPUs use their own
     try:
+        # a process that stops on an error waits at most shutdown_timeout for the others, then exits
         jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=timeout,
-                                   heartbeat_timeout_seconds=heartbeat_timeout)
+                                   heartbeat_timeout_seconds=heartbeat_timeout, shutdown_timeout_seconds=30)
+        jax.devices()  # start the backend now, in every process: it exchanges the device lists with the others
     except Exception as e:  # the coordinator is unreachable, or the others never came
         raise SandboxError(f"could not join the {num_processes or ''} processes through "
                            f"{coordinator or 'the environment'} within {timeout} s: "
@@ -62,6 +64,7 @@ def launch_local(num_processes: int, argv: list[str], devices_per_process: int =
     """Run `sandbox ARGV --num-processes N --process-id I --coordinator localhost:PORT` for I = 0..N-1 on this
     machine, each with `devices_per_process` simulated CPU devices; wait for all. If one fails, stop the
     others and raise SandboxError naming it (a multi-process run cannot go on without any of its processes)."""
+    import signal
     import subprocess
     import sys
     import time
@@ -72,6 +75,7 @@ def launch_local(num_processes: int, argv: list[str], devices_per_process: int =
         raise SandboxError("give the command to run after `--`, e.g. "
                            "`sandbox launch --local 2 -- train configs/tiny.yaml`")
     coordinator = f"localhost:{port or free_port()}"
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a terminated launcher still stops its processes
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}"}
     procs = [subprocess.Popen([sys.executable, "-m", "sandbox", *argv, "--num-processes", str(num_processes),
                                "--process-id", str(i), "--coordinator", coordinator], env=env)
@@ -97,9 +101,13 @@ def launch_local(num_processes: int, argv: list[str], devices_per_process: int =
                 p.kill()
 
 
-def barrier(name: str) -> None:
-    """Wait until every process got here (a no-op for one process), e.g. until process 0 claimed the run folder."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+def barrier(name: str, timeout: int = 600) -> None:
+    """Wait until every process got here (a no-op for one process), e.g. until process 0 claimed the run folder.
 
-        multihost_utils.sync_global_devices(name)
+    JAX's coordination-service barrier, not a device collective: gloo gives a collective's first use only
+    30 s for all processes to arrive, while process 0 may be busy longer (checks, locking) on a loaded machine.
+    """
+    if jax.process_count() > 1:
+        from jax._src import distributed as jax_distributed  # the client jax.distributed.initialize made
+
+        jax_distributed.global_state.client.wait_at_barrier(f"sandbox:{name}", timeout * 1000)
