@@ -35,6 +35,9 @@ def make_mesh(num_devices: int, batch_size: int, sharding: str = "replicated", m
     n = num_devices or len(available)
     if n > len(available):
         raise SandboxError(f"train.num_devices={n} but only {len(available)} devices are visible")
+    if sharding != "replicated" and jax.process_count() > 1:
+        raise SandboxError(f"train.sharding={sharding} across {jax.process_count()} processes is not supported yet "
+                           "(a checkpoint save copies the whole state to every host); use train.sharding=replicated")
     tp = model_parallel if sharding == "fsdp_tp" else 1
     if n % tp:
         raise SandboxError(f"train.model_parallel={tp} does not divide the {n} devices; choose a divisor of {n}")
