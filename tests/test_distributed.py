@@ -17,6 +17,7 @@ from conftest import TINY_RUN_OVERRIDES
 from sandbox.errors import SandboxError
 from sandbox.train import checkpoint, config, distributed, session
 
+pytestmark = pytest.mark.slow  # two launches of 2 processes each: 304 s on a heavily loaded 2-core machine
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = [*TINY_RUN_OVERRIDES, "optimizer.schedule=constant", "train.steps=4", "train.eval_every=2",
              "train.log_every=1", "train.checkpoint_every=2"]
