@@ -16,8 +16,6 @@ import jax
 
 from sandbox.errors import SandboxError
 
-ENV_VARS = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "SLURM_NTASKS")
-
 
 def initialize(num_processes: int | None = None, process_id: int | None = None, coordinator: str | None = None,
                timeout: int = 120, heartbeat_timeout: int = 60) -> None:
@@ -26,7 +24,8 @@ def initialize(num_processes: int | None = None, process_id: int | None = None, 
     Does nothing when neither the arguments nor the environment ask for several processes.
     """
     given = (num_processes, process_id, coordinator)
-    if all(x is None for x in given) and not any(os.environ.get(v) for v in ENV_VARS):
+    several = os.environ.get("JAX_COORDINATOR_ADDRESS") or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+    if all(x is None for x in given) and not several:
         return
     if any(x is None for x in given) and any(x is not None for x in given):
         raise SandboxError("--num-processes, --process-id and --coordinator go together: give all three "
