@@ -49,7 +49,7 @@ def operator(kind: str, logits_fn, params, batch, key: jax.Array) -> curvature.L
     if kind == "hessian":
         return curvature.hessian(lambda p, b: token_ce(logits_fn(p, b), b), params, batch)
     if kind == "ggn":
-        return curvature.ggn(logits_fn, token_ce, params, batch)
+        return curvature.softmax_ggn(logits_fn, params, batch)  # closed-form H_z of token_ce
     if kind == "fisher":
         return curvature.fisher(logits_fn, params, batch, kind="mc", key=key)
     raise SandboxError(f"unknown operator {kind!r}; valid: {', '.join(OPERATORS)}")

@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from sandbox import compile_cache
 from sandbox.errors import SandboxError
 
-COMMANDS = ["train", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra", "attention",
+COMMANDS = ["train", "launch", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra", "attention",
             "numerics", "bayes"]
 
 

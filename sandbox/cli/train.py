@@ -17,14 +17,18 @@ def add_parser(subparsers):
                    help="with --resume: continue from the checkpoint at STEP when the later ones are damaged "
                    "(they are deleted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--num-processes", type=int, metavar="N", help="a multi-process run: how many processes in all")
+    p.add_argument("--process-id", type=int, metavar="I", help="a multi-process run: this process, 0..N-1")
+    p.add_argument("--coordinator", metavar="HOST:PORT", help="a multi-process run: process 0's address")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from sandbox.errors import SandboxError
     from sandbox.train import config as config_lib
-    from sandbox.train import session
+    from sandbox.train import distributed, session
 
+    distributed.initialize(args.num_processes, args.process_id, args.coordinator)
     if args.resume:
         overrides = ([args.config] if args.config else []) + args.overrides
         run_dir = Path(args.resume)
@@ -38,6 +42,9 @@ def run(args) -> int:
         default = Path(cfg.run.out_root) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(args.out) if args.out else default
         summary = session.start(cfg, run_dir, force=args.force, progress=not args.no_progress)
+    distributed.barrier("run written")  # the others wait for process 0's summary, then all shut down together
+    if not distributed.is_primary():
+        return 0
     print(f"final val loss {summary['final_val_loss']:.4f} after {summary['steps']} steps "
           f"({summary['tokens_per_second']:.0f} tokens/s, {summary['wall_seconds']:.1f} s)")
     print(f"run folder: {run_dir}")

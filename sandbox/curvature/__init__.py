@@ -6,6 +6,7 @@
     estimate = curvature.trace(op, key=key, num_matvecs=99, method="hutch++")
 """
 
+from sandbox.curvature.ggn_softmax import softmax_ggn
 from sandbox.curvature.jacobian import Jacobian, jacobian, singular_values
 from sandbox.curvature.lanczos import (
                                        Eigenpairs,
@@ -27,6 +28,6 @@ __all__ = [
     "Eigenpairs", "Jacobian", "Layout", "LinearOperator", "Tridiagonal", "bottom_eigenpairs",
     "dense", "diagonal", "kernel_density", "eigenpairs", "fisher", "from_dense", "ggn", "hessian", "jacobian",
     "lanczos", "power_iteration", "preconditioned_sharpness", "sharpness", "singular_values",
-    "slq_nodes_weights", "smooth_density", "spectral_density", "top_eigenpairs", "trace",
+    "slq_nodes_weights", "smooth_density", "softmax_ggn", "spectral_density", "top_eigenpairs", "trace",
     "tridiagonal_eigh",
 ]

@@ -122,7 +122,8 @@ def save(mngr: ocp.CheckpointManager, state) -> None:
         with _interrupt_after(), _quiet_orbax():
             mngr.save(step, args=ocp.args.StandardSave(host), force=True)
             mngr.wait_until_finished()
-            manifest.write(_step_dirs(run_dir)[step])
+            if jax.process_index() == 0:  # orbax saved collectively; one process writes the manifest
+                manifest.write(_step_dirs(run_dir)[step])
     except Exception as e:
         _remove_unfinished(Path(mngr.directory), step)
         kept = newest_intact(run_dir)

@@ -15,6 +15,7 @@ from sandbox.optim.config import OptimizerConfig
 from sandbox.text.data import DataConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16", "mixed_bf16", "mixed_fp16")
+SHARDINGS = ("replicated", "fsdp", "fsdp_tp")  # as sandbox.train.mesh.SHARDINGS
 UPDATE_ROUNDINGS = ("nearest", "stochastic", "kahan")
 LOSS_SCALINGS = ("dynamic", "none")
 
@@ -30,6 +31,8 @@ class TrainConfig:
     keep_checkpoints: int = 3
     seed: int = 0
     num_devices: int = 0  # 0: every visible device; the batch is split over the mesh's `data` axis
+    sharding: str = "replicated"  # the state on the mesh: replicated | fsdp | fsdp_tp (see sandbox.train.mesh)
+    model_parallel: int = 2  # fsdp_tp only: devices on the mesh's `model` axis (heads, MLP units split)
     label_smoothing: float = 0.0
     z_loss: float = 0.0
     sharpness_every: int = 0  # 0: off; else log the top Hessian eigenvalue every N steps
@@ -43,14 +46,14 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "eval_batches", "log_every",
-                     "checkpoint_every", "keep_checkpoints", "num_seeds", "loss_scale_period"):
+                     "checkpoint_every", "keep_checkpoints", "num_seeds", "loss_scale_period", "model_parallel"):
             validate.positive_int("train", name, getattr(self, name))
         for name in ("seed", "num_devices", "sharpness_every"):
             validate.non_negative_int("train", name, getattr(self, name))
         validate.positive_number("train", "static_loss_scale", self.static_loss_scale)
         validate.in_range("train", "label_smoothing", self.label_smoothing, 0.0, 1.0, closed=(True, False))
         validate.in_range("train", "z_loss", self.z_loss, 0.0, float("inf"))
-        for name, choices in (("precision", PRECISIONS), ("update_rounding", UPDATE_ROUNDINGS),
+        for name, choices in (("sharding", SHARDINGS), ("precision", PRECISIONS), ("update_rounding", UPDATE_ROUNDINGS),
                               ("loss_scaling", LOSS_SCALINGS)):
             validate.one_of("train", name, getattr(self, name), choices)
 

@@ -17,7 +17,7 @@ from sandbox import optim
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
 from sandbox.text.data import Dataset, as_device
-from sandbox.train import checkpoint, objective, records
+from sandbox.train import checkpoint, distributed, objective, records
 from sandbox.train import config as config_lib
 from sandbox.train import mesh as mesh_lib
 from sandbox.train.figures import plot_loss
@@ -43,38 +43,42 @@ def _stats(values, prefix: str) -> dict:
 def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = False, progress: bool = True) -> dict:
     """Train per `cfg`, writing metrics, checkpoints, figures and summary.json into `run_dir`."""
     tc, n = cfg.train, cfg.train.num_seeds
-    mesh = mesh_lib.make_mesh(tc.num_devices, tc.batch_size)
+    mesh = mesh_lib.make_mesh(tc.num_devices, tc.batch_size, tc.sharding, tc.model_parallel)
     optimizer = optim.build(cfg.optimizer, tc.steps)
     param_keys, data_keys = seed_keys(tc.seed, n)
     data_key = data_keys if n > 1 else data_keys[0]
     init = (jax.vmap(lambda k: init_state(k, cfg, optimizer)) if n > 1
             else (lambda ks: init_state(ks[0], cfg, optimizer)))
     rep = mesh_lib.replicated(mesh)
+    placed = mesh_lib.state_shardings(jax.eval_shape(init, param_keys), mesh, tc.sharding, lead=int(n > 1))
     evaluate = jax.jit(_seeded(make_eval(cfg, mesh_lib.batch_sharded(mesh)), n, (0, 0)))
     sharpness = make_sharpness(cfg, n) if tc.sharpness_every else None
     train_ids = jax.device_put(as_device(data.train_N), rep)
     eval_name, eval_batches = objective.training_eval_sets(cfg, data.val_N)  # every val loss is measured on it
     eval_batches = jax.device_put(eval_batches, rep)
 
-    mngr = checkpoint.manager(run_dir, tc.keep_checkpoints, writer=True)
+    primary = distributed.is_primary()  # process 0 writes the run's files; checkpoints are saved by all
+    mngr = checkpoint.manager(run_dir, tc.keep_checkpoints, writer=True)  # every process: orbax syncs them
     if resume:
-        abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep),
-                                jax.eval_shape(init, param_keys))
+        abstract = jax.tree.map(lambda s, where: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=where),
+                                jax.eval_shape(init, param_keys), placed)
         state = checkpoint.restore(mngr, abstract, retry=f"continue from it with `sandbox train --resume {run_dir} "
                                    "--from-step {step}`")
     else:
-        state = jax.jit(init, out_shardings=rep)(param_keys)  # fresh buffers, safe to donate
+        state = jax.jit(init, out_shardings=placed)(param_keys)  # fresh buffers, safe to donate
     start = checkpoint.step_of(state)
-    log = records.MetricsLog(run_dir / "metrics.jsonl", resume_step=start if resume else None)
+    per_device = mesh_lib.state_bytes_per_device(state, placed)
+    log = records.MetricsLog(run_dir / "metrics.jsonl" if primary else None, resume_step=start if resume else None)
     tokens_per_step = tc.batch_size * cfg.model.seq_len * n
 
     wall0, pending, speeds, s = time.perf_counter(), [], [], start
     chunk = scan_length(tc, start)
-    step_fn = jax.jit(scan_steps(_seeded(make_train_step(cfg, optimizer, mesh_lib.batch_sharded(mesh)), n,
-                                         (0, None, 0)), chunk), donate_argnums=0)
+    step = _seeded(make_train_step(cfg, optimizer, mesh_lib.batch_sharded(mesh)), n, (0, None, 0))
+    step_fn = jax.jit(scan_steps(mesh_lib.keep_placed(step, placed), chunk), donate_argnums=0)
     step_fn = step_fn.lower(state, train_ids, data_key).compile()  # compile now: time only the steps
     try:
         with Reporter(tc.steps, start, progress) as report:
+            report.say(mesh_lib.describe(mesh, tc.sharding, per_device))
             if resume:
                 report.say(f"resuming {run_dir} from its checkpoint at step {start}, to step {tc.steps}")
             t0 = time.perf_counter()
@@ -125,8 +129,9 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
         log.close()
         mngr.close()
 
-    rows = records.read_metrics(run_dir / "metrics.jsonl")
-    plot_loss(rows, run_dir / "figures" / "loss.png", data.entropy_rate, eval_name)
+    rows = records.read_metrics(run_dir / "metrics.jsonl") if primary else log.rows
+    if primary:
+        plot_loss(rows, run_dir / "figures" / "loss.png", data.entropy_rate, eval_name)
     last_train = next((r for r in reversed(rows) if "train_loss" in r), {})
     last_val = next((r for r in reversed(rows) if "val_loss" in r), {})
     summary = {
@@ -139,13 +144,16 @@ def train(cfg: config_lib.Config, run_dir: Path, data: Dataset, resume: bool = F
         "wall_seconds": time.perf_counter() - wall0,
         "num_seeds": n,
         "num_devices": mesh.size,
+        "sharding": tc.sharding,
+        **{f"{k}_bytes_per_device": v for k, v in per_device.items()},
         "run_dir": str(run_dir),
     }
     if n > 1:
         summary["final_val_loss_std"] = last_val.get("val_loss_std")
     if data.entropy_rate is not None:
         summary["entropy_rate"] = data.entropy_rate
-    records.write_json(run_dir / "summary.json", summary)
+    if primary:
+        records.write_json(run_dir / "summary.json", summary)
     return summary
 
 

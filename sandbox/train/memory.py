@@ -21,12 +21,21 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
 
 
-def step_bytes(cfg, optimizer) -> dict[str, int]:
-    """{"parameters", "gradients and updates", "optimizer state", "activations"} in bytes, all seeds."""
-    m, n, b = cfg.model, cfg.train.num_seeds, cfg.train.batch_size
-    params = transformer.num_params(m) * FLOAT_BYTES
+def step_bytes(cfg, optimizer, num_devices: int = 1) -> dict[str, int]:
+    """{"parameters", "gradients and updates", "optimizer state", "activations"} in bytes, all seeds.
+
+    With `num_devices` > 1: what one device of a `train.sharding` mesh holds, about; the batch is split
+    over the data axis (num_devices / train.model_parallel under fsdp_tp), the state over every device
+    under fsdp and fsdp_tp (a few small arrays stay whole, ignored here) and not at all when replicated.
+    """
+    m, n = cfg.model, cfg.train.num_seeds
+    sharding = cfg.train.sharding
+    data_axis = max(1, num_devices // cfg.train.model_parallel) if sharding == "fsdp_tp" else num_devices
+    b = -(-cfg.train.batch_size // data_axis)
+    state_split = 1 if sharding == "replicated" else num_devices
+    params = transformer.num_params(m) * FLOAT_BYTES // state_split
     opt_shapes = jax.eval_shape(lambda k: optimizer.init(transformer.init(k, m)), jax.random.PRNGKey(0))
-    opt = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(opt_shapes))
+    opt = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(opt_shapes)) // state_split
     per_layer = b * m.seq_len * (12 * m.d_model + 2 * m.d_ff) + 2 * b * m.n_heads * m.seq_len**2
     acts = (m.n_layers * per_layer + 3 * b * m.seq_len * m.vocab_size) * FLOAT_BYTES
     return {"parameters": n * params, "gradients and updates": 2 * n * params,

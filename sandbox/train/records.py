@@ -28,16 +28,20 @@ def read_metrics(path: Path) -> list[dict]:
 class MetricsLog:
     """Append-only metrics.jsonl; opening at `resume_step` drops rows logged after that step."""
 
-    def __init__(self, path: Path, resume_step: int | None = None):
-        self.path = path
-        if resume_step is not None:
+    def __init__(self, path: Path | None, resume_step: int | None = None):
+        """path None: keep this session's rows in `rows` only (a process that writes no files)."""
+        self.path, self.rows = path, []
+        if path is not None and resume_step is not None:
             kept = [r for r in read_metrics(path) if r["step"] <= resume_step]
             write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
-        self._file = open(path, "a")
+        self._file = open(path, "a") if path is not None else None
 
     def write(self, row: dict) -> None:
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
+        self.rows.append(row)
+        if self._file is not None:
+            self._file.write(json.dumps(row) + "\n")
+            self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()

@@ -17,7 +17,7 @@ from sandbox import optim, rundir
 from sandbox.errors import SandboxError
 from sandbox.text.data import load_dataset
 from sandbox.text.tokenizer import run_tokenizer, save_tokenizer
-from sandbox.train import checkpoint, memory, records, sharpness
+from sandbox.train import checkpoint, distributed, memory, records, sharpness
 from sandbox.train import config as config_lib
 from sandbox.train import mesh as mesh_lib
 from sandbox.train.loop import train
@@ -34,7 +34,8 @@ def _checked(cfg: config_lib.Config, run_dir: Path | None):
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.tokenizer.vocab_size))
     optimizer = optim.build(cfg.optimizer, cfg.train.steps)
     sharpness.check(cfg)
-    mesh_lib.make_mesh(cfg.train.num_devices, cfg.train.batch_size)
+    mesh_lib.make_mesh(cfg.train.num_devices, cfg.train.batch_size, cfg.train.sharding, cfg.train.model_parallel)
+    mesh_lib.check_model_parallel(cfg.model, cfg.train.sharding, cfg.train.model_parallel)
     memory.check(cfg, optimizer, extra_bytes=data.train_N.nbytes + data.val_N.nbytes)
     return cfg, data
 
@@ -44,9 +45,13 @@ def start(cfg: config_lib.Config, run_dir: Path, force: bool = False, progress: 
     cfg, data = _checked(cfg, None)
     corpus = Path(cfg.data.corpus)
     inputs = [corpus] if corpus.exists() else []
+    if not distributed.is_primary():  # process 0 claims and writes the folder; the others only train
+        distributed.barrier("run folder claimed")
+        return train(cfg, run_dir, data, progress=False)
     with rundir.claim(run_dir, "train", force, inputs=inputs):
         records.write_atomic(run_dir / "config.yaml", config_lib.to_yaml(cfg))
         save_tokenizer(data.tokenizer, run_dir)
+        distributed.barrier("run folder claimed")
         return train(cfg, run_dir, data, progress=progress)
 
 
@@ -100,6 +105,10 @@ def resume(run_dir: Path, overrides: list[str] = (), progress: bool = True, from
     """Continue the run in `run_dir` from its latest checkpoint (or `from_step`) to train.steps."""
     run_dir = Path(run_dir)
     checkpoint.load_config(run_dir)  # a clear refusal for a folder that is not a run, before locking it
+    if not distributed.is_primary():  # process 0 checks, locks and records the resume; the others only train
+        distributed.barrier("resume recorded")
+        cfg, data = _checked(_resume_config(run_dir, list(overrides)), run_dir)
+        return train(cfg, run_dir, data, resume=True, progress=False)
     with rundir.lock(run_dir):
         cfg = _resume_config(run_dir, list(overrides))
         start_step = _start_step(run_dir, from_step)
@@ -112,4 +121,5 @@ def resume(run_dir: Path, overrides: list[str] = (), progress: bool = True, from
                 "when": datetime.datetime.now().isoformat(timespec="seconds")}
         with open(run_dir / "resumes.jsonl", "a") as f:
             f.write(json.dumps(note) + "\n")
+        distributed.barrier("resume recorded")
         return train(cfg, run_dir, data, resume=True, progress=progress)
