@@ -57,32 +57,39 @@ def offsets_of(shapes) -> list:
     return [int(x) for x in np.concatenate([[0], np.cumsum([int(np.prod(s)) for s in shapes])])]
 
 
+def _replaced(leaves, idx, new):
+    out = list(leaves)
+    for i, leaf in zip(idx, new):
+        out[i] = leaf
+    return out
+
+
+def _pull(f, leaves, idx, xn):
+    """jax.vjp of x -> f over the leaves `idx` only (the others constant: no cotangent is built for them)."""
+    return jax.vjp(lambda new: f(_replaced(leaves, idx, new), xn[None])[0], [leaves[i] for i in idx])
+
+
+def layer_reads(f, leaves, xn, layers, cot_KxC):
+    """Per dense layer of one example: its input a (Din) and the rows g_k = J_s^T cot_k (K x Dout)."""
+    bias_idx = [b for _, b in layers]
+    g = jax.vmap(_pull(f, leaves, bias_idx, xn)[1])(cot_KxC)[0]
+    _, vjp = _pull(f, leaves, [i for pair in layers for i in pair], xn)
+    grads = vjp(jax.random.normal(jax.random.key(0), cot_KxC.shape[1:], cot_KxC.dtype))[0]
+    a = []
+    for dw, db in zip(grads[0::2], grads[1::2]):  # dW = a d^T, db = d
+        norm = jnp.sum(db ** 2)
+        a.append(jnp.where(norm > 0, dw @ db / jnp.where(norm > 0, norm, 1.0), 0.0))
+    return a, g
+
+
 def chunk_sums(f, leaves, xc, yc, mc, layers, others, lik, curvature, sigma_noise, structure):
     """Curvature sums over one chunk: per layer (A_sum, B) (kron) or (diag W, diag b) (diag), and per
     other leaf its GGN diagonal. f(leaves, x_1xD) -> z_1xC with `leaves` the subset's leaves; mc masks padding."""
-    def replaced(idx, new):
-        out = list(leaves)
-        for i, leaf in zip(idx, new):
-            out[i] = leaf
-        return out
-
-    bias_idx = [b for _, b in layers]
-    dense_idx = [i for pair in layers for i in pair]
-
     def one(xn, yn):
-        run = lambda idx: (lambda new: f(replaced(idx, new), xn[None])[0])  # noqa: E731
-        pull = lambda idx: jax.vjp(run(idx), [leaves[i] for i in idx])  # noqa: E731  (z, vjp over those leaves)
         z_C = f(leaves, xn[None])[0]
         s_KxC = lik_lib.sqrt_factor(lik, z_C, yn, sigma_noise, curvature).T
-        a, g, rest = [], [], []
-        if layers:
-            g = jax.vmap(pull(bias_idx)[1])(s_KxC)[0]  # per layer K x Dout
-            grads = pull(dense_idx)[1](jax.random.normal(jax.random.key(0), z_C.shape, z_C.dtype))[0]
-            for dw, db in zip(grads[0::2], grads[1::2]):
-                norm = jnp.sum(db ** 2)
-                a.append(jnp.where(norm > 0, dw @ db / jnp.where(norm > 0, norm, 1.0), 0.0))
-        if others:
-            rest = [jnp.sum(r ** 2, 0) for r in jax.vmap(pull(others)[1])(s_KxC)[0]]
+        a, g = layer_reads(f, leaves, xn, layers, s_KxC) if layers else ([], [])
+        rest = [jnp.sum(r ** 2, 0) for r in jax.vmap(_pull(f, leaves, others, xn)[1])(s_KxC)[0]] if others else []
         return a, g, rest
 
     a, g, rest = jax.vmap(one)(xc, yc)

@@ -120,6 +120,14 @@ class Kron:
         eps_PxS = jax.random.normal(key, (delta_P.size, n), delta_P.dtype)
         return self._scaled(delta_P, eps_PxS, -0.5).T  # Q D^{-1/2} Q^T eps has covariance Sigma
 
+    def layer_covariance(self, delta_P, start, a_I, jac_CxO):
+        """J Sigma J^T (C x C) of the block at `start` for a dense layer's Jacobian rows J_c = a (x) jac_c:
+        sum_ij ((Qa^T a)_i)^2 (Qb^T jac_c)_j (Qb^T jac_d)_j / (la_i lb_j + delta); the bias block has a = [1]."""
+        (blk,) = [b for b in self.blocks if b.start == start]
+        m_O = (a_I @ blk.qa_AxA) ** 2 @ (1.0 / blk.eig_AxB(self._delta(delta_P, blk)))
+        v_CxO = jac_CxO @ blk.qb_BxB
+        return (v_CxO * m_O) @ v_CxO.T
+
     def head_variance(self, delta_P, phi_NxD):
         """diag(J Sigma J^T) per row for a linear head z = phi W (one block, J = phi^T (x) I)."""
         (blk,) = self.blocks
