@@ -134,11 +134,10 @@ def test_head_posterior_closed_forms_match_the_generic_path():
 
 def test_kron_predictive_and_mixed_diag_equal_dense_computations(problem):
     params, x, y = problem
-    # kron: the per-layer closed form of J Sigma J^T (no Jacobian) equals the dense one, all layers and a subset
-    for subset in (None, ["layer_1"]):
-        post = bayes.laplace(model_fn, params, (x, y), structure="kron", subset=subset, prior_precision=0.3)
-        sub = post.subset
-        jac_NxCxP = jax.vmap(lambda xn: jax.jacobian(
+    # kron, diag: the per-layer closed form of J Sigma J^T (no Jacobian) equals the dense one, all layers and a subset
+    for structure, subset in (("kron", None), ("kron", ["layer_1"]), ("diag", None)):
+        post = bayes.laplace(model_fn, params, (x, y), structure=structure, subset=subset, prior_precision=0.3)
+        jac_NxCxP = jax.vmap(lambda xn, sub=post.subset: jax.jacobian(
             lambda t: model_fn(sub.merge(params, t), xn[None])[0])(sub.theta(params)))(x[:7])
         exact = jnp.einsum("ncp,pq,ndq->ncd", jac_NxCxP, jnp.linalg.inv(post.precision()), jac_NxCxP)
         np.testing.assert_allclose(bayes.glm_moments(post, x[:7])[1], exact, rtol=1e-9, atol=1e-13)

@@ -7,7 +7,8 @@ Gaussian: z ~ N(f(theta*, x), J Sigma J^T). Then
 - Monte Carlo: average p(y | z_s) over theta_s ~ N(theta*, Sigma), through the linearization
   (samples="glm") or the network itself (samples="nn").
 Jacobians are per example (vmapped), a chunk of examples at a time; a KFAC posterior of dense layers
-needs none: each layer's J Sigma J^T follows from its input and its bias Jacobian (_kron_moments).
+needs none, nor does a diagonal one: each layer's J Sigma J^T follows from its input and its bias
+Jacobian (_layer_moments).
 """
 
 import functools
@@ -50,8 +51,8 @@ def glm_moments(post, x, chunk_size: int = 32):
 @jax.jit
 def _glm_moments(post, chunks, delta_P):
     layers, others = kfac.split_layers(post.subset.paths, post.subset.shapes)
-    if post.structure == "kron" and not others:
-        return jax.lax.map(jax.vmap(lambda xn: _kron_moments(post, layers, delta_P, xn)), chunks)
+    if post.structure in ("kron", "diag") and layers and not others:
+        return jax.lax.map(jax.vmap(lambda xn: _layer_moments(post, layers, delta_P, xn)), chunks)
     f, theta = _per_example(post)
 
     def jac(xn):
@@ -67,9 +68,9 @@ def _glm_moments(post, chunks, delta_P):
     return jax.lax.map(one_chunk, chunks)
 
 
-def _kron_moments(post, layers, delta_P, xn):
-    """(z_C, J Sigma J^T) of one input for a KFAC posterior of dense layers, from each layer's input a and
-    bias Jacobian rows (kfac.layer_reads): O(D_in D_out + C D_out^2) per layer, no Jacobian, no P x P matrix."""
+def _layer_moments(post, layers, delta_P, xn):
+    """(z_C, J Sigma J^T) of one input for a KFAC or diagonal posterior of dense layers, from each layer's input
+    a and bias Jacobian rows (kfac.layer_reads): O(D_in D_out + C D_out^2) per layer, no Jacobian."""
     sub = post.subset
     leaves = sub.leaves(post.params)
     f = lambda lv, xb: post.model_fn(sub.with_leaves(post.params, lv), xb)  # noqa: E731
