@@ -130,3 +130,27 @@ def test_head_posterior_closed_forms_match_the_generic_path():
             lam = jnp.diag(p.sum(0)) - p.T @ p
             np.testing.assert_allclose(head.precision(), jnp.kron(phi.T @ phi / 25, lam) + 0.4 * jnp.eye(12),
                                        rtol=1e-10, atol=1e-12)
+
+
+def test_kron_predictive_and_mixed_diag_equal_dense_computations(problem):
+    params, x, y = problem
+    # kron, diag: the per-layer closed form of J Sigma J^T (no Jacobian) equals the dense one, all layers and a subset
+    for structure, subset in (("kron", None), ("kron", ["layer_1"]), ("diag", None)):
+        post = bayes.laplace(model_fn, params, (x, y), structure=structure, subset=subset, prior_precision=0.3)
+        jac_NxCxP = jax.vmap(lambda xn, sub=post.subset: jax.jacobian(
+            lambda t: model_fn(sub.merge(params, t), xn[None])[0])(sub.theta(params)))(x[:7])
+        exact = jnp.einsum("ncp,pq,ndq->ncd", jac_NxCxP, jnp.linalg.inv(post.precision()), jac_NxCxP)
+        np.testing.assert_allclose(bayes.glm_moments(post, x[:7])[1], exact, rtol=1e-9, atol=1e-13)
+    # diag on a model with a leaf outside any dense layer (an output scale): still the exact GGN diagonal
+    scaled = dict(params, scale=jnp.asarray(1.3))
+
+    def scaled_fn(p, xb):
+        return p["scale"] * model_fn({k: v for k, v in p.items() if k != "scale"}, xb)
+
+    flat, unravel = jax.flatten_util.ravel_pytree(scaled)
+    jac = jax.vmap(lambda xn: jax.jacobian(lambda w: scaled_fn(unravel(w), xn[None])[0])(flat))(x)
+    p = jax.nn.softmax(scaled_fn(scaled, x))
+    lam = jax.vmap(jnp.diag)(p) - p[:, :, None] * p[:, None, :]
+    ggn_diag = jnp.einsum("ncp,nck,nkp->p", jac, lam, jac)
+    post = bayes.laplace(scaled_fn, scaled, (x, y), structure="diag", prior_precision=0.7)
+    np.testing.assert_allclose(jnp.diag(post.precision()), ggn_diag + 0.7, rtol=1e-10)

@@ -6,10 +6,12 @@ order expansion of -log p(theta | D) at theta* gives a Gaussian whose precision 
 with H the GGN (default), the Hessian or the empirical Fisher (as laplace-torch). `subset` keeps the
 rest of the parameters fixed at the MAP (e.g. the last layer: Kristiadi et al. 2020). The full,
 Hessian and low-rank curvatures come from the toolkit's operators (sandbox.curvature); diag and
-kron sum per-example Jacobian rows S^T J (likelihood.py, kfac.py).
+kron come from per-example backward passes, never a per-example Jacobian (kfac.py). Fits and predictives
+are compiled once per model function and subset and reused across fits and prior precisions.
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -28,13 +30,15 @@ CURVATURES = ("ggn", "hessian", "fisher")
 FULL_MAX_BYTES = 4 * 2 ** 30  # a dense P x P precision above this is refused
 
 
-@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static part of jitted posteriors
+@dataclasses.dataclass(frozen=True, eq=False)
 class Subset:
-    """The chosen parameters as one flat vector theta_s, and the way back into the full tree."""
+    """The chosen parameters as one flat vector theta_s, and the way back into the full tree.
+
+    Equal (and hashed) by value: the layout and the chosen leaves. It is a static part of jitted fits
+    and predictives, so a second posterior of the same model reuses their compiled programs.
+    """
     layout: Layout          # of the whole params tree
-    index_S: np.ndarray     # positions of theta_s in the flat full vector
-    paths: tuple            # leaf paths of the subset, in order
-    shapes: tuple
+    leaf_ids: tuple         # which leaves of the tree, in order
     group_S: np.ndarray     # leaf number (prior group) of each entry of theta_s
 
     @staticmethod
@@ -50,21 +54,50 @@ class Subset:
                 start, stop, _ = layout.block(name)  # raises with the valid names if unknown
                 hits |= {i for i in range(len(layout.paths)) if start <= offsets[i] < stop}
             chosen = sorted(hits)
-        index = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in chosen])
-        group = np.concatenate([np.full(offsets[i + 1] - offsets[i], g) for g, i in enumerate(chosen)])
-        return Subset(layout, index, tuple(layout.paths[i] for i in chosen),
-                      tuple(layout.shapes[i] for i in chosen), group)
+        group = np.concatenate([np.full(layout.sizes[i], g) for g, i in enumerate(chosen)])
+        return Subset(layout, tuple(chosen), group)
+
+    def _key(self):
+        return self.layout, self.leaf_ids
+
+    def __eq__(self, other):
+        return isinstance(other, Subset) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    @property
+    def paths(self):
+        return tuple(self.layout.paths[i] for i in self.leaf_ids)
+
+    @property
+    def shapes(self):
+        return tuple(self.layout.shapes[i] for i in self.leaf_ids)
 
     @property
     def dim(self):
-        return int(self.index_S.size)
+        return int(self.group_S.size)
+
+    def leaves(self, params) -> list:
+        leaves = jax.tree_util.tree_leaves(params)
+        return [leaves[i] for i in self.leaf_ids]
 
     def theta(self, params):
-        return self.layout.ravel(params)[self.index_S]
+        return jnp.concatenate([jnp.ravel(leaf).astype(self.layout.dtype) for leaf in self.leaves(params)])
+
+    def with_leaves(self, params, new_leaves):
+        """The params tree with the subset's leaves replaced (the others untouched: no gradient flows there)."""
+        leaves = jax.tree_util.tree_leaves(params)
+        for i, leaf in zip(self.leaf_ids, new_leaves):
+            leaves[i] = leaf
+        return jax.tree_util.tree_unflatten(self.layout.treedef, leaves)
 
     def merge(self, params, theta_S):
         """The params tree with the subset replaced by theta_S."""
-        return self.layout.unravel(self.layout.ravel(params).at[self.index_S].set(theta_S))
+        offsets = kfac.offsets_of(self.shapes)
+        parts = [theta_S[a:b].reshape(shape).astype(self.layout.dtypes[i])
+                 for a, b, shape, i in zip(offsets[:-1], offsets[1:], self.shapes, self.leaf_ids)]
+        return self.with_leaves(params, parts)
 
 
 @struct.dataclass
@@ -157,9 +190,9 @@ def laplace(model_fn: Callable, params, data, *, likelihood: str = "classificati
                            f"{FULL_MAX_BYTES / 2 ** 30:.0f} GiB limit; use structure='kron', 'diag' or 'lowrank', "
                            "or a subset such as the last layer")
     theta = sub.theta(params)
-    f = lambda th, xb: model_fn(sub.merge(params, th), xb)  # noqa: E731
-    loss = float(jax.jit(lambda th: lik_lib.neg_log_lik(likelihood, f(th, x), y, sigma_noise))(theta))
+    loss = float(_loss(model_fn, params, x, y, likelihood, sigma_noise))
     if structure in ("full", "lowrank"):
+        f = lambda th, xb: model_fn(sub.merge(params, th), xb)  # noqa: E731
         op = _operator(f, theta, x, y, likelihood, curvature, sigma_noise)
         if structure == "full":
             curv = structures.Full(ops.dense(op))
@@ -174,7 +207,9 @@ def laplace(model_fn: Callable, params, data, *, likelihood: str = "classificati
         if curvature == "hessian":
             raise SandboxError(f"structure={structure!r} is built from Jacobians: use curvature='ggn' or 'fisher' "
                                "(the Hessian is available with 'full' and 'lowrank')")
-        curv = _from_rows(f, theta, x, y, sub, likelihood, curvature, sigma_noise, structure, chunk_size)
+        if structure == "kron":
+            kfac.dense_layers(sub.paths, sub.shapes)  # raises unless every leaf sits in a dense layer with a bias
+        curv = _from_rows(model_fn, sub, params, x, y, likelihood, curvature, sigma_noise, structure, chunk_size)
     return Posterior(model_fn, params, sub, likelihood, sigma_noise, structure, curv, prior_precision,
                      loss, int(x.shape[0]))
 
@@ -211,50 +246,48 @@ def _operator(f, theta, x, y, lik, curv, sigma_noise):
     return op.scaled(jnp.full(theta.shape, np.sqrt(n), theta.dtype))
 
 
-def _from_rows(f, theta, x, y, sub, lik, curv, sigma_noise, structure, chunk_size):
-    """diag / kron by summing per-example terms of the rows S^T J over chunks of the data."""
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _loss(model_fn, params, x, y, lik, sigma_noise):
+    return lik_lib.neg_log_lik(lik, model_fn(params, x), y, sigma_noise)
+
+
+def _from_rows(model_fn, sub, params, x, y, lik, curv, sigma_noise, structure, chunk_size):
+    """diag / kron from per-example backward passes (kfac.py), summed a chunk of examples at a time."""
+    n = x.shape[0]
+    c = max(1, min(chunk_size, n))
+    pad = (-n) % c
+    mask = jnp.concatenate([jnp.ones(n, sub.layout.dtype), jnp.zeros(pad, sub.layout.dtype)])
+    xp = jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]) if pad else x
+    yp = jnp.concatenate([y, jnp.repeat(y[:1], pad, 0)]) if pad else y
+    layer_sums, rest = _sums(model_fn, sub, params, xp, yp, mask, lik, curv, sigma_noise, structure, c)
     offsets = kfac.offsets_of(sub.shapes)
-    layers = kfac.dense_layers(sub.paths, sub.shapes) if structure == "kron" else None
-
-    def one(xn, yn):
-        z_C, vjp = jax.vjp(lambda th: f(th, xn[None])[0], theta)
-        jac_CxP = jax.vmap(lambda u: vjp(u)[0])(jnp.eye(z_C.shape[0], dtype=z_C.dtype))
-        s_CxK = lik_lib.sqrt_factor(lik, z_C, yn, sigma_noise, curv)
-        if structure == "diag":
-            return jnp.sum((s_CxK.T @ jac_CxP) ** 2, axis=0)
-        return kfac.layer_terms(jac_CxP, s_CxK.T, offsets, sub.shapes, layers)
-
-    total = chunked_sum(one, x, y, chunk_size)
+    layers, others = kfac.split_layers(sub.paths, sub.shapes)
     if structure == "diag":
-        return structures.Diag(total)
+        parts = {}
+        for (w, b), (h_w, h_b) in zip(layers, layer_sums):
+            parts[w], parts[b] = h_w.ravel(), h_b
+        parts.update({i: r.ravel() for i, r in zip(others, rest)})
+        return structures.Diag(jnp.concatenate([parts[i] for i in range(len(sub.shapes))]))
     blocks = []
-    for (w, b), (a_sum, b_mat) in zip(layers, total):
-        blocks.append(structures.KronBlock.of(a_sum / x.shape[0], b_mat, offsets[w]))
+    for (w, b), (a_sum, b_mat) in zip(layers, layer_sums):
+        blocks.append(structures.KronBlock.of(a_sum / n, b_mat, offsets[w]))
         blocks.append(structures.KronBlock.of(jnp.ones((1, 1), b_mat.dtype), b_mat, offsets[b]))
     return structures.Kron(tuple(sorted(blocks, key=lambda blk: blk.start)))
 
 
-def chunked_sum(fn, x, y, chunk_size):
-    """sum_n fn(x_n, y_n) over the data, `chunk_size` examples at a time (vmapped), in one jit."""
-    n = x.shape[0]
-    c = max(1, min(chunk_size, n))
-    pad = (-n) % c
-    mask = jnp.concatenate([jnp.ones(n), jnp.zeros(pad)]).astype(x.dtype)
-    xp = jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]) if pad else x
-    yp = jnp.concatenate([y, jnp.repeat(y[:1], pad, 0)]) if pad else y
+@functools.partial(jax.jit, static_argnums=(0, 1, 6, 7, 8, 9, 10))
+def _sums(model_fn, sub, params, xp, yp, mask, lik, curv, sigma_noise, structure, c):
+    """The chunk sums of kfac.chunk_sums over the padded data, in one compiled scan (cached per model and subset)."""
+    layers, others = kfac.split_layers(sub.paths, sub.shapes)
+    leaves = sub.leaves(params)
+    f = lambda lv, xb: model_fn(sub.with_leaves(params, lv), xb)  # noqa: E731
+    chunks = jax.tree_util.tree_map(lambda a: a.reshape(-1, c, *a.shape[1:]), (xp, yp, mask))
 
-    @jax.jit
-    def run(xp, yp, mask):
-        chunks = jax.tree_util.tree_map(lambda a: a.reshape(-1, c, *a.shape[1:]), (xp, yp, mask))
+    def step(acc, chunk):
+        out = kfac.chunk_sums(f, leaves, *chunk, layers, others, lik, curv, sigma_noise, structure)
+        return jax.tree_util.tree_map(jnp.add, acc, out), None
 
-        def step(acc, chunk):
-            xc, yc, mc = chunk
-            out = jax.vmap(fn)(xc, yc)
-            out = jax.tree_util.tree_map(lambda o: jnp.tensordot(mc, o, axes=1), out)
-            return jax.tree_util.tree_map(jnp.add, acc, out), None
-
-        init = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape[1:], s.dtype),
-                                      jax.eval_shape(jax.vmap(fn), chunks[0][0], chunks[1][0]))
-        return jax.lax.scan(step, init, chunks)[0]
-
-    return run(xp, yp, mask)
+    first = jax.tree_util.tree_map(lambda a: a[0], chunks)
+    init = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(
+        lambda ch: kfac.chunk_sums(f, leaves, *ch, layers, others, lik, curv, sigma_noise, structure), first))
+    return jax.lax.scan(step, init, chunks)[0]

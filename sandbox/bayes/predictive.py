@@ -6,7 +6,9 @@ Gaussian: z ~ N(f(theta*, x), J Sigma J^T). Then
 - classification, probit (MacKay 1992): E softmax(z) ~ softmax(f* / sqrt(1 + pi/8 diag(J Sigma J^T)));
 - Monte Carlo: average p(y | z_s) over theta_s ~ N(theta*, Sigma), through the linearization
   (samples="glm") or the network itself (samples="nn").
-Jacobians are per example (vmapped), a chunk of examples at a time.
+Jacobians are per example (vmapped), a chunk of examples at a time; a KFAC posterior of dense layers
+needs none, nor does a diagonal one: each layer's J Sigma J^T follows from its input and its bias
+Jacobian (_layer_moments).
 """
 
 import functools
@@ -15,6 +17,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from sandbox.bayes import kfac
 from sandbox.errors import SandboxError
 
 METHODS = ("probit", "glm", "mc")
@@ -47,6 +50,9 @@ def glm_moments(post, x, chunk_size: int = 32):
 
 @jax.jit
 def _glm_moments(post, chunks, delta_P):
+    layers, others = kfac.split_layers(post.subset.paths, post.subset.shapes)
+    if post.structure in ("kron", "diag") and layers and not others:
+        return jax.lax.map(jax.vmap(lambda xn: _layer_moments(post, layers, delta_P, xn)), chunks)
     f, theta = _per_example(post)
 
     def jac(xn):
@@ -60,6 +66,22 @@ def _glm_moments(post, chunks, delta_P):
         return z_MxC, jnp.einsum("mcp,pmk->mck", j_MxCxP, sj_PxMC.reshape(p, m, c))
 
     return jax.lax.map(one_chunk, chunks)
+
+
+def _layer_moments(post, layers, delta_P, xn):
+    """(z_C, J Sigma J^T) of one input for a KFAC or diagonal posterior of dense layers, from each layer's input
+    a and bias Jacobian rows (kfac.layer_reads): O(D_in D_out + C D_out^2) per layer, no Jacobian."""
+    sub = post.subset
+    leaves = sub.leaves(post.params)
+    f = lambda lv, xb: post.model_fn(sub.with_leaves(post.params, lv), xb)  # noqa: E731
+    z_C = f(leaves, xn[None])[0]
+    a, jac = kfac.layer_reads(f, leaves, xn, layers, jnp.eye(z_C.shape[0], dtype=z_C.dtype))
+    offsets = kfac.offsets_of(sub.shapes)
+    cov_CxC = jnp.zeros((z_C.shape[0],) * 2, z_C.dtype)
+    for (w, b), a_I, jac_CxO in zip(layers, a, jac):
+        cov_CxC += post.curv.layer_covariance(delta_P, offsets[w], a_I, jac_CxO)
+        cov_CxC += post.curv.layer_covariance(delta_P, offsets[b], jnp.ones(1, z_C.dtype), jac_CxO)
+    return z_C, cov_CxC
 
 
 def probit(f_mu_NxC, f_var_diag_NxC):

@@ -55,6 +55,13 @@ class Diag:
     def sample(self, delta_P, key, n):
         return jax.random.normal(key, (n, delta_P.size), delta_P.dtype) / jnp.sqrt(self.h_P + delta_P)
 
+    def layer_covariance(self, delta_P, start, a_I, jac_CxO):
+        """J Sigma J^T (C x C) of the dense block at `start` (row-major a.size x O) for rows J_c = a (x) jac_c:
+        sum_io a_i^2 jac_co jac_do / (h_io + delta_io); the bias block has a = [1]."""
+        size = a_I.size * jac_CxO.shape[1]
+        inv_IxO = (1.0 / (self.h_P + delta_P))[start:start + size].reshape(a_I.size, -1)
+        return (jac_CxO * (a_I ** 2 @ inv_IxO)) @ jac_CxO.T
+
     def head_variance(self, delta_P, phi_NxD):
         """diag(J Sigma J^T) per row for a linear head z = phi W (W row-major D x C)."""
         d = phi_NxD.shape[-1]
@@ -119,6 +126,14 @@ class Kron:
     def sample(self, delta_P, key, n):
         eps_PxS = jax.random.normal(key, (delta_P.size, n), delta_P.dtype)
         return self._scaled(delta_P, eps_PxS, -0.5).T  # Q D^{-1/2} Q^T eps has covariance Sigma
+
+    def layer_covariance(self, delta_P, start, a_I, jac_CxO):
+        """J Sigma J^T (C x C) of the block at `start` for a dense layer's Jacobian rows J_c = a (x) jac_c:
+        sum_ij ((Qa^T a)_i)^2 (Qb^T jac_c)_j (Qb^T jac_d)_j / (la_i lb_j + delta); the bias block has a = [1]."""
+        (blk,) = [b for b in self.blocks if b.start == start]
+        m_O = (a_I @ blk.qa_AxA) ** 2 @ (1.0 / blk.eig_AxB(self._delta(delta_P, blk)))
+        v_CxO = jac_CxO @ blk.qb_BxB
+        return (v_CxO * m_O) @ v_CxO.T
 
     def head_variance(self, delta_P, phi_NxD):
         """diag(J Sigma J^T) per row for a linear head z = phi W (one block, J = phi^T (x) I)."""
