@@ -51,6 +51,14 @@ def replace_layers(params, new_layers: dict):
     return traverse_util.unflatten_dict(flat)
 
 
+def densify(params, groups: dict | None = None):
+    """A copy of params with every factorized layer {u, v} replaced by the dense {w: u v} (on the host): the
+    same function up to float rounding, in the original shapes, so one compiled model scores every rank."""
+    dense = {path: {"w": jnp.asarray(np.asarray(p["u"]) @ np.asarray(p["v"]))}
+             for path, p in linear_layers(params, groups).items() if "u" in p}
+    return replace_layers(params, dense) if dense else params
+
+
 def param_count(layers: dict) -> int:
     """Stored weights of the layers (w, or u and v), without biases."""
     return sum(int(np.size(p[n])) for p in layers.values() for n in ("w", "u", "v") if n in p)
