@@ -10,7 +10,7 @@ Its spectrum is A_bb's n_b eigenvalues plus N - n_b zeros. The zeros never enter
   active part, so they sort last among the Ritz values and get quadrature weight 0;
 - Hutch++: tr(P A P) = tr A_bb, and the masked operator sends everything off the block to zero.
 Every target (a mask; all ones is the whole operator) runs the same code, one after another in a
-`lax.map`: one compilation, whatever the number of blocks, and one batch's memory at a time.
+`lax.map`: one compilation, whatever the number of blocks, and one target's memory at a time.
 """
 
 import functools
@@ -55,12 +55,13 @@ def ritz(tri: Tridiagonal, num_active):
 def spectra(op: LinearOperator, masks_TxN, *, key: jax.Array, k: int, num_steps: int, num_probes: int = 0,
             num_matvecs: int = 0, tick=None) -> dict:
     """Per target (a row of `masks_TxN`): the k top Lanczos eigenvalues of its block and their residuals,
-    with num_probes > 0 the SLQ nodes and weights (num_steps steps), with num_matvecs > 0 the Hutch++ trace.
+    with num_probes > 0 the SLQ nodes and weights, with num_matvecs > 0 the Hutch++ trace (batches of 32).
 
     Returns numpy arrays {"values_TxK", "residuals_TxK", ["nodes_TxPxM", "weights_TxPxM"], ["trace_T"]};
     a block of n_b < k coordinates has only its first n_b values (the rest are sentinels: drop them).
-    Top-k uses max(num_steps, k) steps (at most N). `tick(t, stage)` is called as each stage of each
-    target finishes (from inside the running program).
+    Top-k and SLQ share one batched Lanczos of max(num_steps, k) steps (at most N), and the operator is
+    linearized once for all (`LinearOperator.linearized`). `tick(t, stage)` is called as each stage of
+    each target finishes (from inside the running program).
     """
     masks_TxN = jnp.asarray(masks_TxN, op.dtype)
     if masks_TxN.ndim != 2 or masks_TxN.shape[1] != op.dim:
@@ -70,30 +71,34 @@ def spectra(op: LinearOperator, masks_TxN, *, key: jax.Array, k: int, num_steps:
     if num_steps < 1 or num_probes < 0 or 0 < num_matvecs < 3 or num_matvecs < 0:
         raise SandboxError(f"num_steps={num_steps} must be >= 1, num_probes={num_probes} >= 0 and "
                            f"num_matvecs={num_matvecs} 0 or >= 3 (Hutch++)")
-    out = _spectra(op, masks_TxN, key, k, min(op.dim, max(num_steps, k)), min(num_steps, op.dim), num_probes,
-                   num_matvecs, tick)
+    out = _spectra(op, masks_TxN, key, k, min(op.dim, max(num_steps, k)), num_probes, num_matvecs, tick)
     return {name: np.asarray(x) for name, x in ensure_finite(out, "the block spectra").items()}
 
 
-@functools.partial(jax.jit, static_argnames=("k", "top_steps", "slq_steps", "num_probes", "num_matvecs", "tick"))
-def _spectra(op, masks_TxN, key, k, top_steps, slq_steps, num_probes, num_matvecs, tick):
+@functools.partial(jax.jit, static_argnames=("k", "num_steps", "num_probes", "num_matvecs", "tick"))
+def _spectra(op, masks_TxN, key, k, num_steps, num_probes, num_matvecs, tick):
     def notify(t, stage, result):
         if tick is not None:  # after `result` exists, so after the stage's work
             jax.debug.callback(lambda t, _: tick(int(t), stage), t, result)
 
+    linear = op.linearized()  # forward and backward pass once, for every target and matvec
+
     def one(args):
         t, mask_N = args
-        target = op.scaled(mask_N)  # P A P
+        target = linear.scaled(mask_N)  # P A P
         num_active = jnp.sum(mask_N)
-        tri = lanczos(target, jax.random.normal(key, (op.dim,), op.dtype), top_steps, mask_N)
-        theta_M, s_MxM, _ = ritz(tri, num_active)
-        idx = jnp.arange(top_steps)[::-1][:k]
-        out = {"values_TxK": theta_M[idx], "residuals_TxK": jnp.abs(tri.betas_M[-1] * s_MxM[-1, idx])}
-        notify(t, STAGES[0], out["values_TxK"])
+        # top-k from a Gaussian start and the SLQ probes: one batched Lanczos, one matvec per step
+        starts_SxN = jax.random.normal(key, (1, op.dim), op.dtype)
         if num_probes:
-            signs_PxN = jax.random.rademacher(key, (num_probes, op.dim), op.dtype)
-            out["nodes_TxPxM"], out["weights_TxPxM"] = jax.vmap(
-                lambda v_N: _quadrature(target, v_N, slq_steps, mask_N, num_active))(signs_PxN)
+            starts_SxN = jnp.concatenate([starts_SxN, jax.random.rademacher(key, (num_probes, op.dim), op.dtype)])
+        tri = jax.vmap(lambda v_N: lanczos(target, v_N, num_steps, mask_N))(starts_SxN)
+        theta_SxM, s_SxMxM, active_SxM = jax.vmap(ritz, in_axes=(0, None))(tri, num_active)
+        idx = jnp.arange(num_steps)[::-1][:k]
+        out = {"values_TxK": theta_SxM[0, idx], "residuals_TxK": jnp.abs(tri.betas_M[0, -1] * s_SxMxM[0, -1, idx])}
+        notify(t, STAGES[0], out["values_TxK"])
+        if num_probes:  # inactive nodes: weight 0, and the top node's value so they stretch no grid
+            out["nodes_TxPxM"] = jnp.where(active_SxM, theta_SxM, theta_SxM[:, -1:])[1:]
+            out["weights_TxPxM"] = jnp.where(active_SxM, s_SxMxM[:, 0] ** 2, 0.0)[1:]
             notify(t, STAGES[1], out["nodes_TxPxM"])
         if num_matvecs:
             out["trace_T"] = _hutchpp(target, key, num_matvecs, 32)
@@ -101,9 +106,3 @@ def _spectra(op, masks_TxN, key, k, top_steps, slq_steps, num_probes, num_matvec
         return out
 
     return jax.lax.map(one, (jnp.arange(masks_TxN.shape[0]), masks_TxN))
-
-
-def _quadrature(op, v_N, num_steps, mask_N, num_active):
-    """SLQ nodes and weights of one probe; inactive nodes get weight 0 (and the top node's value)."""
-    theta_M, s_MxM, active_M = ritz(lanczos(op, v_N, num_steps, mask_N), num_active)
-    return jnp.where(active_M, theta_M, theta_M[-1]), jnp.where(active_M, s_MxM[0] ** 2, 0.0)
