@@ -40,7 +40,13 @@ def diagonal(op: LinearOperator, *, key: jax.Array, num_matvecs: int = 1, batch_
 
 
 def _matmat(op, v_PxN, batch_size):
-    return jax.lax.map(op.mv, v_PxN, batch_size=min(batch_size, v_PxN.shape[0]))
+    """A v for each row, vmapped in chunks; rows are padded with zeros to whole chunks so that the
+    matvec is compiled once (lax.map would add a second copy for a remainder)."""
+    p = v_PxN.shape[0]
+    chunks = -(-p // min(batch_size, p))
+    size = -(-p // chunks)
+    padded_CxBxN = jnp.zeros((chunks * size, v_PxN.shape[1]), v_PxN.dtype).at[:p].set(v_PxN)
+    return jax.lax.map(jax.vmap(op.mv), padded_CxBxN.reshape(chunks, size, -1)).reshape(chunks * size, -1)[:p]
 
 
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "batch_size"))
