@@ -56,10 +56,10 @@ def operator(kind: str, logits_fn, params, batch, key: jax.Array) -> curvature.L
 
 
 def memory_bytes(dim: int, opts: CurvatureOptions, itemsize: int = 4) -> int:
-    """Bytes of the Lanczos bases: (m + 1) x dim for the top-k (m = max(num_steps, top_k)), and
-    num_probes of (num_steps + 1) x dim for SLQ, whose probes run at once."""
+    """Bytes of the Lanczos bases: (m + 1) x dim for the top-k (m = max(num_steps, top_k)), and as many
+    for each of the num_probes SLQ probes, which run at once with it (`curvature.blocks`)."""
     m = min(max(opts.num_steps, opts.top_k), dim)
-    slq = opts.num_probes * (min(opts.num_steps, dim) + 1) if opts.density else 0
+    slq = opts.num_probes * (m + 1) if opts.density else 0
     return (m + 1 + slq) * dim * itemsize
 
 
