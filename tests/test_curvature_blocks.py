@@ -104,3 +104,14 @@ def test_bad_masks_and_requests_are_refused():
         curvature.blocks.spectra(op, np.ones((2, 3)), key=jax.random.key(0), k=1, num_steps=2)
     with pytest.raises(SandboxError, match="Hutch"):
         curvature.blocks.spectra(op, np.ones((1, 4)), key=jax.random.key(0), k=1, num_steps=2, num_matvecs=2)
+
+
+def test_linearized_operator_is_the_same_map():
+    """`linearized` splits H v into the pass at w (once) and the tangent pass: the same H v, in float64."""
+    with jax.enable_x64(True):
+        params = {"w": jax.random.normal(jax.random.key(0), (4, 3), jnp.float64)}
+        x = jax.random.normal(jax.random.key(1), (6, 4), jnp.float64)
+        op = curvature.hessian(lambda p, b: jnp.mean(jnp.tanh(b @ p["w"]) ** 3), params, x)
+        v_N = jax.random.normal(jax.random.key(2), (12,), jnp.float64)
+        linear_mv = jax.jit(lambda op, v: op.linearized().mv(v))
+        np.testing.assert_allclose(linear_mv(op, v_N), curvature.dense(op) @ v_N, rtol=1e-12, atol=1e-14)
