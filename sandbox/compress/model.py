@@ -10,6 +10,7 @@ Calibration records, for every layer, the Gram matrix G = X^T X of its inputs an
 their mean |x| per channel, which activation-aware SVD needs.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
@@ -54,7 +55,7 @@ def replace_layers(params, new_layers: dict):
 def densify(params, groups: dict | None = None):
     """A copy of params with every factorized layer {u, v} replaced by the dense {w: u v} (on the host): the
     same function up to float rounding, in the original shapes, so one compiled model scores every rank."""
-    dense = {path: {"w": jnp.asarray(np.asarray(p["u"]) @ np.asarray(p["v"]))}
+    dense = {path: {"w": jax.device_put(np.asarray(p["u"]) @ np.asarray(p["v"]))}
              for path, p in linear_layers(params, groups).items() if "u" in p}
     return replace_layers(params, dense) if dense else params
 
