@@ -88,3 +88,27 @@ def test_bad_settings_are_clear_errors():
         cmodel.decompose(cmodel.linear_layers(PARAMS), "asvd")
     with pytest.raises(SandboxError, match="choose one of"):
         sweep.compress(PARAMS, "distill", {})
+
+
+def test_a_sweep_scores_every_setting_with_one_compiled_model():
+    """Factors are multiplied out for scoring (`densify`: w = u v, original shapes), so ranks, bit widths,
+    casts and sparsities never recompile the model; the scores are those of the factorized model."""
+    decs = cmodel.decompose(cmodel.linear_layers(PARAMS), "svd")
+    small, _ = sweep.compress(PARAMS, "svd", {"rank": 5}, decs)
+    dense_view = cmodel.densify(small)
+    for path, p in cmodel.linear_layers(dense_view).items():
+        thin = cmodel.linear_layers(small)[path]
+        assert set(p) == ({"w", "b"} if "b" in thin else {"w"})
+        np.testing.assert_allclose(p["w"], np.asarray(thin["u"]) @ np.asarray(thin["v"]), rtol=1e-6, atol=1e-7)
+    apply = jax.jit(lambda p: transformer.apply(p, TOKENS, CFG))
+    scores = []
+    evaluate = lambda p: scores.append(apply(p)) or {"n": len(scores)}  # noqa: E731
+    evaluate(PARAMS)
+    settings = {"svd": [{"fraction": f} for f in (0.1, 0.3, 0.6)], "prune": [{"sparsity": s} for s in (0.2, 0.7)],
+                "quantize": [{"bits": b, "symmetric": True, "granularity": "channel", "group_size": 8} for b in (4, 8)]
+                + [{"dtype": "bfloat16"}]}
+    for method, each in settings.items():
+        sweep.run(PARAMS, method, each, evaluate, None)
+    assert apply._cache_size() == 1  # every setting of every method: the same shapes, one compilation
+    np.testing.assert_allclose(scores[1], APPLY(sweep.compress(PARAMS, "svd", {"fraction": 0.1}, decs)[0], TOKENS, CFG),
+                               rtol=1e-4, atol=1e-5)

@@ -56,10 +56,10 @@ def operator(kind: str, logits_fn, params, batch, key: jax.Array) -> curvature.L
 
 
 def memory_bytes(dim: int, opts: CurvatureOptions, itemsize: int = 4) -> int:
-    """Bytes of the Lanczos bases: (m + 1) x dim for the top-k (m = max(num_steps, top_k)), and
-    num_probes of (num_steps + 1) x dim for SLQ, whose probes run at once."""
+    """Bytes of the Lanczos bases: (m + 1) x dim for the top-k (m = max(num_steps, top_k)), and as many
+    for each of the num_probes SLQ probes, which run at once with it (`curvature.blocks`)."""
     m = min(max(opts.num_steps, opts.top_k), dim)
-    slq = opts.num_probes * (min(opts.num_steps, dim) + 1) if opts.density else 0
+    slq = opts.num_probes * (m + 1) if opts.density else 0
     return (m + 1 + slq) * dim * itemsize
 
 
@@ -80,27 +80,6 @@ def check_request(dim: int, opts: CurvatureOptions) -> None:
                            f"the {free / 2**30:.1f} GiB free; ask for fewer eigenvalues or steps")
 
 
-def spectrum(op: curvature.LinearOperator, opts: CurvatureOptions, key: jax.Array, tick=None) -> dict:
-    """{"dim", "top_eigenvalues", "residuals", ["density": {"grid", "values"}], ["trace"]} of one operator.
-
-    `tick(stage)` is called after each stage (for progress)."""
-    tick = tick or (lambda stage: None)
-    out = {"dim": op.dim}
-    k = min(opts.top_k, op.dim)
-    pairs = curvature.eigenpairs(op, k, key=key, num_steps=max(opts.num_steps, k))
-    out["top_eigenvalues"] = [float(v) for v in pairs.values_K]
-    out["residuals"] = [float(r) for r in pairs.residuals_K]
-    tick("top eigenvalues")
-    if opts.density:
-        grid, values = curvature.spectral_density(op, key=key, num_steps=opts.num_steps, num_probes=opts.num_probes)
-        out["density"] = {"grid": [float(g) for g in grid], "values": [float(v) for v in values]}
-        tick("density")
-    if opts.trace:
-        out["trace"] = float(curvature.trace(op, key=key, num_matvecs=opts.num_matvecs))
-        tick("trace")
-    return out
-
-
 def stages(opts: CurvatureOptions, groups: dict | None, params) -> int:
     """How many `tick`s `analyse` makes: one per stage per target."""
     targets = 1 + (len(groups_lib.blocks(groups or groups_lib.infer(params))) if opts.blocks else 0)
@@ -109,18 +88,31 @@ def stages(opts: CurvatureOptions, groups: dict | None, params) -> int:
 
 def analyse(logits_fn, params, batch, opts: CurvatureOptions = CurvatureOptions(), groups: dict | None = None,
             progress=None) -> dict:
-    """The spectrum of the whole operator and, with `opts.blocks`, of each block of `groups`
-    (default: inferred from the parameter names). `progress(target, stage)` after each stage."""
+    """{"dim", "top_eigenvalues", "residuals", ["density": {"grid", "values"}], ["trace"]} of the whole
+    operator and, with `opts.blocks`, the same for each block of `groups` (default: inferred from the
+    parameter names) under "blocks". All targets run as one compiled program (`curvature.blocks`);
+    `progress(target, stage)` after each stage."""
     key_op, key_solve = jax.random.split(jax.random.key(opts.seed))
     op = operator(opts.operator, logits_fn, params, batch, key_op)
     check_request(op.dim, opts)
-    targets = [("all", op)]
-    if opts.blocks:
-        targets += [(name, op.block(name)) for name in groups_lib.blocks(groups or groups_lib.infer(params))]
+    names = ["all"] + (groups_lib.blocks(groups or groups_lib.infer(params)) if opts.blocks else [])
+    masks_TxN = curvature.blocks.masks(op.layout, names)
+    tick = (lambda t, stage: progress(names[t], stage)) if progress else None
+    out = curvature.blocks.spectra(op, masks_TxN, key=key_solve, k=min(opts.top_k, op.dim), num_steps=opts.num_steps,
+                                   num_probes=opts.num_probes if opts.density else 0,
+                                   num_matvecs=opts.num_matvecs if opts.trace else 0, tick=tick)
     per_target = {}
-    for name, target in targets:
-        tick = (lambda stage, name=name: progress(name, stage)) if progress else None
-        per_target[name] = spectrum(target, opts, key_solve, tick)
+    for t, name in enumerate(names):
+        dim = int(masks_TxN[t].sum())
+        k = min(opts.top_k, dim)
+        one = {"dim": dim, "top_eigenvalues": [float(v) for v in out["values_TxK"][t, :k]],
+               "residuals": [float(r) for r in out["residuals_TxK"][t, :k]]}
+        if opts.density:
+            grid, values = curvature.smooth_density(out["nodes_TxPxM"][t], out["weights_TxPxM"][t])
+            one["density"] = {"grid": [float(g) for g in grid], "values": [float(v) for v in values]}
+        if opts.trace:
+            one["trace"] = float(out["trace_T"][t])
+        per_target[name] = one
     result = {"operator": opts.operator, "fisher_kind": "mc" if opts.operator == "fisher" else None,
               **per_target.pop("all")}
     if per_target:

@@ -10,6 +10,7 @@ Calibration records, for every layer, the Gram matrix G = X^T X of its inputs an
 their mean |x| per channel, which activation-aware SVD needs.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
@@ -49,6 +50,14 @@ def replace_layers(params, new_layers: dict):
             flat.pop(key + (name,), None)
         flat.update({key + (name,): value for name, value in layer.items()})
     return traverse_util.unflatten_dict(flat)
+
+
+def densify(params, groups: dict | None = None):
+    """A copy of params with every factorized layer {u, v} replaced by the dense {w: u v} (on the host): the
+    same function up to float rounding, in the original shapes, so one compiled model scores every rank."""
+    dense = {path: {"w": jax.device_put(np.asarray(p["u"]) @ np.asarray(p["v"]))}
+             for path, p in linear_layers(params, groups).items() if "u" in p}
+    return replace_layers(params, dense) if dense else params
 
 
 def param_count(layers: dict) -> int:

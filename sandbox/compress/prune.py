@@ -25,10 +25,12 @@ def magnitude_prune(w_MxN, sparsity: float) -> dict:
     return {"w": w_pruned, "mask": mask, "kept_fraction": 1.0 - n_drop / w.size}
 
 
-@partial(jax.jit, static_argnums=1)
+@jax.jit
 def _magnitude(w_MxN, n_drop):
+    """n_drop is traced: one compilation per weight shape serves every sparsity."""
     order = jnp.argsort(jnp.abs(w_MxN).ravel())
-    mask = jnp.ones(w_MxN.size, bool).at[order[:n_drop]].set(False).reshape(w_MxN.shape)
+    rank = jnp.zeros(w_MxN.size, jnp.int32).at[order].set(jnp.arange(w_MxN.size, dtype=jnp.int32))
+    mask = (rank >= n_drop).reshape(w_MxN.shape)  # rank 0 = smallest |w|
     return jnp.where(mask, w_MxN, 0), mask
 
 

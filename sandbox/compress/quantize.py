@@ -66,7 +66,7 @@ def quantize(w_MxN, bits: int = 8, symmetric: bool = True, granularity: str = "c
     }
 
 
-@partial(jax.jit, static_argnums=(1, 2, 3, 4))
+@partial(jax.jit, static_argnums=(2, 3, 4))  # bits traced: one compilation serves 4 and 8 bits
 def _rtn(w_MxN, bits, symmetric, granularity, group_size):
     g = _grouped(w_MxN, granularity, group_size)
     lo, hi = jnp.min(g, axis=1, keepdims=True), jnp.max(g, axis=1, keepdims=True)
@@ -106,21 +106,25 @@ def cast(w, dtype: str = "bfloat16") -> dict:
     """
     if dtype not in FLOAT_DTYPES:
         raise SandboxError(f"dtype {dtype!r} is not supported: choose one of {', '.join(FLOAT_DTYPES)}")
-    w = jnp.asarray(w, jnp.float32)
-    low = w.astype(FLOAT_DTYPES[dtype])
-    w_hat = low.astype(jnp.float32)
-    nonzero = w != 0
-    rel = jnp.where(nonzero, jnp.abs(w_hat - w) / jnp.where(nonzero, jnp.abs(w), 1.0), 0.0)
-    finite = jnp.isfinite(w_hat)
-    stats = error_stats(jnp.where(finite, w, 0.0), jnp.where(finite, w_hat, 0.0))
+    w_hat, stats, max_rel, overflow, underflow = _cast(jnp.asarray(w, jnp.float32), dtype)
     return {
         "w": w_hat,
         "bits_per_weight": 16.0,
         "error": {
             **stats,
-            "max_rel": jnp.max(jnp.where(finite, rel, 0.0)),
-            "unit_roundoff": float(jnp.finfo(low.dtype).eps) / 2,
-            "overflow": int(jnp.sum(~finite)),
-            "underflow": int(jnp.sum(nonzero & (w_hat == 0))),
+            "max_rel": max_rel,
+            "unit_roundoff": float(jnp.finfo(FLOAT_DTYPES[dtype]).eps) / 2,
+            "overflow": int(overflow),
+            "underflow": int(underflow),
         },
     }
+
+
+@partial(jax.jit, static_argnums=1)
+def _cast(w, dtype):
+    w_hat = w.astype(FLOAT_DTYPES[dtype]).astype(jnp.float32)
+    nonzero = w != 0
+    rel = jnp.where(nonzero, jnp.abs(w_hat - w) / jnp.where(nonzero, jnp.abs(w), 1.0), 0.0)
+    finite = jnp.isfinite(w_hat)
+    stats = error_stats(jnp.where(finite, w, 0.0), jnp.where(finite, w_hat, 0.0))
+    return w_hat, stats, jnp.max(jnp.where(finite, rel, 0.0)), jnp.sum(~finite), jnp.sum(nonzero & (w_hat == 0))

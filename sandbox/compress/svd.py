@@ -15,8 +15,6 @@ singular values of L^T W. ASVD instead scales rows by s_j = mean_t |x_tj|^alpha 
 diag(s) W, a cheap diagonal stand-in for L^T.
 """
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
@@ -43,16 +41,13 @@ def eckart_young_errors(s_K, rank: int) -> dict:
 
 def factors(decomposition, rank: int) -> dict:
     """Rank-k factors {"u": (M, k), "v": (k, N)} from a decomposition (A, s, V^T) of W:
-    u = A_k sqrt(s_k), v = sqrt(s_k) V_k^T. Decompose once, then truncate at every rank cheaply."""
-    a_MxK, s_K, vt_KxN = decomposition
-    check_rank(rank, (a_MxK.shape[0], vt_KxN.shape[1]))
-    return _truncate(a_MxK, s_K, vt_KxN, int(rank))
-
-
-@partial(jax.jit, static_argnums=3)
-def _truncate(a_MxK, s_K, vt_KxN, rank):
-    root = jnp.sqrt(s_K[:rank])
-    return {"u": a_MxK[:, :rank] * root, "v": root[:, None] * vt_KxN[:rank]}
+    u = A_k sqrt(s_k), v = sqrt(s_k) V_k^T. Decompose once, then truncate at every rank cheaply
+    (numpy arrays on the host: a slice per rank, nothing compiled per rank)."""
+    a_MxK, s_K, vt_KxN = (np.asarray(x) for x in decomposition)
+    rank = check_rank(rank, (a_MxK.shape[0], vt_KxN.shape[1]))
+    root = np.sqrt(s_K[:rank])
+    # device_put, not jnp.asarray, which compiles a small program per new shape
+    return {"u": jax.device_put(a_MxK[:, :rank] * root), "v": jax.device_put(root[:, None] * vt_KxN[:rank])}
 
 
 def plain_decomposition(w_MxN):

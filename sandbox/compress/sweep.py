@@ -4,7 +4,9 @@ Every row records the method, the setting, the kept-parameter fraction (stored w
 compressed linear layers over their dense count: k (M + N) / (M N) for SVD, nonzeros for
 pruning, 1 for quantization), the bits per weight (float32 = 32 for what is kept; the integer
 width plus scale overhead for quantization) and the metrics `evaluate(params)` returns.
-A method's preparation (SVD: the decompositions) runs once and serves every setting.
+A method's preparation (SVD: the decompositions) runs once and serves every setting. Every
+compressed model is scored in the original layer shapes (factors multiplied out, `model.densify`),
+so one compiled model serves every setting of every method.
 """
 
 import numpy as np
@@ -41,7 +43,7 @@ def run(params, method: str, settings: list, evaluate, stats=None, progress=None
     for setting in settings:
         compressed, info = compress(params, method, setting, prepared, groups)
         row = {"method": method, "setting": m.label(setting), **{k: v for k, v in info.items() if k != "ranks"}}
-        row.update(evaluate(compressed))
+        row.update(evaluate(cmodel.densify(compressed, groups)))
         if "ranks" in info:
             row["ranks"] = {k: int(v) for k, v in info["ranks"].items()}
         rows.append(row)

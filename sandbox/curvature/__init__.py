@@ -4,8 +4,10 @@
     eigvals, eigvecs = curvature.top_eigenpairs(op, k=5, key=key)
     grid, density = curvature.spectral_density(op, key=key)
     estimate = curvature.trace(op, key=key, num_matvecs=99, method="hutch++")
+    out = curvature.blocks.spectra(op, masks_TxN, key=key, k=10, num_steps=80)  # many blocks, one program
 """
 
+from sandbox.curvature import blocks
 from sandbox.curvature.ggn_softmax import softmax_ggn
 from sandbox.curvature.jacobian import Jacobian, jacobian, singular_values
 from sandbox.curvature.lanczos import (
@@ -25,7 +27,7 @@ from sandbox.curvature.slq import kernel_density, slq_nodes_weights, smooth_dens
 from sandbox.curvature.trace import diagonal, trace
 
 __all__ = [
-    "Eigenpairs", "Jacobian", "Layout", "LinearOperator", "Tridiagonal", "bottom_eigenpairs",
+    "Eigenpairs", "blocks", "Jacobian", "Layout", "LinearOperator", "Tridiagonal", "bottom_eigenpairs",
     "dense", "diagonal", "kernel_density", "eigenpairs", "fisher", "from_dense", "ggn", "hessian", "jacobian",
     "lanczos", "power_iteration", "preconditioned_sharpness", "sharpness", "singular_values",
     "slq_nodes_weights", "smooth_density", "softmax_ggn", "spectral_density", "top_eigenpairs", "trace",

@@ -31,11 +31,20 @@ class Eigenpairs(NamedTuple):
     residuals_K: jax.Array  # ||A y - theta y|| for each pair
 
 
-def lanczos(op: LinearOperator, v0_N: jax.Array, num_steps: int) -> Tridiagonal:
-    """Run `num_steps` Lanczos steps from the start vector v0 (normalized here); traceable, vmappable."""
+def lanczos(op: LinearOperator, v0_N: jax.Array, num_steps: int, mask_N: jax.Array | None = None) -> Tridiagonal:
+    """Run `num_steps` Lanczos steps from the start vector v0 (normalized here); traceable, vmappable.
+
+    With a 0/1 `mask_N` (for an operator that keeps its input and output on those coordinates, as
+    `op.scaled(mask_N)` does) the run stays on the n_b = sum(mask) coordinates: start and restart
+    vectors are masked, and once the block is exhausted (step >= n_b) every later step is inactive:
+    a zero basis row, alpha = beta = 0 (see `curvature.blocks`).
+    """
     n, m = op.dim, num_steps
     dtype = op.dtype
     tiny = jnp.finfo(dtype).eps * 10
+    mask_N = jnp.ones((n,), dtype) if mask_N is None else mask_N.astype(dtype)
+    num_active = jnp.sum(mask_N)
+    v0_N = v0_N * mask_N
     q0_N = (v0_N / jnp.linalg.norm(v0_N)).astype(dtype)
     # Row m is scratch: the step after the last writes there, so every step writes row i + 1.
     basis0_MxN = jnp.zeros((m + 1, n), dtype).at[0].set(q0_N)
@@ -54,10 +63,12 @@ def lanczos(op: LinearOperator, v0_N: jax.Array, num_steps: int) -> Tridiagonal:
         w_N = orthogonalize(w_N, basis_MxN)
         beta = jnp.linalg.norm(w_N)
         broke = beta <= tiny * jnp.maximum(jnp.abs(alpha), 1.0)
-        fresh_N = orthogonalize(jnp.roll(restart_N, i), basis_MxN)
+        fresh_N = orthogonalize(mask_N * jnp.roll(restart_N, i), basis_MxN)
         fresh_N = fresh_N / (jnp.linalg.norm(fresh_N) + tiny)
         nxt_N = jnp.where(broke, fresh_N, w_N / jnp.where(broke, 1, beta))
-        return basis_MxN.at[i + 1].set(nxt_N), (alpha, jnp.where(broke, 0.0, beta))
+        live = i + 1 < num_active  # the Krylov space has not yet filled the block
+        nxt_N = jnp.where(live, nxt_N, 0.0)
+        return basis_MxN.at[i + 1].set(nxt_N), (alpha, jnp.where(broke | ~live, 0.0, beta))
 
     basis_MxN, (alphas_M, betas_M) = jax.lax.scan(step, basis0_MxN, jnp.arange(m))
     return Tridiagonal(alphas_M, betas_M, basis_MxN[:m])

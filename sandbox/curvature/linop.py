@@ -133,6 +133,14 @@ class LinearOperator:
         start, stop, sub = self.layout.block(name)
         return LinearOperator(_Restricted(self.rule, start, stop, self.dim), self.operands, sub)
 
+    def linearized(self) -> "LinearOperator":
+        """The same map with the work that does not depend on v done once, now. A v is linear in v, so
+        `jax.linearize` at v = 0 splits it into residuals (for a Hessian: the forward and backward pass)
+        and a tangent program that each later matvec runs alone. Use it inside a jitted solver."""
+        zero_N = jnp.zeros((self.dim,), self.dtype)
+        fn, consts = jax.closure_convert(jax.linearize(self.mv, zero_N)[1], zero_N)
+        return LinearOperator(_Closed(fn), tuple(consts), self.layout)
+
     def scaled(self, d_N: jax.Array) -> "LinearOperator":
         """D A D with D = diag(d): the operator in coordinates rescaled by d."""
         return LinearOperator(_Scaled(self.rule), (self.operands, d_N), self.layout)
@@ -157,6 +165,14 @@ class _Scaled:
     def __call__(self, operands, v_N):
         inner, d_N = operands
         return d_N * self.rule(inner, d_N * v_N)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Closed:
+    fn: Callable  # fn(v, *residuals), from jax.closure_convert
+
+    def __call__(self, residuals, v_N):
+        return self.fn(v_N, *residuals)
 
 
 @dataclasses.dataclass(frozen=True)

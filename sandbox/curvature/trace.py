@@ -40,7 +40,13 @@ def diagonal(op: LinearOperator, *, key: jax.Array, num_matvecs: int = 1, batch_
 
 
 def _matmat(op, v_PxN, batch_size):
-    return jax.lax.map(op.mv, v_PxN, batch_size=min(batch_size, v_PxN.shape[0]))
+    """A v for each row, vmapped in chunks; rows are padded with zeros to whole chunks so that the
+    matvec is compiled once (lax.map would add a second copy for a remainder)."""
+    p = v_PxN.shape[0]
+    chunks = -(-p // min(batch_size, p))
+    size = -(-p // chunks)
+    padded_CxBxN = jnp.zeros((chunks * size, v_PxN.shape[1]), v_PxN.dtype).at[:p].set(v_PxN)
+    return jax.lax.map(jax.vmap(op.mv), padded_CxBxN.reshape(chunks, size, -1)).reshape(chunks * size, -1)[:p]
 
 
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "batch_size"))
@@ -63,10 +69,12 @@ def _hutchpp(op, key, num_matvecs, batch_size):
     key_s, key_g = jax.random.split(key)
     s_RxN = jax.random.rademacher(key_s, (r, n), op.dtype)
     q_NxR, _ = jnp.linalg.qr(_matmat(op, s_RxN, batch_size).T)
-    exact = jnp.sum(q_NxR.T * _matmat(op, q_NxR.T, batch_size))
     if g == 0 or r == n:
-        return exact
+        return jnp.sum(q_NxR.T * _matmat(op, q_NxR.T, batch_size))
     z_GxN = jax.random.rademacher(key_g, (g, n), op.dtype)
     z_GxN = z_GxN - (z_GxN @ q_NxR) @ q_NxR.T
-    rest = jnp.sum(z_GxN * _matmat(op, z_GxN, batch_size)) / g
+    both_PxN = jnp.concatenate([q_NxR.T, z_GxN])  # one batched pass (one compiled matvec) for both parts
+    a_both_PxN = _matmat(op, both_PxN, batch_size)
+    exact = jnp.sum(q_NxR.T * a_both_PxN[:r])
+    rest = jnp.sum(z_GxN * a_both_PxN[r:]) / g
     return exact + rest
