@@ -127,7 +127,8 @@ def measurement(cfg: Config, num_classes: int):
     LAPACK call, and jaxlib's batched syevd fans its batch out into the XLA intra-op thread pool it is
     running on and blocks until the pieces finish; two such calls running at once (the Lanczos of H, G
     and G_within are independent) can hold every worker of a small pool, waiting for pieces no worker is
-    left to run (a deadlock seen on 2 cores). Per seed, only the SLQ's probes make a batched call."""
+    left to run (a deadlock seen on 2 cores). Every eigh now goes through `curvature.eigh`, which maps
+    over a batch one matrix at a time; the seeds still run one after another, each result read back."""
     k = 2 * num_classes
 
     def measure(seed):
@@ -149,7 +150,7 @@ def measurement(cfg: Config, num_classes: int):
         h_pairs = curvature.top_eigenpairs(hess, k, key=k_lanczos, num_steps=cfg.lanczos_steps)
         g_pairs = curvature.top_eigenpairs(gn, k, key=k_lanczos, num_steps=cfg.lanczos_steps)
         edge = curvature.top_eigenpairs(within, 1, key=k_lanczos, num_steps=cfg.lanczos_steps)[0][0]
-        between = jnp.linalg.eigvalsh(d_QxN @ d_QxN.T)[::-1][:k]  # nonzero spectrum of D^T D
+        between = curvature.eigh(d_QxN @ d_QxN.T)[0][::-1][:k]  # nonzero spectrum of D^T D
         density = curvature.spectral_density(hess, key=k_slq, num_steps=cfg.slq_steps,
                                              num_probes=cfg.slq_probes)
         return losses_T[-1], accuracy, h_pairs, g_pairs, edge, between, density

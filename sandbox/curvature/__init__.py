@@ -8,6 +8,7 @@
 """
 
 from sandbox.curvature import blocks
+from sandbox.curvature.eigh import eigh
 from sandbox.curvature.ggn_softmax import softmax_ggn
 from sandbox.curvature.jacobian import Jacobian, jacobian, singular_values
 from sandbox.curvature.lanczos import (
@@ -28,7 +29,7 @@ from sandbox.curvature.trace import diagonal, trace
 
 __all__ = [
     "Eigenpairs", "blocks", "Jacobian", "Layout", "LinearOperator", "Tridiagonal", "bottom_eigenpairs",
-    "dense", "diagonal", "kernel_density", "eigenpairs", "fisher", "from_dense", "ggn", "hessian", "jacobian",
+    "dense", "diagonal", "eigh", "kernel_density", "eigenpairs", "fisher", "from_dense", "ggn", "hessian", "jacobian",
     "lanczos", "power_iteration", "preconditioned_sharpness", "sharpness", "singular_values",
     "slq_nodes_weights", "smooth_density", "softmax_ggn", "spectral_density", "top_eigenpairs", "trace",
     "tridiagonal_eigh",

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from sandbox.curvature.eigh import eigh
 from sandbox.curvature.linop import LinearOperator, ensure_finite
 from sandbox.errors import SandboxError
 
@@ -75,10 +76,10 @@ def lanczos(op: LinearOperator, v0_N: jax.Array, num_steps: int, mask_N: jax.Arr
 
 
 def tridiagonal_eigh(tri: Tridiagonal):
-    """Ritz values (ascending) and the eigenvectors S (columns) of T."""
+    """Ritz values (ascending) and the eigenvectors S (columns) of T (vmap-safe: `curvature.eigh`)."""
     t_MxM = (jnp.diag(tri.alphas_M) + jnp.diag(tri.betas_M[:-1], 1)
              + jnp.diag(tri.betas_M[:-1], -1))
-    return jnp.linalg.eigh(t_MxM)
+    return eigh(t_MxM)
 
 
 def eigenpairs(op: LinearOperator, k: int = 5, *, key: jax.Array, num_steps: int | None = None,
