@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sandbox.curvature.eigh import eigh
 from sandbox.curvature.lanczos import Tridiagonal, lanczos
 from sandbox.curvature.linop import Layout, LinearOperator, ensure_finite
 from sandbox.curvature.trace import _hutchpp
@@ -48,7 +49,7 @@ def ritz(tri: Tridiagonal, num_active):
     sentinel = lo - jnp.where(gap > 0, gap, 1.0)
     alphas_M = jnp.where(active_M, tri.alphas_M, sentinel)
     t_MxM = jnp.diag(alphas_M) + jnp.diag(tri.betas_M[:-1], 1) + jnp.diag(tri.betas_M[:-1], -1)
-    theta_M, s_MxM = jnp.linalg.eigh(t_MxM)
+    theta_M, s_MxM = eigh(t_MxM)  # vmap-safe: no batched LAPACK call
     return theta_M, s_MxM, jnp.arange(m) >= m - jnp.minimum(num_active, m)
 
 
