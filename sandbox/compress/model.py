@@ -75,9 +75,9 @@ class _Recorder:
 
     def __rmatmul__(self, x):
         rows = np.asarray(x, np.float64)
-        if self.row_mask is not None and rows.shape[:-1] == self.row_mask.shape:
-            rows = rows[self.row_mask]
-        rows = rows.reshape(-1, rows.shape[-1])
+        rows = rows.reshape(-1, rows.shape[-1])  # dense layers flatten (batch, position) first (nn.linear.matmul)
+        if self.row_mask is not None and rows.shape[0] == self.row_mask.size:
+            rows = rows[self.row_mask.reshape(-1)]
         self.stats["gram"] = self.stats.get("gram", 0.0) + rows.T @ rows
         self.stats["abs_sum"] = self.stats.get("abs_sum", 0.0) + np.abs(rows).sum(axis=0)
         self.stats["count"] = self.stats.get("count", 0) + rows.shape[0]

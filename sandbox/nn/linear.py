@@ -29,7 +29,7 @@ def matmul(x_NxDin, w_DinxDout):
     (one extra pass over the largest activation, the N x F hidden gradient of the MLP).
     """
     y_NxDout = x_NxDin.reshape(-1, x_NxDin.shape[-1]) @ w_DinxDout
-    return y_NxDout.reshape(*x_NxDin.shape[:-1], w_DinxDout.shape[-1])
+    return y_NxDout.reshape(*x_NxDin.shape[:-1], y_NxDout.shape[-1])
 
 
 def init_dense(key, d_in, d_out, std, bias=False, dtype=jnp.float32):
