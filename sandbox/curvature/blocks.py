@@ -19,8 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sandbox.curvature.eigh import eigh
-from sandbox.curvature.lanczos import Tridiagonal, lanczos
+from sandbox.curvature.lanczos import Tridiagonal, lanczos, tridiagonal_eigh
 from sandbox.curvature.linop import Layout, LinearOperator, ensure_finite
 from sandbox.curvature.trace import _hutchpp
 from sandbox.errors import SandboxError
@@ -47,9 +46,7 @@ def ritz(tri: Tridiagonal, num_active):
     hi = jnp.max(jnp.where(active_M, tri.alphas_M + off_M, -jnp.inf))
     gap = jnp.max(jnp.array([hi - lo, jnp.abs(lo), jnp.abs(hi)]))
     sentinel = lo - jnp.where(gap > 0, gap, 1.0)
-    alphas_M = jnp.where(active_M, tri.alphas_M, sentinel)
-    t_MxM = jnp.diag(alphas_M) + jnp.diag(tri.betas_M[:-1], 1) + jnp.diag(tri.betas_M[:-1], -1)
-    theta_M, s_MxM = eigh(t_MxM)  # vmap-safe: no batched LAPACK call
+    theta_M, s_MxM = tridiagonal_eigh(tri._replace(alphas_M=jnp.where(active_M, tri.alphas_M, sentinel)))
     return theta_M, s_MxM, jnp.arange(m) >= m - jnp.minimum(num_active, m)
 
 
