@@ -27,6 +27,16 @@ def test_metrics_by_hand():
     assert float(bayes.brier(PROBS, LABELS)) == pytest.approx((0.02 + 0.32 + 1.28 + 0.18) / 4, rel=1e-6)
 
 
+
+def test_paired_difference_by_hand():
+    # per-point NLLs of two predictives on the same points; d = (-log .9 + log .8, ..., -log .7 + log .3)
+    other = np.array([[0.8, 0.2], [0.6, 0.4], [0.5, 0.5], [0.7, 0.3]])
+    d = -np.log([0.9, 0.6, 0.2, 0.7]) + np.log([0.8, 0.6, 0.5, 0.3])
+    mean, se = bayes.paired_difference(bayes.nll_per_point(PROBS, LABELS), bayes.nll_per_point(other, LABELS))
+    assert mean == pytest.approx(d.mean(), rel=1e-5)  # float32 logs
+    assert se == pytest.approx(np.sqrt(np.sum((d - d.mean()) ** 2) / 3 / 4), rel=1e-5)
+
+
 def test_calibrated_sampling_has_small_ece_and_temperature_recovers_scale():
     k1, k2 = jax.random.split(jax.random.key(0))
     logits = 2.0 * jax.random.normal(k1, (20000, 5))

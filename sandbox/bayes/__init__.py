@@ -8,7 +8,17 @@
     bayes.ece(probs_NxC, labels_N), bayes.nll(...), bayes.brier(...)
 """
 
-from sandbox.bayes.calibration import Reliability, brier, ece, fit_temperature, mce, nll, reliability
+from sandbox.bayes.calibration import (
+                                       Reliability,
+                                       brier,
+                                       ece,
+                                       fit_temperature,
+                                       mce,
+                                       nll,
+                                       nll_per_point,
+                                       paired_difference,
+                                       reliability,
+)
 from sandbox.bayes.evidence import evidence_curve, log_marginal_likelihood, shifted, slq_logdet
 from sandbox.bayes.figures import evidence_figure, reliability_diagram
 from sandbox.bayes.last_layer import head_predictive, laplace_head, tune_prior
@@ -18,6 +28,6 @@ from sandbox.bayes.predictive import glm_moments, probit
 __all__ = [
     "CURVATURES", "STRUCTURES", "Posterior", "Reliability", "Subset", "brier", "curvature_operator", "ece",
     "evidence_curve", "evidence_figure", "fit_temperature", "glm_moments", "head_predictive", "laplace", "laplace_head",
-    "log_marginal_likelihood", "mce", "nll", "probit", "reliability", "reliability_diagram",
-    "shifted", "slq_logdet", "tune_prior",
+    "log_marginal_likelihood", "mce", "nll", "nll_per_point", "paired_difference", "probit", "reliability",
+    "reliability_diagram", "shifted", "slq_logdet", "tune_prior",
 ]

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from sandbox.errors import SandboxError
@@ -72,11 +73,23 @@ def mce(probs_NxC, labels_N, num_bins: int = 15, binning: str = "width"):
     return jnp.max(jnp.where(r.count_B > 0, jnp.abs(r.accuracy_B - r.confidence_B), 0.0))
 
 
-def nll(probs_NxC, labels_N, eps: float = 1e-12):
-    """-mean_n log p_{n, y_n} (probabilities floored at eps)."""
+def nll_per_point(probs_NxC, labels_N, eps: float = 1e-12):
+    """-log p_{n, y_n} for every point n (probabilities floored at eps)."""
     probs_NxC, labels_N = _check(probs_NxC, labels_N)
     p_N = jnp.take_along_axis(probs_NxC, labels_N[:, None], axis=-1)[:, 0]
-    return -jnp.mean(jnp.log(jnp.maximum(p_N, eps)))
+    return -jnp.log(jnp.maximum(p_N, eps))
+
+
+def nll(probs_NxC, labels_N, eps: float = 1e-12):
+    """-mean_n log p_{n, y_n} (probabilities floored at eps)."""
+    return jnp.mean(nll_per_point(probs_NxC, labels_N, eps))
+
+
+def paired_difference(a_N, b_N) -> tuple:
+    """(mean, standard error) of d_n = a_n - b_n: two methods scored on the same points, so the noise of
+    the test sample cancels in d (SE = std(d, ddof=1) / sqrt(N))."""
+    d_N = np.asarray(a_N, np.float64) - np.asarray(b_N, np.float64)
+    return float(np.mean(d_N)), float(np.std(d_N, ddof=1) / np.sqrt(d_N.size))
 
 
 def brier(probs_NxC, labels_N):
