@@ -18,9 +18,9 @@ Speed: `split` runs the pattern on Python's built-in `re`, about twice as fast p
 `regex`, which stays the reference (`compile_pattern`). `re` has no letter or number classes
 and its whitespace class differs, so each class is spelled out as the BMP code-point ranges where `regex` says yes. A
 character above U+FFFF enters a match only through the classes it belongs to, so `split` puts a
-BMP character of the same classes in its place ("a" a letter, "0" a number, "!" anything else),
-splits, and puts the original back into the pieces that hold it. Both are tested on every code
-point.
+BMP character of the same classes in its place ("a" a letter, "0" a number), splits, and puts
+the original back into the pieces that hold it; the others (emoji, ...) need nothing, since `re`
+already puts them in no class. Both are tested on every code point.
 
 The byte-level alphabet (`BYTE_ORDER`, `byte_to_char`) is GPT-2's printable stand-in for each
 byte, used by HF's `ByteLevel` and by the saved tokenizer file.
@@ -57,8 +57,8 @@ def split(text: str, pattern: str = "gpt4") -> list[str]:
     """Cut `text` into pieces with the split pattern; "".join(pieces) == text.
     Same pieces as compile_pattern(pattern).findall(text), found by `re` (see above)."""
     fast = _compile_re(pattern)
-    astral = [m.start() for m in _ASTRAL.finditer(text)]
-    if not astral:
+    astral = [m.start() for m in _ASTRAL.finditer(text) if _LETTER_OR_NUMBER.match(m[0])]
+    if not astral:  # the others above the BMP (emoji, ...) are in no class, to `re` as to `regex`
         return fast.findall(text)
     pieces = fast.findall(_ASTRAL.sub(_stand_in, text))
     ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))
@@ -95,11 +95,12 @@ def _bmp_ranges(cls: str) -> str:
 
 
 def _stand_in(m: re.Match) -> str:
-    """A BMP character in the same split-pattern classes as the character above U+FFFF matched."""
-    return "a" if _LETTER.match(m[0]) else "0" if _NUMBER.match(m[0]) else "!"
+    """A BMP character in the same split-pattern classes as the letter or number above U+FFFF
+    matched; any other character stays (`re` already puts it in no class)."""
+    return "a" if _LETTER.match(m[0]) else "0" if _NUMBER.match(m[0]) else m[0]
 
 
-_LETTER, _NUMBER = regex.compile(r"\p{L}"), regex.compile(r"\p{N}")
+_LETTER, _NUMBER, _LETTER_OR_NUMBER = regex.compile(r"\p{L}"), regex.compile(r"\p{N}"), regex.compile(r"[\p{L}\p{N}]")
 
 
 def _byte_order() -> tuple[int, ...]:
