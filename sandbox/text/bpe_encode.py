@@ -94,7 +94,7 @@ class PairRanks:
 
 
 def merge_pieces(pieces: list[bytes], pair_rank: PairRanks) -> list[bytes]:
-    """merge_piece of every piece, each piece's ids packed as int32 (`np.frombuffer(b, "<i4")`): the
+    """merge_piece of every (non-empty) piece, each piece's ids packed as int32 (`np.frombuffer(b, "<i4")`): the
     short ones together, in vectorized rounds (module docstring). Bytes, not lists: the garbage
     collector does not track them, so thousands of results do not set off collections."""
     out = [b""] * len(pieces)
@@ -133,8 +133,9 @@ def _merge_rounds(pieces: list[bytes], pair_rank: PairRanks) -> list[bytes]:
         ids[j] = r  # parts j and j + 1 become token r ...
         left, right = j > start, j + 2 < start + length
         pair[j] = NONE
-        at = np.concatenate([j[left] - 1, j[right]])  # the pairs with the left and right neighbours
-        pair[at] = pair_rank(np.concatenate([ids[j[left] - 1], r[right]]), np.concatenate([r[left], ids[j[right] + 2]]))
+        near = np.concatenate([j[left] - 1, j[right]])  # the pairs with the left and right neighbours
+        first, second = np.concatenate([ids[j[left] - 1], r[right]]), np.concatenate([r[left], ids[j[right] + 2]])
+        pair[near] = pair_rank(first, second)
         keep = ~in_done
         keep[j + 1] = False  # ... and part j + 1 drops out, with the pieces that are done
         start, length = np.cumsum(keep)[start] - 1, length - 1
