@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from sandbox.errors import SandboxError
 from sandbox.text import bpe
-from sandbox.text.bpe_encode import merge_piece
+from sandbox.text.bpe_encode import NONE, PairRanks, merge_piece, merge_pieces
 from sandbox.text.corpus import load_text
+from sandbox.text.pretokenize import split
 
 EOT = "<|endoftext|>"
 
@@ -117,6 +118,40 @@ def test_merge_steps_are_lowest_rank_leftmost_first():
     # "aab" is a token but never adjacent parts: aa+ab is not one
     assert steps == [(0, 1, 2), (2, 3, 4)]
     assert ids == [256, 257]
+
+
+def _unpacked(packed: list[bytes]) -> list[list[int]]:
+    return [np.frombuffer(b, "<i4").tolist() for b in packed]
+
+
+def test_pair_ranks_are_the_ranks_of_concatenations(gpt4):
+    pair_rank, rng = PairRanks(gpt4.ranks), np.random.default_rng(0)
+    vocab = gpt4.vocab
+    a, b = rng.integers(0, len(vocab), 20_000), rng.integers(0, len(vocab), 20_000)
+    m = len(gpt4.merges)
+    a[:m], b[:m] = np.array(gpt4.merges).T  # pairs that are tokens
+    expected = [gpt4.ranks.get(vocab[x] + vocab[y], NONE) for x, y in zip(a.tolist(), b.tolist())]
+    assert pair_rank(a, b).tolist() == expected
+    assert sum(r != NONE for r in expected) >= m
+
+
+def test_merge_pieces_together_is_merge_piece_on_each(gpt4, pydoc):
+    rng = random.Random(0)
+    pieces = [p.encode() for p in sorted(set(split(pydoc)))]  # real words, and below: ties, long runs
+    pieces += [bytes(rng.choice(b"etaoin shrdlu") for _ in range(rng.randint(2, 150))) for _ in range(500)]
+    pieces += [b"a" * n for n in range(2, 70)] + [b"\xe6\x97\xa5\xe6\x9c\xac", b"\xff\xfe"]
+    assert _unpacked(merge_pieces(pieces, PairRanks(gpt4.ranks))) == [merge_piece(p, gpt4.ranks) for p in pieces]
+    assert merge_pieces([], PairRanks(gpt4.ranks)) == []
+
+
+def test_merge_pieces_when_a_merge_makes_a_lower_ranked_pair():
+    # p+q, then a+b (260) makes the pair pq+ab, whose token ranks lower (259): it must merge next,
+    # in every piece, whatever the other pieces in the same round do
+    ranks = {bytes([b]): b for b in range(256)} | {b"pq": 256, b"qa": 257, b"qab": 258, b"pqab": 259, b"ab": 260}
+    pieces = [b"pqab", b"pqabpqab", b"abpqab", b"qab", b"ab" * 5]
+    expected = [merge_piece(p, ranks) for p in pieces]
+    assert expected[:4] == [[259], [259, 259], [260, 259], [258]]
+    assert _unpacked(merge_pieces(pieces, PairRanks(ranks))) == expected
 
 
 def test_save_load_round_trip(tok, tmp_path, pydoc):

@@ -1,13 +1,25 @@
 """Split patterns against Hugging Face's pre-tokenizers, and GPT-2's byte-level alphabet."""
 
+import random
+
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandbox.errors import SandboxError
 from sandbox.text.bpe_hf import hf_pre_tokenizer
 from sandbox.text.corpus import load_text
-from sandbox.text.pretokenize import BYTE_ORDER, BYTE_TO_CHAR, bytes_to_chars, chars_to_bytes, split
+from sandbox.text.pretokenize import (
+    _ASTRAL,
+    BYTE_ORDER,
+    BYTE_TO_CHAR,
+    _stand_in,
+    bytes_to_chars,
+    chars_to_bytes,
+    compile_pattern,
+    split,
+)
 
 PARTS = [*"ab1 \t\r\n'sSdD.,!-", "\u00a0", "\u3000", "\u0301", "日本", "😀", "ſ", "٣", "\x1c", "\x85", "\r\n"]
 TRICKY = st.lists(st.sampled_from(PARTS), max_size=30).map("".join)
@@ -77,3 +89,43 @@ def test_patterns_differ_where_documented():
 def test_unknown_pattern_is_refused():
     with pytest.raises(SandboxError, match="gpt2, gpt4"):
         split("x", "gpt5")
+
+
+def _shuffled_with_parts(code_points, seed: int) -> str:
+    """Every code point once, in a seeded random order, half of them followed by a tricky part."""
+    rng = random.Random(seed)
+    cps = list(code_points)
+    rng.shuffle(cps)
+    parts = [*PARTS, "'", "'", " ", " "]
+    return "".join(chr(c) + (rng.choice(parts) if rng.random() < 0.5 else "") for c in cps)
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+def test_fast_split_is_regex_on_every_bmp_character(pattern):
+    # `split` runs `re` with classes spelled as ranges: the same pieces as the `regex` reference
+    for seed in range(3):
+        text = _shuffled_with_parts(range(0x10000), seed)
+        assert split(text, pattern) == compile_pattern(pattern).findall(text)
+
+
+def test_stand_ins_share_every_class_of_the_characters_above_the_bmp():
+    astral = "".join(map(chr, range(0x10000, 0x110000)))
+    stand_ins = _ASTRAL.sub(_stand_in, astral)
+    # letters (Han, Tangut, ...) stand as "a", numbers (Brahmi, math, ...) as "0"; the rest (emoji,
+    # unassigned, ...) stay, in no class, as "!" would be
+    for kind in "a0!":
+        chars = "".join(c for c, s in zip(astral, stand_ins) if s == (kind if kind != "!" else c))
+        assert len(chars) > 1000
+        for atom in [r"\p{L}", r"\p{N}", r"\s", r"['\r\n ]", r"(?i:[strevmld])"]:  # every atom of both patterns
+            if regex.match(atom, kind):
+                assert regex.fullmatch(f"(?:{atom})+", chars), (kind, atom)
+            else:
+                assert not regex.search(atom, chars), (kind, atom)
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+def test_fast_split_is_regex_above_the_bmp(pattern):
+    text = _shuffled_with_parts(random.Random(0).sample(range(0x10000, 0x110000), 50_000), 0)
+    pieces = split(text, pattern)
+    assert pieces == compile_pattern(pattern).findall(text)
+    assert sum(len(p) > 1 and not _ASTRAL.fullmatch(p[0]) and bool(_ASTRAL.search(p)) for p in pieces) > 1000

@@ -11,26 +11,29 @@ follows tiktoken exactly (`bpe_encode`), so `to_tiktoken()` encodes token for to
 
 import json
 import operator
-from itertools import chain, compress, repeat
+import struct
 from pathlib import Path
 
+import numpy as np
 import regex
 
 from sandbox.errors import SandboxError
 from sandbox.files import replace_atomically
-from sandbox.text.bpe_encode import merge_piece
+from sandbox.text.bpe_encode import PairRanks, merge_pieces
 from sandbox.text.bpe_train import count_pieces, train_merges
-from sandbox.text.pretokenize import BYTE_ORDER, bytes_to_chars, chars_to_bytes, compile_pattern, pattern_string
+from sandbox.text.pretokenize import BYTE_ORDER, bytes_to_chars, chars_to_bytes, pattern_string, split
 
 FORMAT = "sandbox-bpe"
 ENDOFTEXT = "<|endoftext|>"
 _CACHE_SIZE = 1 << 18  # encoded pieces kept: real text keeps repeating the same pieces
+_INT32 = struct.Struct("<i")
 
 
 class Tokenizer:
     """Byte-level BPE with tiktoken's encoding semantics; build with `train` or `load`."""
 
     def __init__(self, pattern: str, merges: list[tuple[int, int]], special_tokens: list[str]):
+        pattern_string(pattern)  # refuse an unknown split pattern now, not at the first encode
         self.pattern = pattern
         self.merges = list(merges)
         self.vocab = _replay(self.merges)  # vocab[id] = bytes of token id
@@ -39,8 +42,8 @@ class Tokenizer:
         if len(self.special_tokens) != len(special_tokens) or not all(isinstance(s, str) and s for s in special_tokens):
             raise SandboxError(f"special tokens {special_tokens} must be distinct non-empty strings")
         self._decoder = self.vocab + [s.encode("utf-8") for s in special_tokens]
-        self._split = compile_pattern(pattern)
-        self._cache: dict[str, tuple[int, ...]] = {}
+        self._pair_rank = PairRanks(self.ranks)
+        self._cache: dict[str, bytes] = {}  # piece -> its ids packed as int32
 
     @property
     def vocab_size(self) -> int:
@@ -55,18 +58,18 @@ class Tokenizer:
             return self._encode_ordinary(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
 
     def _encode_ordinary(self, text: str) -> list[int]:
-        pieces = self._split.findall(text)
+        pieces = split(text, self.pattern)
         cache = self._cache
-        ids = list(map(cache.get, pieces))
-        new = set(compress(pieces, map(operator.is_, ids, repeat(None))))  # pieces not seen before
-        if new:
+        try:
+            packed = b"".join(map(cache.__getitem__, pieces))
+        except KeyError:  # pieces not seen before: encode each new one once
+            new = [piece for piece in set(pieces) if piece not in cache]
             if len(cache) + len(new) > _CACHE_SIZE:  # full: start afresh with this text's pieces
                 cache.clear()
-                new = set(pieces)
-            for piece in new:
-                cache[piece] = self._encode_piece(piece)
-            ids = list(map(cache.get, pieces))
-        return list(chain.from_iterable(ids))
+                new = list(set(pieces))
+            cache.update(zip(new, self._encode_pieces(new)))
+            packed = b"".join(map(cache.__getitem__, pieces))
+        return np.frombuffer(packed, "<i4").tolist()
 
     def encode(self, text: str, allowed_special=frozenset(), disallowed_special="all") -> list[int]:
         """Token ids of `text`, with tiktoken's rules for special tokens: those in
@@ -93,10 +96,13 @@ class Tokenizer:
             start = m.end()
         return ids + self.encode_ordinary(text[start:])
 
-    def _encode_piece(self, piece: str) -> tuple[int, ...]:
-        data = piece.encode("utf-8")
-        rank = self.ranks.get(data)
-        return (rank,) if rank is not None else tuple(merge_piece(data, self.ranks))
+    def _encode_pieces(self, pieces: list[str]) -> list[bytes]:
+        """Token ids of each piece, packed as int32: the piece's own if it is a token, else its
+        byte-pair merges."""
+        data = [piece.encode("utf-8") for piece in pieces]
+        whole = list(map(self.ranks.get, data))
+        merged = iter(merge_pieces([d for d, rank in zip(data, whole) if rank is None], self._pair_rank))
+        return [_INT32.pack(rank) if rank is not None else next(merged) for rank in whole]
 
     def decode_bytes(self, ids) -> bytes:
         """The bytes the token ids (ints, or numpy / JAX integer arrays) stand for."""

@@ -14,12 +14,22 @@ Caveat: `regex` follows a newer Unicode version than tiktoken's and HF's regex e
 code point assigned only recently (e.g. U+3D000, a letter to `regex`) may split differently;
 on characters assigned in Unicode 14 all three agree (tested).
 
+Speed: `split` runs the pattern on Python's built-in `re`, about twice as fast per piece as
+`regex`, which stays the reference (`compile_pattern`). `re` has no letter or number classes
+and its whitespace class differs, so each class is spelled out as the BMP code-point ranges where `regex` says yes. A
+character above U+FFFF enters a match only through the classes it belongs to, so `split` puts a
+BMP character of the same classes in its place ("a" a letter, "0" a number), splits, and puts
+the original back into the pieces that hold it; the others (emoji, ...) need nothing, since `re`
+already puts them in no class. Both are tested on every code point.
+
 The byte-level alphabet (`BYTE_ORDER`, `byte_to_char`) is GPT-2's printable stand-in for each
 byte, used by HF's `ByteLevel` and by the saved tokenizer file.
 """
 
+import re
 from functools import cache
 
+import numpy as np
 import regex
 
 from sandbox.errors import SandboxError
@@ -44,8 +54,53 @@ def compile_pattern(name: str) -> regex.Pattern:
 
 
 def split(text: str, pattern: str = "gpt4") -> list[str]:
-    """Cut `text` into pieces with the split pattern; "".join(pieces) == text."""
-    return compile_pattern(pattern).findall(text)
+    """Cut `text` into pieces with the split pattern; "".join(pieces) == text.
+    Same pieces as compile_pattern(pattern).findall(text), found by `re` (see above)."""
+    fast = _compile_re(pattern)
+    astral = [m.start() for m in _ASTRAL.finditer(text) if _LETTER_OR_NUMBER.match(m[0])]
+    if not astral:  # the others above the BMP (emoji, ...) are in no class, to `re` as to `regex`
+        return fast.findall(text)
+    pieces = fast.findall(_ASTRAL.sub(_stand_in, text))
+    ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))
+    for k in set(np.searchsorted(ends, astral, side="right").tolist()):
+        end = int(ends[k])
+        pieces[k] = text[end - len(pieces[k]) : end]
+    return pieces
+
+
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_CLASSES = regex.compile(r"\[(?:\\.|[^\\\]])*\]|\\p\{[LN]\}|\\[sS]")  # [...], \p{L}, \p{N}, \s, \S
+_IN_CLASS = regex.compile(r"\\p\{[LN]\}|\\s")
+
+
+@cache
+def _compile_re(name: str) -> re.Pattern:
+    """The split pattern `name` for `re`, each class spelled as BMP ranges (same pieces as `regex`)."""
+
+    def spell(m) -> str:
+        if m[0].startswith("["):
+            return _IN_CLASS.sub(lambda k: _bmp_ranges(k[0]), m[0])
+        if m[0] == r"\S":
+            return "[^" + _bmp_ranges(r"\s") + "]"
+        return "[" + _bmp_ranges(m[0]) + "]"
+
+    return re.compile(_CLASSES.sub(spell, pattern_string(name)))
+
+
+@cache
+def _bmp_ranges(cls: str) -> str:
+    r"""The BMP characters in the `regex` class `cls` (e.g. \p{L}) as `re` class ranges \uXXXX-\uXXXX."""
+    bmp = "".join(map(chr, range(0x10000)))
+    return "".join(f"\\u{m.start():04x}-\\u{m.end() - 1:04x}" for m in regex.finditer(f"[{cls}]+", bmp))
+
+
+def _stand_in(m: re.Match) -> str:
+    """A BMP character in the same split-pattern classes as the letter or number above U+FFFF
+    matched; any other character stays (`re` already puts it in no class)."""
+    return "a" if _LETTER.match(m[0]) else "0" if _NUMBER.match(m[0]) else m[0]
+
+
+_LETTER, _NUMBER, _LETTER_OR_NUMBER = regex.compile(r"\p{L}"), regex.compile(r"\p{N}"), regex.compile(r"[\p{L}\p{N}]")
 
 
 def _byte_order() -> tuple[int, ...]:
