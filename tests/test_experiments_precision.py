@@ -7,12 +7,14 @@ with and without loss scaling, and a verdict consistent with the measured values
 
 import json
 
+import jax
 import numpy as np
 import pytest
 from sandbox.experiments.precision import FP16, POLICIES, below_half_ulp
 
 from sandbox import rundir
 from sandbox.cli import main
+from sandbox.train import checkpoint
 
 
 def test_below_half_ulp_counts_the_weights_whose_adam_step_rounds_away():
@@ -32,7 +34,7 @@ def quick(tmp_path_factory):
 
 @pytest.mark.slow  # 8 training runs: ~65 s of CPU with a warm compilation cache
 def test_quick_run_measures_the_mechanisms(quick):
-    _, summary = quick
+    out, summary = quick
     seeds = summary["per_seed"]
     assert summary["seeds"] == [0, 1] and len(seeds) == 2
     assert summary["verdict"] == "pass"  # seeds 0, 1: bf16-nearest +0.019 / +0.022 (rule: >= 0.01), the rest far
@@ -50,6 +52,12 @@ def test_quick_run_measures_the_mechanisms(quick):
         assert 0 < 5 * m["below_half_ulp_peak_lr"] < m["below_half_ulp_final_lr"] < 1
     under, zeros = summary["mean_underflow_fraction"], summary["mean_zero_fraction"]
     assert under["fp16_unscaled"] > 100 * under["fp16_loss_scaled"]
+    # unscaled fp16 loses the entries whose true gradient is below 2^-14: the loss-scaled run's float32 gradients
+    # predict the unscaled run's fraction (the two runs train alike, (b)), and it is no stray entry or two
+    assert under["fp16_unscaled"] == pytest.approx(summary["predicted_underflow_fraction"], rel=0.1)
+    assert under["fp16_unscaled"] > 0.01
+    _, params, _ = checkpoint.load_run(out / "fp32")
+    assert summary["gradient_entries"] == sum(np.size(x) for x in jax.tree.leaves(params))
     assert zeros["fp16_unscaled_small"] > 0.05 and zeros["fp16_loss_scaled_small"] < 0.01
     assert under["fp16_unscaled_small"] > 0.9  # at C = 2^-10 nearly every entry is below 2^-14
     assert summary["skipped_steps"]["fp16_unscaled"] == 0  # no scale, nothing to overflow
@@ -60,8 +68,10 @@ def test_quick_verdict_follows_the_stated_rule(quick):
     _, summary = quick
     cfg = summary["setup"]
     under, zeros = summary["mean_underflow_fraction"], summary["mean_zero_fraction"]
-    run_ok = (under["fp16_unscaled"] >= cfg["min_underflow"]
-              and under["fp16_loss_scaled"] <= cfg["max_underflow_scaled"]
+    f_u, f_s, pred = under["fp16_unscaled"], under["fp16_loss_scaled"], summary["predicted_underflow_fraction"]
+    run_ok = (f_u * summary["gradient_entries"] >= cfg["min_underflow_entries"]
+              and pred / cfg["underflow_agreement"] <= f_u <= pred * cfg["underflow_agreement"]
+              and f_s * cfg["scaling_recovery"] <= f_u
               and zeros["fp16_unscaled_small"] >= cfg["min_zero_small"]
               and zeros["fp16_loss_scaled_small"] <= cfg["max_underflow_scaled"])
     for s in summary["per_seed"]:

@@ -52,6 +52,8 @@ def test_fp16_without_scaling_underflows_what_scaling_keeps():
         params, extra = P.init({"w": jnp.ones((2,))}, p)
         _, grads[scaling], _, m = P.value_and_grad(loss_fn, params, jnp.asarray([1e-8, 1.0]), extra, p)
         assert m["grad_underflow_fraction"] == (0.5 if scaling == "none" else 0.0)
+        # what the scale saved: 1e-8 < 2^-14 would be lost without S (logged by loss-scaled runs only)
+        assert m.get("grad_underflow_fraction_unscaled") == (None if scaling == "none" else 0.5)
     assert float(grads["none"]["w"][0]) == 0.0
     np.testing.assert_allclose(grads["dynamic"]["w"][0], 1e-8, rtol=1e-3)
 
@@ -73,6 +75,7 @@ def test_static_loss_scale_shrinks_what_the_fp16_backward_sees_and_only_that():
     g, m = out["mixed_fp16", "dynamic"]  # the dynamic scale 2^15 on top: C·S = 32 puts every entry in range
     np.testing.assert_allclose(g, np.asarray(b), rtol=1e-3)
     assert float(m["grad_zero_fraction"]) == 0.0 and float(m["grad_underflow_fraction"]) == 0.0
+    assert float(m["grad_underflow_fraction_unscaled"]) == 0.5  # C·g without S: 9.8e-9 and 2.9e-6 below 2^-14
     np.testing.assert_array_equal(out["fp32", "dynamic"][0], np.asarray(b, np.float32))  # fp32 ignores C
     with pytest.raises(SandboxError, match="train.static_loss_scale must be a positive number"):
         _policy("mixed_fp16", static=0)
@@ -93,32 +96,79 @@ def test_update_rounding_nearest_loses_small_updates_stochastic_and_kahan_keep_t
     assert np.abs(out["kahan"] - target).max() <= 2.0**-7  # within one bf16 ulp of the exact sum
 
 
-# pure bf16 with stochastic rounding (its keys must replay on resume), pure fp16 with Kahan (the
-# compensation buffer, loss scale and skipped-step count all live in the checkpoint) and mixed_fp16 (float32
-# master weights beside the loss-scale state); fp32 is test_train's resume test, and mixed_bf16 has fp32's
-# state tree (its policy keeps no state) with bf16's compute cast, both covered here and there
-@pytest.mark.parametrize("precision,rounding", [("bf16", "stochastic"), ("fp16", "kahan"), ("mixed_fp16", "nearest")])
-def test_each_policy_trains_and_resumes_bit_identically(tmp_path, precision, rounding):
-    cfg = micro("train.steps=6", "train.eval_every=6", "train.checkpoint_every=3", "train.log_every=3",
-                "train.sharpness_every=6",
+# Every policy but fp32 (test_train's resume test), with stochastic and Kahan updates where the weights are low
+# precision (pure bf16 / fp16; nearest keeps no state and no key beyond stochastic's); the mixed policies keep
+# float32 master weights, where update_rounding does not apply. Loss-scale period 1: the fp16 scale doubles every
+# good step until S·g overflows, so skipped steps and a moving scale cross the cut too. The in-loop sharpness (its
+# Lanczos program is most of a case's compile time) runs in one fp16 case; numerics.curvature_precision covers
+# bf16/fp16 HVPs.
+RESUME_CASES = [*[(p, r) for p in ("bf16", "fp16") for r in ("stochastic", "kahan")],
+                ("mixed_bf16", "nearest"), ("mixed_fp16", "nearest")]
+SHARPNESS_CASE = ("fp16", "kahan")
+
+
+@pytest.fixture(scope="module", params=RESUME_CASES, ids=["-".join(c) for c in RESUME_CASES])
+def resumed(request, tmp_path_factory):
+    """(precision, rounding, full run, the same run cut after step 2's checkpoint and resumed)."""
+    precision, rounding = request.param
+    cfg = micro("train.steps=4", "train.eval_every=4", "train.checkpoint_every=2", "train.log_every=2",
+                "train.eval_batches=2", f"train.sharpness_every={4 if request.param == SHARPNESS_CASE else 0}",
+                "train.loss_scale_period=1",
                 f"train.precision={precision}", f"train.update_rounding={rounding}")
-    full, cut = tmp_path / "full", tmp_path / "cut"
+    full = tmp_path_factory.mktemp(f"{precision}-{rounding}") / "full"
+    cut = full.parent / "cut"
     session.start(cfg, full, progress=False)
     shutil.copytree(full, cut)
-    shutil.rmtree(cut / "checkpoints" / "6")
+    shutil.rmtree(cut / "checkpoints" / "4")  # as if the run had died after step 2's checkpoint
     session.resume(cut, progress=False)
-    _, params_full, _ = checkpoint.load_run(full)
-    _, params_cut, _ = checkpoint.load_run(cut)
-    dtype = P.DTYPES[precision][0]
-    for a, b in zip(jax.tree.leaves(params_full), jax.tree.leaves(params_cut)):
-        assert a.dtype == np.float32  # the tools (hessian, compress, ...) get float32 copies of the weights
-        np.testing.assert_array_equal(a, np.asarray(a).astype(dtype).astype(np.float32))  # ... of bf16/fp16 values
+    return precision, rounding, full, cut
+
+
+def test_every_policy_resumes_bit_identically(resumed):
+    precision, rounding, full, cut = resumed
+    _, state_full = checkpoint.load_state(full)
+    _, state_cut = checkpoint.load_state(cut)
+    leaves_full, tree = jax.tree.flatten(state_full)
+    assert jax.tree.structure(state_cut) == tree
+    for a, b in zip(leaves_full, jax.tree.leaves(state_cut)):  # params, optimizer state, policy state, step
+        assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
-    rows = records.read_metrics(full / "metrics.jsonl")
-    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in records.read_metrics(cut / "metrics.jsonl")]
-    assert 0 <= rows[-1]["grad_underflow_fraction"] < 1
-    assert ("loss_scale" in rows[-1]) == precision.endswith("fp16")
-    assert rows[-1]["sharpness"] > 0  # curvature tracking works on low-precision weights
+    assert int(state_full.step) == 4
+    drop = {"tokens_per_second"}  # wall-clock
+    rows_full, rows_cut = records.read_metrics(full / "metrics.jsonl"), records.read_metrics(cut / "metrics.jsonl")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rows_full] == [
+        {k: v for k, v in r.items() if k not in drop} for r in rows_cut]
+    assert [r["step"] for r in rows_full] == [2, 4]
+    # the weights moved after the cut (a resume of a frozen run would be identical for nothing)
+    _, state_2 = checkpoint.load_state(full, step=2)
+    assert any(np.any(np.asarray(a) != np.asarray(b)) for a, b in zip(jax.tree.leaves(state_2.params),
+                                                                     jax.tree.leaves(state_full.params)))
+
+
+def test_every_policy_keeps_its_formats_and_state(resumed):
+    precision, rounding, full, _ = resumed
+    param_dtype, compute_dtype = P.DTYPES[precision]
+    _, state = checkpoint.load_state(full)
+    assert {x.dtype for x in jax.tree.leaves(state.params)} == {np.dtype(param_dtype)}
+    assert {x.dtype for x in jax.tree.leaves(state.opt_state) if x.ndim} == {np.dtype(np.float32)}
+    numerics = getattr(state, "numerics", None)
+    kahan = param_dtype != jnp.float32 and rounding == "kahan"
+    assert (numerics is not None) == (compute_dtype == jnp.float16 or kahan)
+    if compute_dtype == jnp.float16:  # 4 steps at period 1: each good step doubles S, a skipped one halves it
+        skipped = int(numerics["skipped_steps"])
+        assert float(numerics["loss_scale"]) == P.INITIAL_LOSS_SCALE * 2.0 ** (4 - 2 * skipped)
+    if kahan:  # the compensation buffer holds the low bits the weights lost, in the weights' format
+        assert all(c.dtype == param_dtype for c in jax.tree.leaves(numerics["kahan"]))
+        assert any(np.any(np.asarray(c) != 0) for c in jax.tree.leaves(numerics["kahan"]))
+    _, params, _ = checkpoint.load_run(full)  # what the tools (hessian, compress, ...) read: float32 copies
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state.params)):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, np.asarray(b).astype(np.float32))
+    row = records.read_metrics(full / "metrics.jsonl")[-1]
+    if (precision, rounding) == SHARPNESS_CASE:  # curvature tracking works on fp16 weights and compute
+        assert np.isfinite(row["sharpness"]) and row["sharpness"] > 0
+    assert "grad_underflow_fraction" in row
+    assert ("loss_scale" in row) == (compute_dtype == jnp.float16)
 
 
 def test_bad_precision_is_rejected_with_the_choices():

@@ -247,11 +247,9 @@ def load_config(run_dir: str | Path) -> config_lib.Config:
     return config_lib.load(path)
 
 
-def load_run(run_dir: str | Path, step: int | None = None, seed_index: int = 0):
-    """(cfg, params, step) of a run folder's checkpoint (default: the latest), verified and finite.
-
-    For a run of several seeds trained at once, `seed_index` picks one of them.
-    """
+def load_state(run_dir: str | Path, step: int | None = None):
+    """(cfg, the whole train state as saved: params in the policy's dtype, optimizer and policy state) of a
+    run folder's checkpoint (default: the latest), verified."""
     from sandbox.train.step import init_state, seed_keys
 
     cfg = load_config(run_dir)
@@ -261,7 +259,15 @@ def load_run(run_dir: str | Path, step: int | None = None, seed_index: int = 0):
         lambda ks: init_state(ks[0], cfg, optimizer))
     abstract = jax.eval_shape(init, keys)
     with manager(run_dir) as mngr:
-        state = restore(mngr, abstract, step)
+        return cfg, restore(mngr, abstract, step)
+
+
+def load_run(run_dir: str | Path, step: int | None = None, seed_index: int = 0):
+    """(cfg, params, step) of a run folder's checkpoint (default: the latest), verified and finite.
+
+    For a run of several seeds trained at once, `seed_index` picks one of them.
+    """
+    cfg, state = load_state(run_dir, step)
     # bf16/fp16 runs: the tools (LAPACK, Lanczos) read float32 copies of the weights
     params = precision.at_least_float32(state.params)
     step = step_of(state)

@@ -11,9 +11,11 @@ The optimizer state is float32 under every policy, so what differs is the gradie
 weights round. fp16's narrow range makes small gradients underflow (|g| < 6e-8 is 0, < 6e-5 subnormal):
 dynamic loss scaling multiplies the loss by S before differentiating and divides the float32 gradient by
 S after; a step whose gradient is not finite is skipped and S halved; after `loss_scale_period` good steps
-S doubles. `static_loss_scale` C multiplies the loss as well (the backward pass sees C·S·L): C > 1 is
-static loss scaling; C < 1 gives the low-precision backward pass the smaller gradients of a batch 1/C
-times larger (a mean over more tokens) while the float32 gradient the optimizer gets is unchanged.
+S doubles. A loss-scaled run also logs `grad_underflow_fraction_unscaled`: the fraction of its float32
+gradient's entries (times C) below the smallest normal, i.e. what the backward pass would lose without S.
+`static_loss_scale` C multiplies the loss as well (the backward pass sees C·S·L): C > 1 is static loss
+scaling; C < 1 gives the low-precision backward pass the smaller gradients of a batch 1/C times larger
+(a mean over more tokens) while the float32 gradient the optimizer gets is unchanged.
 Low-precision weights take w <- round(w + dw) with `update_rounding`: nearest (updates below ulp(w)/2
 vanish), stochastic (unbiased: E[w'] = w + dw, key from the data key and the step, so resuming is exact)
 or kahan (a compensation buffer in the weights' format carries the lost low bits).
@@ -104,6 +106,9 @@ def value_and_grad(loss_fn, params, batch, extra, p: Policy):
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(grads)]))
     metrics = {"grad_underflow_fraction": underflow_fraction(g, p.compute_dtype),
                "grad_zero_fraction": zero_fraction(g)}
+    if p.loss_scaling:  # what the dynamic scale saves: entries of C·g (no S) below the smallest normal
+        metrics["grad_underflow_fraction_unscaled"] = underflow_fraction(
+            jax.tree.map(lambda x: x * p.static_scale, grads), p.compute_dtype)
     return loss / scale, grads, finite, metrics
 
 
