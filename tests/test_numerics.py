@@ -160,3 +160,28 @@ def test_top_hessian_eigenvalues_degrade_with_the_hvp_format():
     for name in ("bfloat16", "float16"):  # each top eigenvalue within a few u·lambda_max (Weyl)
         gaps = np.abs(np.asarray(out[name]["eigenvalues"]) - np.asarray(out["float64"]))
         assert gaps.max() < 2 * out[name]["weyl_scale"]
+
+
+def test_numerics_curvature_report_of_a_run(tiny_run, tmp_path, capsys):
+    from sandbox.cli import main
+
+    run_dir, _ = tiny_run
+    assert main(["numerics", "curvature", "--out", str(tmp_path / "x")]) == 2  # no --run: refused, nothing written
+    assert main(["numerics", "formats", "--run", str(run_dir), "--out", str(tmp_path / "y")]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    out = tmp_path / "curv"
+    assert main(["numerics", "curvature", "--run", str(run_dir), "--top-k", "3", "--out", str(out)]) == 0
+    top = json.loads((out / "curvature.json").read_text())["top_eigenvalues"]
+    ref = np.asarray(top["float64"])
+    assert len(ref) == 3 and np.all(np.diff(ref) <= 0) and ref[0] > 0
+    assert max(top["float32"]["rel_error"]) < 1e-4  # float32 HVPs: the float64 spectrum to float32 accuracy
+    assert not top["bfloat16"]["nonfinite"]  # bf16 has float32's range: its HVPs cannot overflow here
+    for name in ("bfloat16", "float16"):  # low-precision HVPs move each eigenvalue by a few u * lambda_max (Weyl)
+        if top[name]["nonfinite"]:  # fp16 overflowed (seen on this 4-step run: small activations, 1/sigma^3 terms)
+            assert top[name]["survived"] == 0 and top[name]["eigenvalues"] is None
+            continue
+        gaps = np.abs(np.asarray(top[name]["eigenvalues"]) - ref)
+        assert 0 < gaps.max() < 4 * top[name]["weyl_scale"], (name, gaps, top[name]["weyl_scale"])
+        assert top[name]["survived"] == sum(e < 0.1 for e in top[name]["rel_error"])
+    assert (out / "curvature_precision.png").stat().st_size > 10_000
+    assert "bfloat16" in capsys.readouterr().out

@@ -1,13 +1,17 @@
-"""`sandbox numerics formats|errors|fd [--out DIR]`: number formats, error analysis, finite differences."""
+"""`sandbox numerics formats|errors|fd [--out DIR]`: number formats, error analysis, finite differences;
+`sandbox numerics curvature --run RUN [--out DIR]`: a run's top Hessian eigenvalues with bf16 / fp16 HVPs."""
 
 from pathlib import Path
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser("numerics", help="floating point: format constants, naive vs stable op errors, "
-                                               "finite-difference step sizes (table + figure)")
-    p.add_argument("report", choices=["formats", "errors", "fd"], help="which report")
-    p.add_argument("--out", help="output folder (default: numerics-REPORT)")
+                                               "finite-difference step sizes, a run's Hessian in low precision "
+                                               "(table + figure)")
+    p.add_argument("report", choices=["formats", "errors", "fd", "curvature"], help="which report")
+    p.add_argument("--run", help="curvature: a run folder made by `sandbox train`")
+    p.add_argument("--top-k", type=int, default=8, help="curvature: number of top eigenvalues")
+    p.add_argument("--out", help="output folder (default: numerics-REPORT; curvature: RUN/numerics-curvature-<time>)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
     p.set_defaults(func=run)
 
@@ -37,6 +41,18 @@ def _print(kind: str, result: dict) -> None:
         for r in result["summation"]:
             print(f"{r['format']:9s} {r['n']:7d} {r['naive']:9.2e} {r['bound_naive']:9.2e} {r['pairwise']:9.2e} "
                   f"{r['kahan']:9.2e} {r['bound_kahan']:9.2e}")
+    elif kind == "curvature":
+        top = result["top_eigenvalues"]
+        print(f"top Hessian eigenvalues of {result['run_dir']} (step {result['step']}) with HVPs in each format")
+        print(f"{'k':>3s} {'float64':>11s} " + " ".join(f"{n + ' (rel err)':>22s}" for n in top if n != "float64"))
+        cell = lambda n, i: (f"{'inf/NaN':>22s}" if top[n]["nonfinite"]  # noqa: E731
+                             else f"{top[n]['eigenvalues'][i]:11.4g} ({top[n]['rel_error'][i]:8.1e})")
+        for i, ref in enumerate(top["float64"]):
+            print(f"{i + 1:3d} {ref:11.4g} " + " ".join(cell(n, i) for n in top if n != "float64"))
+        for n in (n for n in top if n != "float64"):
+            print(f"{n}: {top[n]['survived']} of {len(top['float64'])} within {result['survival_rel_error']:.0%}; "
+                  f"Weyl scale u*lambda_max {top[n]['weyl_scale']:.3g}"
+                  + ("; its HVPs overflow (inf / NaN)" if top[n]["nonfinite"] else ""))
     else:
         print(f"{'format':8s} {'method':12s} {'best h':>9s} {'theory h':>9s} {'best error':>10s}")
         for name, b in result["best"].items():
@@ -47,13 +63,37 @@ def _print(kind: str, result: dict) -> None:
 
 def run(args) -> int:
     from sandbox import rundir
+    from sandbox.errors import SandboxError
     from sandbox.numerics.report import REPORTS
     from sandbox.train import records
 
+    if args.report == "curvature":
+        return _curvature(args)
+    if args.run:
+        raise SandboxError(f"--run is for the curvature report, not {args.report!r}")
     out = Path(args.out or f"numerics-{args.report}")
     with rundir.claim(out, "numerics", args.force):
         result = REPORTS[args.report](out)
         records.write_json(out / f"{args.report}.json", result)
     _print(args.report, result)
     print(f"wrote {out / f'{args.report}.json'} and {', '.join(result['figures'])}")
+    return 0
+
+
+def _curvature(args) -> int:
+    from sandbox import analysis, rundir, validate
+    from sandbox.analysis import curvature_precision
+    from sandbox.errors import SandboxError
+    from sandbox.train import records
+
+    if not args.run:
+        raise SandboxError("the curvature report needs --run RUN_DIR (a run folder made by `sandbox train`)")
+    validate.positive_int("", "--top-k", args.top_k)
+    run = analysis.load(args.run)
+    out = Path(args.out) if args.out else rundir.new_child(Path(args.run), "numerics-curvature")
+    with rundir.claim(out, "numerics", args.force, inputs=[args.run]):
+        result = curvature_precision.of_run(run, out, k=args.top_k)
+        records.write_json(out / "curvature.json", result)
+    _print("curvature", result)
+    print(f"wrote {out / 'curvature.json'} and {', '.join(result['figures'])}")
     return 0
