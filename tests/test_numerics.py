@@ -185,3 +185,18 @@ def test_numerics_curvature_report_of_a_run(tiny_run, tmp_path, capsys):
         assert top[name]["survived"] == sum(e < 0.1 for e in top[name]["rel_error"])
     assert (out / "curvature_precision.png").stat().st_size > 10_000
     assert "bfloat16" in capsys.readouterr().out
+
+
+def test_numerics_fd_report_best_steps_near_theory(tmp_path, capsys):
+    out = tmp_path / "fd"
+    assert main(["numerics", "fd", "--out", str(out)]) == 0
+    best = json.loads((out / "fd.json").read_text())["best"]
+    for name in ("float32", "float64"):  # the measured best h within a factor 10 of sqrt(u) / cbrt(u) theory
+        for method in ("forward", "central"):
+            h, theory = best[name]["measured"][method]["best_h"], best[name]["theory_h"][method]
+            assert theory / 10 <= h <= theory * 10, (name, method, h, theory)
+    # central beats forward at its best h, and the complex step has no rounding floor: near u itself
+    assert best["float64"]["measured"]["central"]["best_error"] < best["float64"]["measured"]["forward"]["best_error"]
+    assert best["float64"]["measured"]["complex_step"]["best_error"] < 1e-15
+    assert (out / "finite_differences.png").stat().st_size > 10_000
+    assert "complex_step" in capsys.readouterr().out
