@@ -144,7 +144,7 @@ class LinearOperator:
         (default `LINEARIZE_MAX_BYTES`), the operator comes back unchanged: a dataset operator scanned
         over many batches would otherwise hold every batch's activations at once, where a plain matvec
         holds one batch's. The unused linearization is then dead code that XLA removes."""
-        if isinstance(self.rule, _Closed):
+        if _tangent_only(self.rule):
             return self
         zero_N = jnp.zeros((self.dim,), self.dtype)
         fn, consts = jax.closure_convert(jax.linearize(self.mv, zero_N)[1], zero_N)
@@ -185,6 +185,11 @@ class _Closed:
 
     def __call__(self, residuals, v_N):
         return self.fn(v_N, *residuals)
+
+
+def _tangent_only(rule) -> bool:
+    """Whether `rule` is already a linearized operator's (possibly scaled or restricted): nothing left at w."""
+    return isinstance(rule, _Closed) or (isinstance(rule, (_Scaled, _Restricted)) and _tangent_only(rule.rule))
 
 
 @dataclasses.dataclass(frozen=True)
