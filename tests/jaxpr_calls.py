@@ -14,3 +14,19 @@ def batched_eigh_shapes(jaxpr) -> list[tuple]:
                 if hasattr(sub, "eqns"):
                     found += batched_eigh_shapes(sub)
     return found
+
+
+def primitive_counts(jaxpr, name: str, in_loop: bool = False) -> tuple[int, int]:
+    """(outside any loop, inside a scan/while body) counts of the primitive `name` in a jaxpr."""
+    outside = inside = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == name:
+            inside, outside = (inside + 1, outside) if in_loop else (inside, outside + 1)
+        loop = in_loop or eqn.primitive.name in ("scan", "while")
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else [value]:
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    o, i = primitive_counts(sub, name, loop)
+                    outside, inside = outside + o, inside + i
+    return outside, inside

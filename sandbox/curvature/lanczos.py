@@ -102,6 +102,7 @@ def eigenpairs(op: LinearOperator, k: int = 5, *, key: jax.Array, num_steps: int
 
 @functools.partial(jax.jit, static_argnames=("k", "num_steps", "which"))
 def _eigenpairs(op, key, k, num_steps, which):
+    op = op.linearized()  # the pass at w once, not once per step
     v0_N = jax.random.normal(key, (op.dim,), op.dtype)
     tri = lanczos(op, v0_N, num_steps)
     theta_M, s_MxM = tridiagonal_eigh(tri)

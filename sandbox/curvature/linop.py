@@ -18,6 +18,8 @@ import numpy as np
 
 from sandbox.errors import SandboxError
 
+LINEARIZE_MAX_BYTES = 2**30  # residuals `LinearOperator.linearized` may keep; above this it does not linearize
+
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
@@ -133,12 +135,22 @@ class LinearOperator:
         start, stop, sub = self.layout.block(name)
         return LinearOperator(_Restricted(self.rule, start, stop, self.dim), self.operands, sub)
 
-    def linearized(self) -> "LinearOperator":
+    def linearized(self, max_bytes: int | None = None) -> "LinearOperator":
         """The same map with the work that does not depend on v done once, now. A v is linear in v, so
         `jax.linearize` at v = 0 splits it into residuals (for a Hessian: the forward and backward pass)
-        and a tangent program that each later matvec runs alone. Use it inside a jitted solver."""
+        and a tangent program that each later matvec runs alone. Use it inside a jitted solver.
+
+        The residuals stay in memory for the operator's life. When they would exceed `max_bytes`
+        (default `LINEARIZE_MAX_BYTES`), the operator comes back unchanged: a dataset operator scanned
+        over many batches would otherwise hold every batch's activations at once, where a plain matvec
+        holds one batch's. The unused linearization is then dead code that XLA removes."""
+        if _tangent_only(self.rule):
+            return self
         zero_N = jnp.zeros((self.dim,), self.dtype)
         fn, consts = jax.closure_convert(jax.linearize(self.mv, zero_N)[1], zero_N)
+        limit = LINEARIZE_MAX_BYTES if max_bytes is None else max_bytes
+        if sum(np.prod(np.shape(c)) * jnp.result_type(c).itemsize for c in consts) > limit:
+            return self
         return LinearOperator(_Closed(fn), tuple(consts), self.layout)
 
     def scaled(self, d_N: jax.Array) -> "LinearOperator":
@@ -173,6 +185,11 @@ class _Closed:
 
     def __call__(self, residuals, v_N):
         return self.fn(v_N, *residuals)
+
+
+def _tangent_only(rule) -> bool:
+    """Whether `rule` is already a linearized operator's (possibly scaled or restricted): nothing left at w."""
+    return isinstance(rule, _Closed) or (isinstance(rule, (_Scaled, _Restricted)) and _tangent_only(rule.rule))
 
 
 @dataclasses.dataclass(frozen=True)

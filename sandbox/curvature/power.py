@@ -24,6 +24,7 @@ def power_iteration(op: LinearOperator, k: int = 1, *, key: jax.Array, num_steps
 
 @functools.partial(jax.jit, static_argnames=("k", "num_steps"))
 def _power(op, key, k, num_steps):
+    op = op.linearized()  # the pass at w once, not once per step
     def deflated(v_N, vals_K, vecs_KxN):  # found pairs beyond the current one are zero rows
         return op.mv(v_N) - vecs_KxN.T @ (vals_K * (vecs_KxN @ v_N))
 

@@ -30,6 +30,7 @@ def slq_nodes_weights(op: LinearOperator, *, key: jax.Array, num_steps: int = 80
 
 @functools.partial(jax.jit, static_argnames=("num_steps", "num_probes"))
 def _nodes_weights(op, key, num_steps, num_probes):
+    op = op.linearized()  # the pass at w once, for every probe and step
     signs_PxN = jax.random.rademacher(key, (num_probes, op.dim), op.dtype)
 
     def one_probe(v_N):

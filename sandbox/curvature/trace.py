@@ -51,18 +51,21 @@ def _matmat(op, v_PxN, batch_size):
 
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "batch_size"))
 def _hutchinson(op, key, num_matvecs, batch_size):
+    op = op.linearized()  # the pass at w once, not once per chunk of probes
     z_PxN = jax.random.rademacher(key, (num_matvecs, op.dim), op.dtype)
     return jnp.mean(jnp.sum(z_PxN * _matmat(op, z_PxN, batch_size), axis=1))
 
 
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "batch_size"))
 def _diagonal(op, key, num_matvecs, batch_size):
+    op = op.linearized()
     z_PxN = jax.random.rademacher(key, (num_matvecs, op.dim), op.dtype)
     return jnp.mean(z_PxN * _matmat(op, z_PxN, batch_size), axis=0)
 
 
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "batch_size"))
 def _hutchpp(op, key, num_matvecs, batch_size):
+    op = op.linearized()
     n = op.dim
     r = min(num_matvecs // 3, n)                # sketch size
     g = num_matvecs - 2 * r                     # probes for the deflated remainder
