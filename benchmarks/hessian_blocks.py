@@ -21,14 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 HESSIAN = ["--top-k", "10", "--density", "--trace"]
 
 
-def timed(args: list[str], pythonpath: str | None) -> tuple[float, float]:
-    """(wall s, CPU s of the child) of one `sandbox` command, cache off."""
+def timed(args: list[str], pythonpath: str | None, cwd: str) -> tuple[float, float]:
+    """(wall s, CPU s of the child) of one `sandbox` command, cache off, run in `cwd` (not the checkout:
+    `python -m` puts the working folder before PYTHONPATH)."""
     env = {**os.environ, "SANDBOX_COMPILE_CACHE": "0"}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "sandbox", *args], check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run([sys.executable, "-m", "sandbox", *args], check=True, stdout=subprocess.DEVNULL, env=env, cwd=cwd)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.perf_counter() - t0, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
@@ -81,7 +82,7 @@ def main():
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = args.run or str(Path(tmp) / "tiny")
+        run_dir = str(Path(args.run).resolve()) if args.run else str(Path(tmp) / "tiny")
         if not args.run:
             subprocess.run([sys.executable, "-m", "sandbox", "train", str(ROOT / "configs/tiny.yaml"),
                             "train.steps=100", "--out", run_dir], check=True, stdout=subprocess.DEVNULL)
@@ -94,7 +95,7 @@ def main():
                                        ("this checkout: --blocks", None, ["--blocks"]),
                                        ("this checkout: without --blocks", None, [])):
                 out = Path(tmp) / f"out-{rep}-{len(rows)}"
-                wall, cpu = timed(["hessian", run_dir, *HESSIAN, *extra, "--out", str(out)], path)
+                wall, cpu = timed(["hessian", run_dir, *HESSIAN, *extra, "--out", str(out)], path, tmp)
                 rows.append((label, wall, cpu))
                 print(f"{label:36s} {wall:8.1f} s wall {cpu:8.1f} s CPU", flush=True)
         old_wall = min(w for label, w, _ in rows if label.startswith(args.old))
