@@ -142,9 +142,9 @@ class MiniLM:
     cfg: Config
     tokenizer: object
 
-    def tokenize(self, sentences, multiple: int = PAD_MULTIPLE):
-        """Token ids and attention mask, int32 B x L, L padded up to a multiple of `multiple`."""
-        return _padded(self._encode(sentences), multiple)
+    def tokenize(self, sentences):
+        """Token ids and attention mask, int32 B x L, L padded up to a multiple of PAD_MULTIPLE."""
+        return _padded(self._encode(sentences), PAD_MULTIPLE)
 
     def _encode(self, sentences):
         if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
