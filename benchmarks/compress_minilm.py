@@ -2,6 +2,11 @@
 factorized forward pass against the dense one.
 
     python benchmarks/compress_minilm.py [--sentences 300]
+    python benchmarks/compress_minilm.py --against OLD_SRC   # OLD_SRC: e.g. `git archive <commit> | tar -x -C OLD_SRC`
+
+With --against, it instead times the whole default `sandbox compress minilm` of OLD_SRC and of this
+checkout one after the other (fresh processes, SANDBOX_COMPILE_CACHE=0), and reports how far apart the rows
+the two wrote are (the same rows, metrics equal within float tolerance: under 1e-4).
 
 1. SVD sweep: decompose all 36 linear layers once, truncate at 8 kept fractions, embed the
    evaluation sentences with each compressed model and score mean cosine and top-1 agreement.
@@ -11,9 +16,12 @@ factorized forward pass against the dense one.
 """
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,12 +84,40 @@ def torch_speed(sentences, repeats):
     return t, f"torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def cli_wall(src: Path, out: Path) -> float:
+    """Wall seconds of `sandbox compress minilm --out out` run from the source tree `src` in a fresh process."""
+    code = "import sys; from sandbox.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": str(src), "SANDBOX_COMPILE_CACHE": "0"}
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, "compress", "minilm", "--out", str(out)], env=env, check=True,
+                   cwd=src, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def against(old_src: Path):
+    new_src = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"load average before: {os.getloadavg()[0]:.1f}")
+        walls = {name: cli_wall(src, Path(tmp) / name) for name, src in (("old", old_src), ("new", new_src))}
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        rows = {n: json.loads((Path(tmp) / n / "compress.json").read_text())["rows"] for n in walls}
+    keys = [(r["method"], r["setting"]) for r in rows["old"]]
+    assert keys == [(r["method"], r["setting"]) for r in rows["new"]], "the two sweeps wrote different rows"
+    worst = max(abs(a[k] - b[k]) for a, b in zip(rows["old"], rows["new"])
+                for k in ("mean_cosine", "min_cosine", "top1_agreement", "kept_fraction", "bits_per_weight"))
+    print(f"sandbox compress minilm (default sweep, {len(keys)} rows): old {walls['old']:.1f} s, "
+          f"new {walls['new']:.1f} s, ratio {walls['old'] / walls['new']:.2f}x; largest metric difference {worst:.2e}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", type=Path, help="time the CLI sweep of this old source tree against this one")
     parser.add_argument("--sentences", type=int, default=300)
     parser.add_argument("--batch", type=int, default=64, help="sentences in the forward-pass batch")
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
+    if args.against:
+        return against(args.against.resolve())
 
     t = time.perf_counter()
     model = minilm.load()

@@ -15,8 +15,9 @@ def table(params, groups: dict | None = None) -> dict:
 
 def of_params(params, out_dir: Path, title: str, groups: dict | None = None) -> tuple[dict, dict]:
     """(table, {figure file: caption}): singular values, ESD grid and alpha per layer, written into out_dir."""
-    rows = table(params, groups)
-    names = report.write_spectra_figures(params, rows, Path(out_dir), title, groups)
+    esds = report.layer_esds(params, groups)
+    rows = report.spectra_table(params, groups, esds)
+    names = report.write_spectra_figures(esds, rows, Path(out_dir), title)
     return rows, dict(zip(names, CAPTIONS))
 
 

@@ -10,7 +10,6 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogLocator, NullFormatter
 
 from sandbox import plotting
-from sandbox.compress import spectra
 
 
 def plot_tradeoff(rows: list[dict], metric: str, base: float, path: Path, title: str, unit: str = "") -> str:
@@ -28,32 +27,31 @@ def plot_tradeoff(rows: list[dict], metric: str, base: float, path: Path, title:
     return plotting.save(fig, path)
 
 
-def plot_singular_values(weights: dict, path: Path, title: str) -> str:
-    """s_i / s_1 against i / K for every layer, log scale: how fast each spectrum decays."""
+def plot_singular_values(esds: dict, path: Path, title: str) -> str:
+    """s_i / s_1 against i / K for every layer (from its ESD, ascending s_i^2), log scale: how fast each decays."""
     fig, ax = plotting.figure(6.4, 4.2)
     cmap = colormaps["viridis"]
-    for j, (name, w) in enumerate(weights.items()):
-        s = np.sqrt(spectra.esd(w))[::-1]
-        ax.plot(np.arange(1, len(s) + 1) / len(s), s / s[0], color=cmap(j / max(len(weights) - 1, 1)), lw=1,
-                label=name if len(weights) <= 12 else None)
+    for j, (name, evals) in enumerate(esds.items()):
+        s = np.sqrt(evals)[::-1]
+        ax.plot(np.arange(1, len(s) + 1) / len(s), s / s[0], color=cmap(j / max(len(esds) - 1, 1)), lw=1,
+                label=name if len(esds) <= 12 else None)
     ax.set_yscale("log")
     ax.set_xlabel("i / K (rank index over the layer's rank K)")
     ax.set_ylabel("s_i / s_1 (relative singular value)")
     ax.set_title(title, fontsize=9)
-    if len(weights) <= 12:
+    if len(esds) <= 12:
         ax.legend(fontsize=6, ncol=2)
     return plotting.save(fig, path)
 
 
-def plot_esd_grid(weights: dict, table: dict, path: Path, title: str) -> str:
-    """Log-log ESD histogram of W^T W per layer with the fitted power law from x_min (and the MP edge)."""
-    n = len(weights)
+def plot_esd_grid(esds: dict, table: dict, path: Path, title: str) -> str:
+    """Log-log ESD histogram of W^T W per layer (ascending eigenvalues) with the power law from x_min, MP edge."""
+    n = len(esds)
     cols = min(4, n)
     rows = math.ceil(n / cols)
     fig, axes = plotting.figure(3.0 * cols, 2.6 * rows + 0.8, rows, cols)
     axes = np.array(axes, dtype=object).reshape(rows, cols)
-    for ax, (name, w) in zip(axes.ravel(), weights.items()):
-        evals = spectra.esd(w)
+    for ax, (name, evals) in zip(axes.ravel(), esds.items()):
         evals = evals[evals > 0]
         bins = np.logspace(np.log10(evals[0]), np.log10(evals[-1]), 30)
         density, edges = np.histogram(evals, bins=bins, density=True)

@@ -74,8 +74,8 @@ def _check_prune(setting: dict, shape: tuple) -> None:
         raise SandboxError(f"sparsity {setting['sparsity']!r} must be in [0, 1)")
 
 
-def _apply_prune(layers, setting, _):
-    new = cmodel.prune_layers(layers, setting)
+def _apply_prune(layers, setting, ranks):
+    new = cmodel.prune_layers(layers, setting, ranks)
     kept = sum(int(np.count_nonzero(p["w"])) for p in new.values()) / cmodel.param_count(layers)
     return new, {"kept_fraction": kept, "bits_per_weight": FLOAT_BITS * kept}
 
@@ -95,7 +95,8 @@ METHODS = {m.name: m for m in (
     _svd("svd-whiten", calibrated=True),  # SVD of W in the metric of the input Gram (SVD-LLM)
     _svd("asvd", calibrated=True),  # SVD of diag(mean |x|)^alpha W (activation-aware SVD)
     Method("quantize", "quantize", False, _check_quantize, _apply_quantize, _label_quantize),
-    Method("prune", "prune", False, _check_prune, _apply_prune, _label_prune),
+    Method("prune", "prune", False, _check_prune, _apply_prune, _label_prune,
+           prepare=lambda layers, stats: {path: prune.magnitude_ranks(p["w"]) for path, p in layers.items()}),
 )}
 
 

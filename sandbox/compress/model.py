@@ -52,12 +52,33 @@ def replace_layers(params, new_layers: dict):
     return traverse_util.unflatten_dict(flat)
 
 
-def densify(params, groups: dict | None = None):
-    """A copy of params with every factorized layer {u, v} replaced by the dense {w: u v} (on the host): the
-    same function up to float rounding, in the original shapes, so one compiled model scores every rank."""
-    dense = {path: {"w": jax.device_put(np.asarray(p["u"]) @ np.asarray(p["v"]))}
-             for path, p in linear_layers(params, groups).items() if "u" in p}
-    return replace_layers(params, dense) if dense else params
+def densify(params, groups: dict | None = None, rank_multiple: int | None = None):
+    """A copy of params for scoring, the same function up to float rounding, computed on the host.
+
+    rank_multiple None: every factorized layer {u, v} becomes the dense {w: u v}, in the original shapes, so
+    one compiled model scores every rank. An int: a factorization that saves multiply-adds at its padded rank
+    (k' (M + N) < M N) stays thin, zero-padded to k' = the next multiple (`pad_rank`), so one compiled
+    program serves every rank of a bucket and runs at about the kept fraction of the dense cost.
+    """
+    out = {}
+    for path, p in linear_layers(params, groups).items():
+        if "u" not in p:
+            continue
+        u, v = np.asarray(p["u"]), np.asarray(p["v"])
+        (m, k), n = u.shape, v.shape[1]
+        padded = None if rank_multiple is None else -(-k // rank_multiple) * rank_multiple
+        if padded is not None and padded * (m + n) < m * n:
+            out[path] = {name: jax.device_put(x) for name, x in pad_rank(u, v, padded).items()}
+        else:
+            out[path] = {"w": jax.device_put(u @ v)}
+    return replace_layers(params, out) if out else params
+
+
+def pad_rank(u_MxK, v_KxN, rank: int) -> dict:
+    """{"u": [u 0] (M, rank), "v": [v; 0] (rank, N)}: zero columns and rows add only exact zeros, so the
+    padded product equals u v, and x u v is computed through the same thin shapes for any K <= rank."""
+    k = u_MxK.shape[1]
+    return {"u": np.pad(u_MxK, ((0, 0), (0, rank - k))), "v": np.pad(v_KxN, ((0, rank - k), (0, 0)))}
 
 
 def param_count(layers: dict) -> int:
@@ -158,8 +179,11 @@ def quantize_layers(layers: dict, setting: dict) -> tuple[dict, float]:
     return out, bits / param_count(layers)
 
 
-def prune_layers(layers: dict, setting: dict) -> dict:
-    """{path: {"w": pruned}} for {"sparsity": s} (magnitude) or {"n": n, "m": m} (N:M)."""
+def prune_layers(layers: dict, setting: dict, ranks: dict | None = None) -> dict:
+    """{path: {"w": pruned}} for {"sparsity": s} (magnitude; `ranks[path]` from `prune.magnitude_ranks` if
+    given) or {"n": n, "m": m} (N:M)."""
     if "sparsity" in setting:
-        return {path: {"w": prune.magnitude_prune(p["w"], setting["sparsity"])["w"]} for path, p in layers.items()}
+        ranks = ranks or {}
+        return {path: {"w": prune.magnitude_prune(p["w"], setting["sparsity"], ranks.get(path))["w"]}
+                for path, p in layers.items()}
     return {path: {"w": prune.nm_prune(p["w"], setting["n"], setting["m"])["w"]} for path, p in layers.items()}

@@ -15,23 +15,23 @@ import numpy as np
 from sandbox.errors import SandboxError
 
 
-def magnitude_prune(w_MxN, sparsity: float) -> dict:
-    """Zero the round(sparsity * size) smallest-magnitude entries: {"w", "mask", "kept_fraction"}."""
+def magnitude_prune(w_MxN, sparsity: float, ranks=None) -> dict:
+    """Zero the round(sparsity * size) smallest-magnitude entries: {"w", "mask", "kept_fraction"}.
+    `ranks` (from `magnitude_ranks`) lets a sweep sort each weight once and threshold it at every sparsity."""
     if not 0.0 <= sparsity < 1.0:
         raise SandboxError(f"sparsity {sparsity!r} must be in [0, 1): the fraction of weights set to zero")
-    w = jnp.asarray(w_MxN)
+    w = np.asarray(w_MxN)
     n_drop = int(round(sparsity * w.size))
-    w_pruned, mask = _magnitude(w, n_drop)
-    return {"w": w_pruned, "mask": mask, "kept_fraction": 1.0 - n_drop / w.size}
+    mask = (magnitude_ranks(w) if ranks is None else ranks) >= n_drop
+    return {"w": jax.device_put(np.where(mask, w, 0)), "mask": mask, "kept_fraction": 1.0 - n_drop / w.size}
 
 
-@jax.jit
-def _magnitude(w_MxN, n_drop):
-    """n_drop is traced: one compilation per weight shape serves every sparsity."""
-    order = jnp.argsort(jnp.abs(w_MxN).ravel())
-    rank = jnp.zeros(w_MxN.size, jnp.int32).at[order].set(jnp.arange(w_MxN.size, dtype=jnp.int32))
-    mask = (rank >= n_drop).reshape(w_MxN.shape)  # rank 0 = smallest |w|
-    return jnp.where(mask, w_MxN, 0), mask
+def magnitude_ranks(w_MxN) -> np.ndarray:
+    """Each entry's place in the stable ascending order of |w| (0 = smallest; ties by position), on the host."""
+    flat = np.abs(np.asarray(w_MxN)).ravel()
+    rank = np.empty(flat.size, np.int64)
+    rank[np.argsort(flat, kind="stable")] = np.arange(flat.size)
+    return rank.reshape(np.shape(w_MxN))
 
 
 def nm_prune(w_MxN, n: int = 2, m: int = 4) -> dict:

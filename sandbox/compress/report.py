@@ -3,7 +3,8 @@
 A `Target` is what any model brings: its params, `evaluate(params) -> {metric: value, ...}`,
 the name and unit of the main metric (val_loss in nats/token for an LM, mean_cosine for a sentence
 encoder), a `calibrate()` that returns per-layer activation statistics for activation-aware SVD,
-and its parameter grouping (which subtrees are linear maps; inferred from names if None).
+its parameter grouping (which subtrees are linear maps; inferred from names if None), and how
+factorized layers are scored (`rank_multiple`, see `sandbox.compress.model.densify`).
 """
 
 import dataclasses
@@ -27,6 +28,7 @@ class Target:
     info: dict = dataclasses.field(default_factory=dict)
     groups: dict | None = None
     unit: str = ""
+    rank_multiple: int | None = None
 
 
 def dense_weights(params, groups: dict | None = None) -> dict:
@@ -34,15 +36,21 @@ def dense_weights(params, groups: dict | None = None) -> dict:
     return {k: np.asarray(p["w"], np.float32) for k, p in cmodel.linear_layers(params, groups).items() if "w" in p}
 
 
-def spectra_table(params, groups: dict | None = None) -> dict:
-    """{path: `spectra.layer_spectrum(W)`} for every dense linear layer."""
-    return {k: spectra.layer_spectrum(w) for k, w in dense_weights(params, groups).items()}
+def layer_esds(params, groups: dict | None = None) -> dict:
+    """{path: eigenvalues of W^T W (`spectra.esd`, one SVD)} for every dense linear layer, for the table and figures."""
+    return {k: spectra.esd(w) for k, w in dense_weights(params, groups).items()}
 
 
-def write_spectra_figures(params, table: dict, out: Path, title: str, groups: dict | None = None) -> list[str]:
-    weights = dense_weights(params, groups)
-    return [figures.plot_singular_values(weights, out / "singular_values.png", f"{title}: singular values per layer"),
-            figures.plot_esd_grid(weights, table, out / "esd.png", title),
+def spectra_table(params, groups: dict | None = None, esds: dict | None = None) -> dict:
+    """{path: `spectra.layer_spectrum(W)`} for every dense linear layer (from `esds` when given)."""
+    esds = layer_esds(params, groups) if esds is None else esds
+    return {k: spectra.layer_spectrum(w, esds[k]) for k, w in dense_weights(params, groups).items()}
+
+
+def write_spectra_figures(esds: dict, table: dict, out: Path, title: str) -> list[str]:
+    """Singular values, ESD grid and alpha per layer from `layer_esds` and `spectra_table`, written into out."""
+    return [figures.plot_singular_values(esds, out / "singular_values.png", f"{title}: singular values per layer"),
+            figures.plot_esd_grid(esds, table, out / "esd.png", title),
             figures.plot_alpha(table, out / "alpha.png", f"{title}: power-law alpha per layer")]
 
 
@@ -58,15 +66,17 @@ def study(target: Target, plan: dict, out: Path, progress=print) -> dict:
             progress(f"{method:10s} {row['setting']:24s} kept {row['kept_fraction']:.3f}  "
                      f"bits {row['bits_per_weight']:6.2f}  {target.metric} {row[target.metric]:.5f}")
 
-        for row in sweep.run(target.params, method, settings, target.evaluate, stats, report, target.groups):
+        for row in sweep.run(target.params, method, settings, target.evaluate, stats, report, target.groups,
+                             target.rank_multiple):
             row["change"] = row[target.metric] - base[target.metric]
             rows.append(row)
-    table = spectra_table(target.params, target.groups)
+    esds = layer_esds(target.params, target.groups)
+    table = spectra_table(target.params, target.groups, esds)
     measured_on = target.info.get("eval_set")
     names = [figures.plot_tradeoff(rows, target.metric, base[target.metric], out / "tradeoff.png",
                                    f"{target.name}: {target.metric} against compression"
                                    + (f"\n(measured on eval set {measured_on})" if measured_on else ""), target.unit)]
-    names += write_spectra_figures(target.params, table, out, target.name, target.groups)
+    names += write_spectra_figures(esds, table, out, target.name)
     return {
         "target": target.name,
         **target.info,

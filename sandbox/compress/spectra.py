@@ -63,9 +63,9 @@ def mp_edge(w_MxN) -> float:
     return float(np.var(w) * (np.sqrt(m) + np.sqrt(n)) ** 2)
 
 
-def layer_spectrum(w_MxN) -> dict:
-    """Spectral summary of one matrix: norms, stable rank, power-law fit and MP comparison."""
-    evals = esd(w_MxN)
+def layer_spectrum(w_MxN, evals=None) -> dict:
+    """Spectral summary of one matrix: norms, stable rank, power-law fit and MP comparison (`evals`: its `esd`)."""
+    evals = esd(w_MxN) if evals is None else evals
     fit = fit_power_law(evals)
     edge = mp_edge(w_MxN)
     lam_max = float(evals[-1])

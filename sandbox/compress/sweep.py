@@ -6,7 +6,8 @@ pruning, 1 for quantization), the bits per weight (float32 = 32 for what is kept
 width plus scale overhead for quantization) and the metrics `evaluate(params)` returns.
 A method's preparation (SVD: the decompositions) runs once and serves every setting. Every
 compressed model is scored in the original layer shapes (factors multiplied out, `model.densify`),
-so one compiled model serves every setting of every method.
+so one compiled model serves every setting of every method; or, with `rank_multiple`, through its thin
+factors zero-padded to rank buckets, for a model whose run time outweighs its compile time.
 """
 
 import numpy as np
@@ -35,7 +36,7 @@ def compress(params, method: str, setting: dict, prepared=None, groups: dict | N
 
 
 def run(params, method: str, settings: list, evaluate, stats=None, progress=None,
-        groups: dict | None = None) -> list[dict]:
+        groups: dict | None = None, rank_multiple: int | None = None) -> list[dict]:
     """Rows {"method", "setting", "kept_fraction", "bits_per_weight", **evaluate(compressed)} per setting."""
     m = get(method)
     prepared = m.prepare(cmodel.linear_layers(params, groups), stats)
@@ -43,7 +44,7 @@ def run(params, method: str, settings: list, evaluate, stats=None, progress=None
     for setting in settings:
         compressed, info = compress(params, method, setting, prepared, groups)
         row = {"method": method, "setting": m.label(setting), **{k: v for k, v in info.items() if k != "ranks"}}
-        row.update(evaluate(cmodel.densify(compressed, groups)))
+        row.update(evaluate(cmodel.densify(compressed, groups, rank_multiple)))
         if "ranks" in info:
             row["ranks"] = {k: int(v) for k, v in info["ranks"].items()}
         rows.append(row)
