@@ -16,7 +16,7 @@ def test_laplace_bounds_far_away_confidence(tmp_path):
         assert r["laplace_far_confidence_max"] <= r["theorem2_uniform_bound"] + 1e-6, r
         assert r["laplace_minus_limit_max"] < 0.01, r  # the probit confidence sits at Theorem 2's limit
         # in distribution no worse: the paired per-point NLL difference within 2 of its standard errors
-        assert r["nll_laplace_minus_map"] == pytest.approx(r["nll_laplace"] - r["nll_map"], abs=1e-9), r
+        assert r["nll_laplace_minus_map"] == pytest.approx(r["nll_laplace"] - r["nll_map"], abs=1e-6), r  # f32
         assert r["nll_laplace_minus_map"] <= 2 * r["nll_laplace_minus_map_se"], r
         assert r["test_accuracy"] > 0.9
         assert all(r["checks"].values()) and r["verdict"] == "pass"
