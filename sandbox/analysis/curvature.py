@@ -57,11 +57,10 @@ def operator(kind: str, logits_fn, params, batch, key: jax.Array) -> curvature.L
 
 def memory_bytes(dim: int, opts: CurvatureOptions, itemsize: int = 4) -> int:
     """Bytes of the Lanczos bases: (m + 1) x dim for the top-k (m = max(num_steps, top_k)), and as many
-    for each of the num_probes SLQ probes, which run at once with it; with blocks, twice that: the blocks
-    of a grouping are disjoint and share one packed basis beside the whole operator's (`curvature.blocks`)."""
+    for each of the num_probes SLQ probes, which run at once with it (`curvature.blocks`)."""
     m = min(max(opts.num_steps, opts.top_k), dim)
     slq = opts.num_probes * (m + 1) if opts.density else 0
-    return (1 + opts.blocks) * (m + 1 + slq) * dim * itemsize
+    return (m + 1 + slq) * dim * itemsize
 
 
 def check_request(dim: int, opts: CurvatureOptions) -> None:

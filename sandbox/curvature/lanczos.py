@@ -40,55 +40,39 @@ def lanczos(op: LinearOperator, v0_N: jax.Array, num_steps: int, mask_N: jax.Arr
     vectors are masked, and once the block is exhausted (step >= n_b) every later step is inactive:
     a zero basis row, alpha = beta = 0 (see `curvature.blocks`).
     """
-    masks_SxN = jnp.ones((1, op.dim), op.dtype) if mask_N is None else mask_N.astype(op.dtype)[None]
-    basis_MxN = start(v0_N, masks_SxN, num_steps)
+    n, m = op.dim, num_steps
+    dtype = op.dtype
+    tiny = jnp.finfo(dtype).eps * 10
+    mask_N = jnp.ones((n,), dtype) if mask_N is None else mask_N.astype(dtype)
+    num_active = jnp.sum(mask_N)
+    v0_N = v0_N * mask_N
+    q0_N = (v0_N / jnp.linalg.norm(v0_N)).astype(dtype)
+    # Row m is scratch: the step after the last writes there, so every step writes row i + 1.
+    basis0_MxN = jnp.zeros((m + 1, n), dtype).at[0].set(q0_N)
+    # Restart directions after a breakdown: shifts of a fixed vector with irregular entries.
+    restart_N = jnp.sin(jnp.arange(1, n + 1, dtype=dtype) * 12.9898) * 43758.5453 % 1 - 0.5
+
+    def orthogonalize(w_N, basis_MxN):
+        for _ in range(2):  # rows not yet filled are zero and contribute nothing
+            w_N = w_N - basis_MxN.T @ (basis_MxN @ w_N)
+        return w_N
 
     def step(basis_MxN, i):
-        basis_MxN, alpha_S, beta_S = advance(basis_MxN, i, op.mv(basis_MxN[i]), masks_SxN)
-        return basis_MxN, (alpha_S[0], beta_S[0])
+        q_N = basis_MxN[i]
+        w_N = op.mv(q_N)
+        alpha = jnp.dot(q_N, w_N)
+        w_N = orthogonalize(w_N, basis_MxN)
+        beta = jnp.linalg.norm(w_N)
+        broke = beta <= tiny * jnp.maximum(jnp.abs(alpha), 1.0)
+        fresh_N = orthogonalize(mask_N * jnp.roll(restart_N, i), basis_MxN)
+        fresh_N = fresh_N / (jnp.linalg.norm(fresh_N) + tiny)
+        nxt_N = jnp.where(broke, fresh_N, w_N / jnp.where(broke, 1, beta))
+        live = i + 1 < num_active  # the Krylov space has not yet filled the block
+        nxt_N = jnp.where(live, nxt_N, 0.0)
+        return basis_MxN.at[i + 1].set(nxt_N), (alpha, jnp.where(broke | ~live, 0.0, beta))
 
-    basis_MxN, (alphas_M, betas_M) = jax.lax.scan(step, basis_MxN, jnp.arange(num_steps))
-    return Tridiagonal(alphas_M, betas_M, basis_MxN[:num_steps])
-
-
-# Segmented Lanczos: S independent runs on disjoint coordinate sets (0/1 rows of masks_SxN) packed in one
-# vector of length N. Each run's vectors live on its own coordinates, so one (M + 1) x N basis holds all S
-# bases, per-run inner products are masked sums (masks_SxN @ (x * y)), and one pass over the basis
-# orthogonalizes every run at once. With S = 1 and a mask of ones it is plain Lanczos.
-
-def start(v0_N: jax.Array, masks_SxN: jax.Array, num_steps: int) -> jax.Array:
-    """The (num_steps + 1) x N basis holding each run's normalized masked start vector in row 0 (row m is
-    scratch: the step after the last writes there, so every step writes row i + 1)."""
-    scale_S = 1 / jnp.sqrt(masks_SxN @ (v0_N * v0_N))
-    return jnp.zeros((num_steps + 1, masks_SxN.shape[1]), masks_SxN.dtype).at[0].set(v0_N * (scale_S @ masks_SxN))
-
-
-def advance(basis_MxN: jax.Array, i, w_N: jax.Array, masks_SxN: jax.Array):
-    """Step i of the S runs given w = A q_i (the packed matvec: each run's A q on its own coordinates):
-    (basis with row i + 1 set, alpha_S, beta_S). Each new vector is orthogonalized twice against its run's
-    previous ones; on breakdown a fresh direction continues the run with beta = 0; once a run has filled
-    its n_s coordinates (i + 1 >= n_s) its later rows are zero and alpha = beta = 0."""
-    m1, n = basis_MxN.shape
-    dtype = basis_MxN.dtype
-    tiny = jnp.finfo(dtype).eps * 10
-    expand = lambda c_S: c_S.astype(dtype) @ masks_SxN  # noqa: E731  (per-run scalars -> packed vector)
-    q_N = basis_MxN[i]
-    alpha_S = masks_SxN @ (q_N * w_N)
-    # restart directions after a breakdown: shifts of a fixed vector with irregular entries
-    restart_N = jnp.sin(jnp.arange(1, n + 1, dtype=dtype) * 12.9898) * 43758.5453 % 1 - 0.5
-    both_2xN = jnp.stack([w_N, jnp.roll(restart_N, i) * jnp.sum(masks_SxN, axis=0)])
-    for _ in range(2):  # rows not yet filled are zero and contribute nothing; one pass serves w and fresh
-        per_run_XxN = (both_2xN[:, None, :] * masks_SxN[None]).reshape(-1, n)
-        back_XxN = (per_run_XxN @ basis_MxN.T) @ basis_MxN
-        both_2xN = both_2xN - jnp.sum(back_XxN.reshape(2, -1, n) * masks_SxN[None], axis=1)
-    w_N, fresh_N = both_2xN
-    beta_S = jnp.sqrt(masks_SxN @ (w_N * w_N))
-    broke_S = beta_S <= tiny * jnp.maximum(jnp.abs(alpha_S), 1.0)
-    fresh_N = fresh_N * expand(1 / (jnp.sqrt(masks_SxN @ (fresh_N * fresh_N)) + tiny))
-    nxt_N = jnp.where(expand(broke_S) > 0, fresh_N, w_N * expand(1 / jnp.where(broke_S, 1, beta_S)))
-    live_S = i + 1 < jnp.sum(masks_SxN, axis=1)  # the Krylov space has not yet filled the run's coordinates
-    nxt_N = nxt_N * expand(live_S)
-    return basis_MxN.at[i + 1].set(nxt_N), alpha_S, jnp.where(broke_S | ~live_S, 0.0, beta_S)
+    basis_MxN, (alphas_M, betas_M) = jax.lax.scan(step, basis0_MxN, jnp.arange(m))
+    return Tridiagonal(alphas_M, betas_M, basis_MxN[:m])
 
 
 def tridiagonal_eigh(tri: Tridiagonal):

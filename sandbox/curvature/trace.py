@@ -4,8 +4,7 @@ Hutchinson: tr A = E[z^T A z] for Rademacher z; m probes have variance
 2(||A||_F^2 - sum_i A_ii^2)/m. Hutch++ (Meyer, Musco, Musco & Woodruff, 2021) spends m/3 matvecs
 on a sketch Q = orth(A S), takes tr(Q^T A Q) exactly (m/3 more) and Hutchinson on the deflated
 rest (I - QQ^T) A (I - QQ^T) (last m/3): error O(1/m) instead of O(1/sqrt(m)), and exact when the
-sketch covers the whole space (m >= 3N). Split by coordinate (`hutchpp_terms`), the same matvecs give
-Hutch++ for the trace of every diagonal block. Diagonal: diag A = E[z * A z] (Bekas et al., 2007).
+sketch covers the whole space (m >= 3N). Diagonal: diag A = E[z * A z] (Bekas et al., 2007).
 Matvecs over probes are vmapped in chunks of `batch_size` (lax.map), bounding memory.
 """
 
@@ -66,14 +65,6 @@ def _diagonal(op, key, num_matvecs, batch_size):
 
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "batch_size"))
 def _hutchpp(op, key, num_matvecs, batch_size):
-    return jnp.sum(hutchpp_terms(op, key, num_matvecs, batch_size))
-
-
-def hutchpp_terms(op: LinearOperator, key: jax.Array, num_matvecs: int, batch_size: int = 32) -> jax.Array:
-    """Hutch++'s estimate split by coordinate: d_N with sum(d) the Hutch++ trace of A, and sum_{n in b} d_n
-    the Hutch++ estimate of tr(P_b A) = tr A_bb for any coordinate set b, from the same matvecs:
-    d = sum_r q_r o (A q_r) + mean_g z'_g o (A z'_g), with Q = orth(A S) and z' = (I - Q Q^T) z.
-    (Hutch++ holds for any square matrix: tr B = tr(Q^T B Q) + E z'^T B z', here with B = P_b A.)"""
     op = op.linearized()
     n = op.dim
     r = min(num_matvecs // 3, n)                # sketch size
@@ -82,11 +73,11 @@ def hutchpp_terms(op: LinearOperator, key: jax.Array, num_matvecs: int, batch_si
     s_RxN = jax.random.rademacher(key_s, (r, n), op.dtype)
     q_NxR, _ = jnp.linalg.qr(_matmat(op, s_RxN, batch_size).T)
     if g == 0 or r == n:
-        return jnp.sum(q_NxR.T * _matmat(op, q_NxR.T, batch_size), axis=0)
+        return jnp.sum(q_NxR.T * _matmat(op, q_NxR.T, batch_size))
     z_GxN = jax.random.rademacher(key_g, (g, n), op.dtype)
     z_GxN = z_GxN - (z_GxN @ q_NxR) @ q_NxR.T
     both_PxN = jnp.concatenate([q_NxR.T, z_GxN])  # one batched pass (one compiled matvec) for both parts
     a_both_PxN = _matmat(op, both_PxN, batch_size)
-    exact_N = jnp.sum(q_NxR.T * a_both_PxN[:r], axis=0)
-    rest_N = jnp.sum(z_GxN * a_both_PxN[r:], axis=0) / g
-    return exact_N + rest_N
+    exact = jnp.sum(q_NxR.T * a_both_PxN[:r])
+    rest = jnp.sum(z_GxN * a_both_PxN[r:]) / g
+    return exact + rest
