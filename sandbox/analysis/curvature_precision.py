@@ -52,4 +52,3 @@ def figure(out: dict, path: Path) -> str:
            title="top Hessian eigenvalues by HVP format; dashed: u * lambda_max")
     ax.legend(fontsize=7)
     return plotting.save(fig, path)
-

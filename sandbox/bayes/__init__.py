@@ -9,15 +9,15 @@
 """
 
 from sandbox.bayes.calibration import (
-                                       Reliability,
-                                       brier,
-                                       ece,
-                                       fit_temperature,
-                                       mce,
-                                       nll,
-                                       nll_per_point,
-                                       paired_difference,
-                                       reliability,
+    Reliability,
+    brier,
+    ece,
+    fit_temperature,
+    mce,
+    nll,
+    nll_per_point,
+    paired_difference,
+    reliability,
 )
 from sandbox.bayes.evidence import evidence_curve, log_marginal_likelihood, shifted, slq_logdet
 from sandbox.bayes.figures import evidence_figure, reliability_diagram

@@ -43,13 +43,14 @@ def _print(kind: str, result: dict) -> None:
                   f"{r['kahan']:9.2e} {r['bound_kahan']:9.2e}")
     elif kind == "curvature":
         top = result["top_eigenvalues"]
+        low = [n for n in top if n != "float64"]
         print(f"top Hessian eigenvalues of {result['run_dir']} (step {result['step']}) with HVPs in each format")
-        print(f"{'k':>3s} {'float64':>11s} " + " ".join(f"{n + ' (rel err)':>22s}" for n in top if n != "float64"))
+        print(f"{'k':>3s} {'float64':>11s} " + " ".join(f"{n + ' (rel err)':>22s}" for n in low))
         cell = lambda n, i: (f"{'inf/NaN':>22s}" if top[n]["nonfinite"]  # noqa: E731
                              else f"{top[n]['eigenvalues'][i]:11.4g} ({top[n]['rel_error'][i]:8.1e})")
         for i, ref in enumerate(top["float64"]):
-            print(f"{i + 1:3d} {ref:11.4g} " + " ".join(cell(n, i) for n in top if n != "float64"))
-        for n in (n for n in top if n != "float64"):
+            print(f"{i + 1:3d} {ref:11.4g} " + " ".join(cell(n, i) for n in low))
+        for n in low:
             print(f"{n}: {top[n]['survived']} of {len(top['float64'])} within {result['survival_rel_error']:.0%}; "
                   f"Weyl scale u*lambda_max {top[n]['weyl_scale']:.3g}"
                   + ("; its HVPs overflow (inf / NaN)" if top[n]["nonfinite"] else ""))
@@ -63,37 +64,36 @@ def _print(kind: str, result: dict) -> None:
 
 def run(args) -> int:
     from sandbox import rundir
-    from sandbox.errors import SandboxError
     from sandbox.numerics.report import REPORTS
     from sandbox.train import records
 
-    if args.report == "curvature":
-        return _curvature(args)
-    if args.run:
-        raise SandboxError(f"--run is for the curvature report, not {args.report!r}")
-    out = Path(args.out or f"numerics-{args.report}")
-    with rundir.claim(out, "numerics", args.force):
-        result = REPORTS[args.report](out)
+    out, make, inputs = _curvature(args) if args.report == "curvature" else _report(args, REPORTS[args.report])
+    with rundir.claim(out, "numerics", args.force, inputs=inputs):
+        result = make(out)
         records.write_json(out / f"{args.report}.json", result)
     _print(args.report, result)
     print(f"wrote {out / f'{args.report}.json'} and {', '.join(result['figures'])}")
     return 0
 
 
-def _curvature(args) -> int:
+def _report(args, make):
+    """(output folder, report function, inputs) of formats, errors or fd."""
+    from sandbox.errors import SandboxError
+
+    if args.run:
+        raise SandboxError(f"--run is for the curvature report, not {args.report!r}")
+    return Path(args.out or f"numerics-{args.report}"), make, ()
+
+
+def _curvature(args):
+    """(output folder, report function, inputs) of the curvature report of the run --run."""
     from sandbox import analysis, rundir, validate
     from sandbox.analysis import curvature_precision
     from sandbox.errors import SandboxError
-    from sandbox.train import records
 
     if not args.run:
         raise SandboxError("the curvature report needs --run RUN_DIR (a run folder made by `sandbox train`)")
     validate.positive_int("", "--top-k", args.top_k)
     run = analysis.load(args.run)
     out = Path(args.out) if args.out else rundir.new_child(Path(args.run), "numerics-curvature")
-    with rundir.claim(out, "numerics", args.force, inputs=[args.run]):
-        result = curvature_precision.of_run(run, out, k=args.top_k)
-        records.write_json(out / "curvature.json", result)
-    _print("curvature", result)
-    print(f"wrote {out / 'curvature.json'} and {', '.join(result['figures'])}")
-    return 0
+    return out, lambda out: curvature_precision.of_run(run, out, k=args.top_k), [args.run]
