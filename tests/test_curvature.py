@@ -119,6 +119,21 @@ def test_lanczos_full_run_is_exact_on_random_symmetric_matrices(seed):
         np.testing.assert_allclose(vals, np.linalg.eigvalsh(a)[::-1][:4], rtol=1e-8, atol=1e-10)
 
 
+def test_lanczos_restarts_after_breakdown_and_stays_exact(x64):
+    """Three distinct eigenvalues, each 8 times: the Krylov space of any start is at most 3-dimensional,
+    so Lanczos breaks down (beta ~ 0) and goes on in a new direction; from an eigenvector (e_0 of a
+    diagonal A) beta is exactly 0 at once and the restart direction takes over. Either way a full run of
+    N steps is A in an orthonormal basis: T has A's eigenvalues, multiplicities included."""
+    q, _ = np.linalg.qr(np.random.default_rng(1).standard_normal((24, 24)))
+    spectrum = np.repeat([5.0, 2.0, -1.0], 8)
+    for a, v0, exact_zeros in ((q @ np.diag(spectrum) @ q.T, jnp.ones(24), 0), (np.diag(spectrum), jnp.eye(24)[0], 1)):
+        tri = curvature.lanczos(curvature.from_dense(a), v0, 24)
+        betas = np.asarray(tri.betas_M[:-1])
+        assert np.sum(betas < 1e-10) >= 2 and np.sum(betas == 0) >= exact_zeros  # broke down, went on
+        np.testing.assert_allclose(tri.basis_MxN @ tri.basis_MxN.T, np.eye(24), atol=1e-12)
+        np.testing.assert_allclose(curvature.tridiagonal_eigh(tri)[0], np.sort(spectrum), atol=1e-10)
+
+
 def test_power_iteration_with_deflation_finds_largest_magnitudes(x64):
     q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((20, 20)))
     spectrum = np.array([10.0, -6.0, 3.0] + [0.5] * 17)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sandbox.curvature.lanczos import Tridiagonal, lanczos, tridiagonal_eigh
-from sandbox.curvature.linop import Layout, LinearOperator, ensure_finite
+from sandbox.curvature.linop import Layout, LinearOperator, ensure_finite, map_rows
 from sandbox.curvature.trace import _hutchpp
 from sandbox.errors import SandboxError
 
@@ -57,7 +57,7 @@ def spectra(op: LinearOperator, masks_TxN, *, key: jax.Array, k: int, num_steps:
 
     Returns numpy arrays {"values_TxK", "residuals_TxK", ["nodes_TxPxM", "weights_TxPxM"], ["trace_T"]};
     a block of n_b < k coordinates has only its first n_b values (the rest are sentinels: drop them).
-    Top-k and SLQ share one batched Lanczos of max(num_steps, k) steps (at most N), and the operator is
+    Top-k and SLQ share one Lanczos program of max(num_steps, k) steps (at most N), and the operator is
     linearized once for all (`LinearOperator.linearized`). `tick(t, stage)` is called as each stage of
     each target finishes (from inside the running program).
     """
@@ -85,11 +85,11 @@ def _spectra(op, masks_TxN, key, k, num_steps, num_probes, num_matvecs, tick):
         t, mask_N = args
         target = linear.scaled(mask_N)  # P A P
         num_active = jnp.sum(mask_N)
-        # top-k from a Gaussian start and the SLQ probes: one batched Lanczos, one matvec per step
+        # top-k from a Gaussian start and the SLQ probes: Lanczos runs one after another on CPU (`map_rows`)
         starts_SxN = jax.random.normal(key, (1, op.dim), op.dtype)
         if num_probes:
             starts_SxN = jnp.concatenate([starts_SxN, jax.random.rademacher(key, (num_probes, op.dim), op.dtype)])
-        tri = jax.vmap(lambda v_N: lanczos(target, v_N, num_steps, mask_N))(starts_SxN)
+        tri = map_rows(lambda v_N: lanczos(target, v_N, num_steps, mask_N), starts_SxN)
         theta_SxM, s_SxMxM, active_SxM = jax.vmap(ritz, in_axes=(0, None))(tri, num_active)
         idx = jnp.arange(num_steps)[::-1][:k]
         out = {"values_TxK": theta_SxM[0, idx], "residuals_TxK": jnp.abs(tri.betas_M[0, -1] * s_SxMxM[0, -1, idx])}

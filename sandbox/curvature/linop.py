@@ -220,6 +220,27 @@ def _dense(op, batch_size):
     return jax.lax.map(op.mv, eye_NxN, batch_size=batch_size).T
 
 
+def vector_batch() -> int:
+    """How many vectors the solvers push through an operator at once (vmapped), by default: 1 on CPU,
+    where XLA's batched dot_general is slower than a loop of plain dots (the tiny transformer's Hessian:
+    28 ms per vector in a loop against 71 vmapped 32 at a time, `benchmarks/hvp_cost.py`), 32 elsewhere."""
+    return 1 if jax.default_backend() == "cpu" else 32
+
+
+def map_rows(f: Callable, x_PxN: jax.Array, batch_size: int | None = None):
+    """f(x) for each row x, `batch_size` rows at a time vmapped (default `vector_batch()`) in a `lax.map`
+    loop over chunks. Rows are padded with copies of the first to whole chunks, so that f is compiled
+    once (`lax.map`'s own batch_size would compile a second copy for the remainder); the outputs (a
+    pytree of arrays with a leading row axis) are cut back to the P rows."""
+    p = x_PxN.shape[0]
+    size = min(batch_size or vector_batch(), p)
+    chunks = -(-p // size)
+    size = -(-p // chunks)
+    padded_CxBxN = jnp.concatenate([x_PxN, jnp.broadcast_to(x_PxN[:1], (chunks * size - p, *x_PxN.shape[1:]))])
+    out = jax.lax.map(jax.vmap(f), padded_CxBxN.reshape(chunks, size, *x_PxN.shape[1:]))
+    return jax.tree_util.tree_map(lambda y: y.reshape(chunks * size, *y.shape[2:])[:p], out)
+
+
 def ensure_finite(tree, what: str):
     """Raise SandboxError if a concrete result holds NaN/inf (skipped while tracing)."""
     for x in jax.tree_util.tree_leaves(tree):

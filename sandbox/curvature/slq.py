@@ -5,7 +5,7 @@ E_v[v^T g(A) v] for random unit probes v. Lanczos from v gives T = S diag(theta)
 v^T g(A) v ~ sum_j tau_j g(theta_j) with tau_j = S[0, j]^2 (Gauss quadrature, exact for
 polynomials of degree < 2m). Averaging the probes gives nodes theta and weights tau (summing to
 one per probe); a Gaussian kernel of width sigma turns them into a density on a grid
-(Ghorbani, Krishnan & Xiao, 2019). Probes are vmapped: one batched matvec per Lanczos step.
+(Ghorbani, Krishnan & Xiao, 2019). Probes run one after another on CPU, vmapped elsewhere (`linop.map_rows`).
 """
 
 import functools
@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from sandbox.curvature.lanczos import lanczos, tridiagonal_eigh
-from sandbox.curvature.linop import LinearOperator, ensure_finite
+from sandbox.curvature.linop import LinearOperator, ensure_finite, map_rows
 from sandbox.errors import SandboxError
 
 
@@ -37,7 +37,7 @@ def _nodes_weights(op, key, num_steps, num_probes):
         theta_M, s_MxM = tridiagonal_eigh(lanczos(op, v_N, num_steps))
         return theta_M, s_MxM[0] ** 2
 
-    return jax.vmap(one_probe)(signs_PxN)
+    return map_rows(one_probe, signs_PxN)
 
 
 def smooth_density(nodes, weights, *, num_points: int = 1000, sigma_ratio: float = 1e-3,

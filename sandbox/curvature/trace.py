@@ -5,7 +5,7 @@ Hutchinson: tr A = E[z^T A z] for Rademacher z; m probes have variance
 on a sketch Q = orth(A S), takes tr(Q^T A Q) exactly (m/3 more) and Hutchinson on the deflated
 rest (I - QQ^T) A (I - QQ^T) (last m/3): error O(1/m) instead of O(1/sqrt(m)), and exact when the
 sketch covers the whole space (m >= 3N). Diagonal: diag A = E[z * A z] (Bekas et al., 2007).
-Matvecs over probes are vmapped in chunks of `batch_size` (lax.map), bounding memory.
+Matvecs over probes run `batch_size` at a time (`linop.map_rows`; default one on CPU), bounding memory.
 """
 
 import functools
@@ -13,14 +13,14 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from sandbox.curvature.linop import LinearOperator, ensure_finite
+from sandbox.curvature.linop import LinearOperator, ensure_finite, map_rows
 from sandbox.errors import SandboxError
 
 METHODS = ("hutch++", "hutchinson")
 
 
 def trace(op: LinearOperator, *, key: jax.Array, num_matvecs: int = 99, method: str = "hutch++",
-          batch_size: int = 32) -> jax.Array:
+          batch_size: int | None = None) -> jax.Array:
     """Estimate tr A with `num_matvecs` matvecs by "hutch++" (default) or "hutchinson"."""
     if method not in METHODS:
         raise SandboxError(f"unknown trace method {method!r}; valid methods: {', '.join(METHODS)}")
@@ -31,7 +31,7 @@ def trace(op: LinearOperator, *, key: jax.Array, num_matvecs: int = 99, method: 
     return ensure_finite(fn(op, key, num_matvecs, batch_size), "the trace estimate")
 
 
-def diagonal(op: LinearOperator, *, key: jax.Array, num_matvecs: int = 1, batch_size: int = 32):
+def diagonal(op: LinearOperator, *, key: jax.Array, num_matvecs: int = 1, batch_size: int | None = None):
     """Hutchinson estimate of diag A, as a pytree shaped like the operator's parameters.
 
     Traceable: works inside `jit` (e.g. Sophia-H's Hessian diagonal from a closure loss).
@@ -40,13 +40,8 @@ def diagonal(op: LinearOperator, *, key: jax.Array, num_matvecs: int = 1, batch_
 
 
 def _matmat(op, v_PxN, batch_size):
-    """A v for each row, vmapped in chunks; rows are padded with zeros to whole chunks so that the
-    matvec is compiled once (lax.map would add a second copy for a remainder)."""
-    p = v_PxN.shape[0]
-    chunks = -(-p // min(batch_size, p))
-    size = -(-p // chunks)
-    padded_CxBxN = jnp.zeros((chunks * size, v_PxN.shape[1]), v_PxN.dtype).at[:p].set(v_PxN)
-    return jax.lax.map(jax.vmap(op.mv), padded_CxBxN.reshape(chunks, size, -1)).reshape(chunks * size, -1)[:p]
+    """A v for each row (`map_rows`: chunks of `batch_size`, vmapped)."""
+    return map_rows(op.mv, v_PxN, batch_size)
 
 
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "batch_size"))
