@@ -53,7 +53,7 @@ def ritz(tri: Tridiagonal, num_active):
 def spectra(op: LinearOperator, masks_TxN, *, key: jax.Array, k: int, num_steps: int, num_probes: int = 0,
             num_matvecs: int = 0, tick=None) -> dict:
     """Per target (a row of `masks_TxN`): the k top Lanczos eigenvalues of its block and their residuals,
-    with num_probes > 0 the SLQ nodes and weights, with num_matvecs > 0 the Hutch++ trace (batches of 32).
+    with num_probes > 0 the SLQ nodes and weights, with num_matvecs > 0 the Hutch++ trace (`linop.map_rows` batches).
 
     Returns numpy arrays {"values_TxK", "residuals_TxK", ["nodes_TxPxM", "weights_TxPxM"], ["trace_T"]};
     a block of n_b < k coordinates has only its first n_b values (the rest are sentinels: drop them).
@@ -99,7 +99,7 @@ def _spectra(op, masks_TxN, key, k, num_steps, num_probes, num_matvecs, tick):
             out["weights_TxPxM"] = jnp.where(active_SxM, s_SxMxM[:, 0] ** 2, 0.0)[1:]
             notify(t, STAGES[1], out["nodes_TxPxM"])
         if num_matvecs:
-            out["trace_T"] = _hutchpp(target, key, num_matvecs, 32)
+            out["trace_T"] = _hutchpp(target, key, num_matvecs, None)
             notify(t, STAGES[2], out["trace_T"])
         return out
 

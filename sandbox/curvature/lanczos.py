@@ -56,15 +56,17 @@ def lanczos(op: LinearOperator, v0_N: jax.Array, num_steps: int, mask_N: jax.Arr
     # Restart directions after a breakdown: shifts of a fixed vector with irregular entries.
     restart_N = jnp.sin(jnp.arange(1, n + 1, dtype=dtype) * 12.9898) * 43758.5453 % 1 - 0.5
 
-    def again(w_N, basis_MxN):
-        w_N = w_N - (basis_MxN @ w_N) @ basis_MxN
-        return w_N, jnp.linalg.norm(w_N)
-
-    def restart(basis_MxN, i):  # a unit direction orthogonal to Q, computed only on breakdown
+    def rare(v_N, basis_MxN, alpha, i):
+        """Near breakdown (the full pass removed over half of w): the pass left rounding along Q of
+        relative size eps ||w|| / beta, so once more (DGKS); if nothing is left, a restart direction."""
+        v_N = v_N - (basis_MxN @ v_N) @ basis_MxN
+        beta = jnp.linalg.norm(v_N)
+        broke = beta <= tiny * jnp.maximum(jnp.abs(alpha), 1.0)
         fresh_N = mask_N * jnp.roll(restart_N, i)
         for _ in range(2):
             fresh_N = fresh_N - (basis_MxN @ fresh_N) @ basis_MxN
-        return fresh_N / (jnp.linalg.norm(fresh_N) + tiny)
+        fresh_N = fresh_N / (jnp.linalg.norm(fresh_N) + tiny)
+        return jnp.where(broke, fresh_N, v_N / jnp.where(broke, 1, beta)), jnp.where(broke, 0.0, beta)
 
     def step(carry, i):
         basis_MxN, beta_prev = carry
@@ -74,15 +76,10 @@ def lanczos(op: LinearOperator, v0_N: jax.Array, num_steps: int, mask_N: jax.Arr
         w_N = w_N - alpha * q_N - beta_prev * basis_MxN[i - 1]  # row -1 (scratch) is zero until the end
         v_N = w_N - (basis_MxN @ w_N) @ basis_MxN  # one full pass (rows not yet filled are zero)
         beta = jnp.linalg.norm(v_N)
-        # a pass that removed much of w left rounding along Q of relative size eps ||w|| / beta: once more
-        w_N, beta = jax.lax.cond(beta < 0.5 * jnp.linalg.norm(w_N), lambda: again(v_N, basis_MxN),
-                                 lambda: (v_N, beta))
-        broke = beta <= tiny * jnp.maximum(jnp.abs(alpha), 1.0)
-        nxt_N = jax.lax.cond(broke, lambda: restart(basis_MxN, i), lambda: w_N / jnp.where(broke, 1, beta))
+        near = (beta < 0.5 * jnp.linalg.norm(w_N)) | (beta <= tiny * jnp.maximum(jnp.abs(alpha), 1.0))
+        nxt_N, beta = jax.lax.cond(near, lambda: rare(v_N, basis_MxN, alpha, i), lambda: (v_N / beta, beta))
         live = i + 1 < num_active  # the Krylov space has not yet filled the block
-        nxt_N = jnp.where(live, nxt_N, 0.0)
-        beta = jnp.where(broke | ~live, 0.0, beta)
-        return (basis_MxN.at[i + 1].set(nxt_N), beta), (alpha, beta)
+        return (basis_MxN.at[i + 1].set(jnp.where(live, nxt_N, 0.0)), beta), (alpha, jnp.where(live, beta, 0.0))
 
     (basis_MxN, _), (alphas_M, betas_M) = jax.lax.scan(step, (basis0_MxN, jnp.zeros((), dtype)), jnp.arange(m))
     return Tridiagonal(alphas_M, betas_M, basis_MxN[:m])

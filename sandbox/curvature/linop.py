@@ -223,7 +223,7 @@ def _dense(op, batch_size):
 def vector_batch() -> int:
     """How many vectors the solvers push through an operator at once (vmapped), by default: 1 on CPU,
     where XLA's batched dot_general is slower than a loop of plain dots (the tiny transformer's Hessian:
-    28 ms per vector in a loop against 71 vmapped 32 at a time, `benchmarks/hvp_cost.py`), 32 elsewhere."""
+    28 ms per vector in a loop against 71 vmapped 32 at a time, `benchmarks/vector_batch.py`), 32 elsewhere."""
     return 1 if jax.default_backend() == "cpu" else 32
 
 
@@ -234,6 +234,8 @@ def map_rows(f: Callable, x_PxN: jax.Array, batch_size: int | None = None):
     pytree of arrays with a leading row axis) are cut back to the P rows."""
     p = x_PxN.shape[0]
     size = min(batch_size or vector_batch(), p)
+    if size == 1:  # a plain loop: even a vmap over one row gives every dot a batch dimension
+        return jax.lax.map(f, x_PxN)
     chunks = -(-p // size)
     size = -(-p // chunks)
     padded_CxBxN = jnp.concatenate([x_PxN, jnp.broadcast_to(x_PxN[:1], (chunks * size - p, *x_PxN.shape[1:]))])
