@@ -56,11 +56,11 @@ def operator(kind: str, logits_fn, params, batch, key: jax.Array) -> curvature.L
 
 
 def memory_bytes(dim: int, opts: CurvatureOptions, itemsize: int = 4) -> int:
-    """Bytes of the Lanczos bases: (m + 1) x dim for the top-k (m = max(num_steps, top_k)), and as many
-    for each of the num_probes SLQ probes, which run at once with it (`curvature.blocks`)."""
+    """Bytes of the Lanczos bases in memory at once: (m + 1) x dim per run (m = max(num_steps, top_k)),
+    one run per SLQ probe (or one without --density), `linop.vector_batch()` runs at a time (one on CPU)."""
     m = min(max(opts.num_steps, opts.top_k), dim)
-    slq = opts.num_probes * (m + 1) if opts.density else 0
-    return (m + 1 + slq) * dim * itemsize
+    runs = opts.num_probes if opts.density else 1
+    return min(runs, curvature.linop.vector_batch()) * (m + 1) * dim * itemsize
 
 
 def check_request(dim: int, opts: CurvatureOptions) -> None:

@@ -53,13 +53,14 @@ def ritz(tri: Tridiagonal, num_active):
 def spectra(op: LinearOperator, masks_TxN, *, key: jax.Array, k: int, num_steps: int, num_probes: int = 0,
             num_matvecs: int = 0, tick=None) -> dict:
     """Per target (a row of `masks_TxN`): the k top Lanczos eigenvalues of its block and their residuals,
-    with num_probes > 0 the SLQ nodes and weights, with num_matvecs > 0 the Hutch++ trace (`linop.map_rows` batches).
+    with num_probes > 0 the SLQ nodes and weights, with num_matvecs > 0 the Hutch++ trace.
 
     Returns numpy arrays {"values_TxK", "residuals_TxK", ["nodes_TxPxM", "weights_TxPxM"], ["trace_T"]};
     a block of n_b < k coordinates has only its first n_b values (the rest are sentinels: drop them).
-    Top-k and SLQ share one Lanczos program of max(num_steps, k) steps (at most N), and the operator is
-    linearized once for all (`LinearOperator.linearized`). `tick(t, stage)` is called as each stage of
-    each target finishes (from inside the running program).
+    Top-k and SLQ share their Lanczos runs of max(num_steps, k) steps (at most N): the top-k are the first
+    probe's Ritz values (a Gaussian start without probes). The operator is linearized once for all
+    (`LinearOperator.linearized`); runs and trace matvecs go one after another on CPU (`linop.map_rows`).
+    `tick(t, stage)` is called as each stage of each target finishes (from inside the running program).
     """
     masks_TxN = jnp.asarray(masks_TxN, op.dtype)
     if masks_TxN.ndim != 2 or masks_TxN.shape[1] != op.dim:
@@ -85,18 +86,17 @@ def _spectra(op, masks_TxN, key, k, num_steps, num_probes, num_matvecs, tick):
         t, mask_N = args
         target = linear.scaled(mask_N)  # P A P
         num_active = jnp.sum(mask_N)
-        # top-k from a Gaussian start and the SLQ probes: Lanczos runs one after another on CPU (`map_rows`)
-        starts_SxN = jax.random.normal(key, (1, op.dim), op.dtype)
-        if num_probes:
-            starts_SxN = jnp.concatenate([starts_SxN, jax.random.rademacher(key, (num_probes, op.dim), op.dtype)])
-        tri = map_rows(lambda v_N: lanczos(target, v_N, num_steps, mask_N), starts_SxN)
+        # the SLQ probes (Rademacher), or one Gaussian start without them; the top-k come from the first run
+        starts_SxN = (jax.random.rademacher(key, (num_probes, op.dim), op.dtype) if num_probes
+                      else jax.random.normal(key, (1, op.dim), op.dtype))
+        tri = map_rows(lambda v_N: lanczos(target, v_N, num_steps, mask_N)._replace(basis_MxN=None), starts_SxN)
         theta_SxM, s_SxMxM, active_SxM = jax.vmap(ritz, in_axes=(0, None))(tri, num_active)
         idx = jnp.arange(num_steps)[::-1][:k]
         out = {"values_TxK": theta_SxM[0, idx], "residuals_TxK": jnp.abs(tri.betas_M[0, -1] * s_SxMxM[0, -1, idx])}
         notify(t, STAGES[0], out["values_TxK"])
         if num_probes:  # inactive nodes: weight 0, and the top node's value so they stretch no grid
-            out["nodes_TxPxM"] = jnp.where(active_SxM, theta_SxM, theta_SxM[:, -1:])[1:]
-            out["weights_TxPxM"] = jnp.where(active_SxM, s_SxMxM[:, 0] ** 2, 0.0)[1:]
+            out["nodes_TxPxM"] = jnp.where(active_SxM, theta_SxM, theta_SxM[:, -1:])
+            out["weights_TxPxM"] = jnp.where(active_SxM, s_SxMxM[:, 0] ** 2, 0.0)
             notify(t, STAGES[1], out["nodes_TxPxM"])
         if num_matvecs:
             out["trace_T"] = _hutchpp(target, key, num_matvecs, None)
