@@ -121,7 +121,7 @@ def test_merge_steps_are_lowest_rank_leftmost_first():
 
 
 def _unpacked(packed: list[bytes]) -> list[list[int]]:
-    return [np.frombuffer(b, "<i4").tolist() for b in packed]
+    return [np.frombuffer(b, np.int32).tolist() for b in packed]
 
 
 def test_pair_ranks_are_the_ranks_of_concatenations(gpt4):
