@@ -67,7 +67,7 @@ class Tokenizer:
             packed = b"".join(lookup(cache))
         except KeyError:  # pieces not seen before: encode each new one once
             seen = set(pieces)
-            new = list(seen.difference(cache))
+            new = [piece for piece in seen if piece not in cache]
             if len(cache) + len(new) > _CACHE_SIZE:  # full: start afresh with this text's pieces
                 cache.clear()
                 new = list(seen)
