@@ -7,11 +7,13 @@
 - encoding throughput in tokens/s: sandbox vs tiktoken and HF `tokenizers` built from the same
   ranks, cold (a fresh tokenizer, empty piece cache; target >= 1/2 of tiktoken's) and warm
   (second pass);
-- one 100k-character piece (no quadratic blow-up).
+- one 100k-character piece (no quadratic blow-up);
+- with --against TREE (another checkout, e.g. `git -C /work/main archive main | tar -x -C /tmp/old`):
+  that tree's encoder too, timed in the same loop as this one's, for before/after figures.
 
 Text: the embedded pydoc corpus plus the docstrings of the Python standard library's own
 source files (read with `ast`, nothing imported), cut at 1,000,000 characters.
-Run: python benchmarks/tokenizer.py [--naive-merges 200]
+Run: python benchmarks/tokenizer.py [--naive-merges 200] [--against TREE]
 """
 
 import os
@@ -21,6 +23,8 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import argparse  # noqa: E402
 import ast  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
 import sysconfig  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -114,7 +118,11 @@ def naive_merges(text: str, n_merges: int) -> list[tuple[int, int]]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--naive-merges", type=int, default=200, help="merges to time the naive trainer over")
+    parser.add_argument("--against", type=Path, help="another checkout whose encoder to time beside this one's")
     args = parser.parse_args()
+    if args.against and not (args.against / "sandbox/text/bpe.py").is_file():
+        parser.error(f"--against {args.against}: no sandbox/text/bpe.py there; give the root of a checkout")
+    against = load_bpe(args.against) if args.against else None
     load_start = os.getloadavg()
     text = benchmark_text()
     mb = len(text.encode()) / 1e6
@@ -157,34 +165,82 @@ def main():
         )
     )
 
-    rows += encode_rows(tok, text)
+    rows += encode_rows(tok, text, against)
     print(
-        f"{'measure (CPU seconds or k tokens/s)':44s} {'sandbox':>9s} {'peer':>9s} {'ratio':>7s} {'target':>8s}  check"
+        f"{'measure (CPU seconds or k tokens/s)':48s} {'sandbox':>9s} {'peer':>9s} {'ratio':>7s} {'target':>8s}  check"
     )
     for name, ours, peer, ratio, target, check in rows:
-        print(f"{name:44s} {ours:9.3f} {peer:9.3f} {ratio:7.2f} {target:>8s}  {check}")
+        print(f"{name:48s} {ours:9.3f} {peer:9.3f} {ratio:7.2f} {target:>8s}  {check}")
     print("\nratio = peer / sandbox for times (higher is better for the sandbox), sandbox / peer for tokens/s")
     print(f"load average (1, 5, 15 min) at the start {load_start}, at the end {os.getloadavg()}")
 
 
-def encode_rows(tok, text: str) -> list[tuple]:
+def load_bpe(tree: Path):
+    """The `sandbox.text.bpe` module of another checkout, imported beside this one's (its
+    `sandbox` modules are set aside meanwhile, so each tree's functions keep their own)."""
+    mine = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "sandbox" or k.startswith("sandbox.")}
+    sys.path.insert(0, str(tree.resolve()))
+    try:
+        module = importlib.import_module("sandbox.text.bpe")
+    finally:
+        sys.path.remove(str(tree.resolve()))
+        for k in [k for k in sys.modules if k == "sandbox" or k.startswith("sandbox.")]:
+            del sys.modules[k]
+        sys.modules.update(mine)
+    assert Path(module.__file__).resolve().is_relative_to(tree.resolve())
+    return module
+
+
+def interleaved(repeats: int, fns: dict) -> dict:
+    """name -> (smallest CPU time, last result) of each function, called in turn `repeats` times
+    (so that a change in the machine's load hits every side alike)."""
+    best = {name: (float("inf"), None) for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.process_time()
+            out = fn()
+            best[name] = (min(best[name][0], time.process_time() - t0), out)
+    return best
+
+
+def encode_rows(tok, text: str, against=None) -> list[tuple]:
     """Encoding k tokens/s: the sandbox cold (a fresh tokenizer, empty piece cache) and warm (its
     second pass) vs tiktoken (no piece cache) and HF tokenizers (fresh, and warm: its word cache),
-    all from the same ranks; and one long piece."""
-    fresh = [bpe.from_dict(tok.to_dict()) for _ in range(5)]  # each with an empty piece cache
-    t_cold, ids = best_of(5, lambda: fresh.pop().encode_ordinary(text))
-    t_warm, _ = best_of(5, lambda: tok.encode_ordinary(text))  # the first call fills the cache
-    k = len(ids) / 1e3
-    rows = []
+    all from the same ranks; the same for the --against tree's sandbox; and one long piece."""
+    trees = {"sandbox": bpe} | ({"against": against} if against else {})
+    fns = {}
     try:
         enc = tok.to_tiktoken()
+        fns["tiktoken"] = lambda: enc.encode_ordinary(text)
     except ImportError:
+        enc = None
         print("tiktoken not installed: pip install tiktoken for the encoding comparison")
-    else:
-        t_tik, tik_ids = best_of(5, lambda: enc.encode_ordinary(text))
-        same = f"identical ids: {ids == tik_ids}"
-        rows.append(("encode k tokens/s, cold vs tiktoken", k / t_cold, k / t_tik, t_tik / t_cold, ">= 0.5", same))
-        rows.append(("encode k tokens/s, warm vs tiktoken", k / t_warm, k / t_tik, t_tik / t_warm, "", same))
+    for name, module in trees.items():
+        fresh = [module.from_dict(tok.to_dict()) for _ in range(5)]  # each with an empty piece cache
+        warm = module.from_dict(tok.to_dict())
+        warm.encode_ordinary(text)  # fills its cache
+        fns[f"{name} cold"] = lambda fresh=fresh: fresh.pop().encode_ordinary(text)
+        fns[f"{name} warm"] = lambda warm=warm: warm.encode_ordinary(text)
+    t = interleaved(5, fns)
+    t_cold, ids = t["sandbox cold"]
+    k = len(ids) / 1e3
+    rows = []
+    if enc is not None:
+        t_tik, tik_ids = t["tiktoken"]
+        for name in trees:
+            label = "" if name == "sandbox" else " (--against)"
+            for kind, target in (("cold", ">= 0.5"), ("warm", "")):
+                secs, out = t[f"{name} {kind}"]
+                rows.append(
+                    (
+                        f"encode k tokens/s, {kind} vs tiktoken{label}",
+                        k / secs,
+                        k / t_tik,
+                        t_tik / secs,
+                        target,
+                        f"identical ids: {out == tik_ids}",
+                    )
+                )
         long_piece = "".join("etaoinshrdlu"[(i * i + 7 * i) % 12] for i in range(100_000))
         fresh_long = bpe.from_dict(tok.to_dict())  # empty piece cache
         t_long, long_ids = best_of(1, lambda: fresh_long.encode_ordinary(long_piece))
@@ -199,6 +255,20 @@ def encode_rows(tok, text: str) -> list[tuple]:
                 f"identical ids: {long_ids == tik_long}",
             )
         )
+    if against:
+        for kind in ("cold", "warm"):
+            (ours, ids_ours), (theirs, ids_theirs) = t[f"sandbox {kind}"], t[f"against {kind}"]
+            rows.append(
+                (
+                    f"encode k tokens/s, {kind} vs --against tree",
+                    k / ours,
+                    k / theirs,
+                    theirs / ours,
+                    "",
+                    f"identical ids: {ids_ours == ids_theirs}",
+                )
+            )
+    t_warm = t["sandbox warm"][0]
     try:
         from sandbox.text.bpe_hf import hf_tokenizer
 

@@ -121,7 +121,7 @@ def test_merge_steps_are_lowest_rank_leftmost_first():
 
 
 def _unpacked(packed: list[bytes]) -> list[list[int]]:
-    return [np.frombuffer(b, "<i4").tolist() for b in packed]
+    return [np.frombuffer(b, np.int32).tolist() for b in packed]
 
 
 def test_pair_ranks_are_the_ranks_of_concatenations(gpt4):
@@ -152,6 +152,21 @@ def test_merge_pieces_when_a_merge_makes_a_lower_ranked_pair():
     expected = [merge_piece(p, ranks) for p in pieces]
     assert expected[:4] == [[259], [259, 259], [260, 259], [258]]
     assert _unpacked(merge_pieces(pieces, PairRanks(ranks))) == expected
+
+
+# tokens over "abc" whose ranks make merges create lower-ranked pairs (ab then abc < bc, ...), so
+# pieces finish at different rounds and sit, finished or half merged, between each other
+_ABC_RANKS = {bytes([b]): b for b in range(256)} | {
+    t.encode(): 256 + k for k, t in enumerate(["ab", "abc", "bc", "ca", "aa", "cab", "bca", "aab", "abca", "cc"])
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text("abc", min_size=1, max_size=80), min_size=1, max_size=40))
+def test_merge_pieces_is_merge_piece_on_random_pieces(words):
+    pieces = [w.encode() for w in words]
+    packed = merge_pieces(pieces, PairRanks(_ABC_RANKS))
+    assert [np.frombuffer(b, np.int32).tolist() for b in packed] == [merge_piece(p, _ABC_RANKS) for p in pieces]
 
 
 def test_save_load_round_trip(tok, tmp_path, pydoc):

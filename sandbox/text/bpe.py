@@ -12,9 +12,11 @@ follows tiktoken exactly (`bpe_encode`), so `to_tiktoken()` encodes token for to
 import json
 import operator
 import struct
+from array import array
+from collections.abc import Callable
+from operator import itemgetter
 from pathlib import Path
 
-import numpy as np
 import regex
 
 from sandbox.errors import SandboxError
@@ -26,7 +28,7 @@ from sandbox.text.pretokenize import BYTE_ORDER, bytes_to_chars, chars_to_bytes,
 FORMAT = "sandbox-bpe"
 ENDOFTEXT = "<|endoftext|>"
 _CACHE_SIZE = 1 << 18  # encoded pieces kept: real text keeps repeating the same pieces
-_INT32 = struct.Struct("<i")
+_INT32 = struct.Struct("=i")  # native order, as array("i")
 
 
 class Tokenizer:
@@ -43,7 +45,8 @@ class Tokenizer:
             raise SandboxError(f"special tokens {special_tokens} must be distinct non-empty strings")
         self._decoder = self.vocab + [s.encode("utf-8") for s in special_tokens]
         self._pair_rank = PairRanks(self.ranks)
-        self._cache: dict[str, bytes] = {}  # piece -> its ids packed as int32
+        self._packed_ranks = {t: _INT32.pack(i) for i, t in enumerate(self.vocab)}
+        self._cache: dict[str, bytes] = {}  # piece -> its ids packed as native int32
 
     @property
     def vocab_size(self) -> int:
@@ -59,17 +62,18 @@ class Tokenizer:
 
     def _encode_ordinary(self, text: str) -> list[int]:
         pieces = split(text, self.pattern)
-        cache = self._cache
+        cache, lookup = self._cache, _getter(pieces)
         try:
-            packed = b"".join(map(cache.__getitem__, pieces))
+            packed = b"".join(lookup(cache))
         except KeyError:  # pieces not seen before: encode each new one once
-            new = [piece for piece in set(pieces) if piece not in cache]
+            seen = set(pieces)
+            new = [piece for piece in seen if piece not in cache]
             if len(cache) + len(new) > _CACHE_SIZE:  # full: start afresh with this text's pieces
                 cache.clear()
-                new = list(set(pieces))
+                new = list(seen)
             cache.update(zip(new, self._encode_pieces(new)))
-            packed = b"".join(map(cache.__getitem__, pieces))
-        return np.frombuffer(packed, "<i4").tolist()
+            packed = b"".join(lookup(cache))
+        return array("i", packed).tolist()
 
     def encode(self, text: str, allowed_special=frozenset(), disallowed_special="all") -> list[int]:
         """Token ids of `text`, with tiktoken's rules for special tokens: those in
@@ -97,12 +101,14 @@ class Tokenizer:
         return ids + self.encode_ordinary(text[start:])
 
     def _encode_pieces(self, pieces: list[str]) -> list[bytes]:
-        """Token ids of each piece, packed as int32: the piece's own if it is a token, else its
-        byte-pair merges."""
+        """Token ids of each piece, packed as native int32: the piece's own if it is a token, else
+        its byte-pair merges."""
         data = [piece.encode("utf-8") for piece in pieces]
-        whole = list(map(self.ranks.get, data))
-        merged = iter(merge_pieces([d for d, rank in zip(data, whole) if rank is None], self._pair_rank))
-        return [_INT32.pack(rank) if rank is not None else next(merged) for rank in whole]
+        out = list(map(self._packed_ranks.get, data))
+        todo = [i for i, packed in enumerate(out) if packed is None]
+        for i, packed in zip(todo, merge_pieces([data[i] for i in todo], self._pair_rank)):
+            out[i] = packed
+        return out
 
     def decode_bytes(self, ids) -> bytes:
         """The bytes the token ids (ints, or numpy / JAX integer arrays) stand for."""
@@ -238,6 +244,11 @@ def _replay(merges) -> list[bytes]:
             known.add(t)
             vocab.append(t)
     return vocab
+
+
+def _getter(keys: list) -> Callable[[dict], tuple]:
+    """itemgetter(*keys), one C call for all the lookups, but always giving a tuple."""
+    return itemgetter(*keys) if len(keys) > 1 else lambda d: tuple(d[k] for k in keys)
 
 
 def _alternation(tokens) -> regex.Pattern:

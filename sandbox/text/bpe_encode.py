@@ -27,6 +27,7 @@ import numpy as np
 
 NONE = np.iinfo(np.int32).max  # the rank of a pair that is not a token
 _LONG = 64  # a longer piece goes through merge_piece: a round per merge would cost more than its heap
+_DEAD = np.iinfo(np.int64).max  # the key of a part merged away: above every live key
 
 
 def merge_piece(
@@ -94,14 +95,15 @@ class PairRanks:
 
 
 def merge_pieces(pieces: list[bytes], pair_rank: PairRanks) -> list[bytes]:
-    """merge_piece of every (non-empty) piece, each piece's ids packed as int32 (`np.frombuffer(b, "<i4")`): the
-    short ones together, in vectorized rounds (module docstring). Bytes, not lists: the garbage
-    collector does not track them, so thousands of results do not set off collections."""
+    """merge_piece of every (non-empty) piece, each piece's ids packed as native int32
+    (`array("i", b)`): the short ones together, in vectorized rounds (module docstring). Bytes, not
+    lists: the garbage collector does not track them, so thousands of results do not set off
+    collections."""
     out = [b""] * len(pieces)
     short = []
     for i, piece in enumerate(pieces):
         if len(piece) > _LONG:
-            out[i] = np.array(merge_piece(piece, pair_rank.ranks), "<i4").tobytes()
+            out[i] = _packed(merge_piece(piece, pair_rank.ranks))
         else:
             short.append(i)
     if short:
@@ -110,34 +112,63 @@ def merge_pieces(pieces: list[bytes], pair_rank: PairRanks) -> list[bytes]:
     return out
 
 
+def _packed(ids: list[int]) -> bytes:
+    return np.array(ids, np.int32).tobytes()
+
+
 def _merge_rounds(pieces: list[bytes], pair_rank: PairRanks) -> list[bytes]:
-    """Token ids of the pieces, laid end to end in one array, one merge per piece per round."""
+    """Token ids of the pieces, laid end to end in one array, one merge per piece per round.
+
+    Part i (a token id) sits beside key[i] = (rank of the pair it starts) << 32 | i, so one
+    segmented minimum per round finds every piece's lowest-rank, leftmost pair. A merged-away part
+    stays in place, keyed _DEAD and skipped by next_ / before (the live parts around each part),
+    and a finished piece stays too (its keys are all "not a token", above any key of the piece
+    before it): the arrays are compacted only once the pieces still merging span under half of
+    them, so most rounds touch every part once (the minimum) and the rest per piece."""
     out = [b""] * len(pieces)
-    piece = np.arange(len(pieces))  # the piece each live segment of the arrays holds
     length = np.fromiter(map(len, pieces), np.int64, len(pieces))
-    start = np.cumsum(length) - length
     data = np.frombuffer(b"".join(pieces), np.uint8)
-    ids = pair_rank.byte_ids[data]
-    pair = np.append(pair_rank.byte_pair[data[:-1], data[1:]], NONE)  # pair[e]: rank of ids[e] + ids[e + 1]
-    pair[start + length - 1] = NONE  # no pair across two pieces
+    ids = pair_rank.byte_ids[data].astype(np.int64)
+    rank = np.append(pair_rank.byte_pair[data[:-1], data[1:]], NONE).astype(np.int64)
+    end = np.cumsum(length)
+    start = end - length
+    rank[end - 1] = NONE  # no pair across two pieces
+    piece = np.arange(len(pieces))  # the pieces still merging
     while len(piece):
-        best = np.minimum.reduceat(pair.astype(np.int64) << 32 | np.arange(len(pair)), start)
-        r, j = best >> 32, best & 0xFFFFFFFF  # per piece: lowest rank, leftmost on ties
-        done = r == NONE
-        in_done = np.repeat(done, length)
-        packed, at = ids[in_done].astype("<i4").tobytes(), 0
-        for i, n in zip(piece[done].tolist(), (4 * length[done]).tolist()):
-            out[i], at = packed[at : at + n], at + n
-        live = ~done
-        piece, start, length, j, r = piece[live], start[live], length[live], j[live], r[live]
-        ids[j] = r  # parts j and j + 1 become token r ...
-        left, right = j > start, j + 2 < start + length
-        pair[j] = NONE
-        near = np.concatenate([j[left] - 1, j[right]])  # the pairs with the left and right neighbours
-        first, second = np.concatenate([ids[j[left] - 1], r[right]]), np.concatenate([r[left], ids[j[right] + 2]])
-        pair[near] = pair_rank(first, second)
-        keep = ~in_done
-        keep[j + 1] = False  # ... and part j + 1 drops out, with the pieces that are done
-        start, length = np.cumsum(keep)[start] - 1, length - 1
-        ids, pair = ids[keep], pair[keep]
+        held, held_start = piece, start  # the pieces the arrays hold, end to end
+        at = np.arange(len(ids))
+        key, next_, before = rank << 32 | at, at + 1, at - 1
+        while len(piece) and 2 * int((end - start).sum()) >= len(ids):
+            best = np.minimum.reduceat(key, start)
+            r, j = best >> 32, best & 0xFFFFFFFF
+            if not (going := r != NONE).all():
+                piece, start, end, r, j = piece[going], start[going], end[going], r[going], j[going]
+            k = next_[j]  # part j takes in part k
+            ids[j], key[k] = r, _DEAD
+            m = next_[k]
+            next_[j], h = m, before[j]
+            left, right = h >= start, m < end
+            hl, jr, mr = h[left], j[right], m[right]
+            before[mr] = jr
+            new = pair_rank(np.concatenate([ids[hl], r[right]]), np.concatenate([r[left], ids[mr]])).astype(np.int64)
+            key[hl] = new[: len(hl)] << 32 | hl
+            key[j] = NONE << 32 | j
+            key[jr] = new[len(hl) :] << 32 | jr
+        start, end, ids, rank = _compact(piece, held, held_start, key, ids, out)
     return out
+
+
+def _compact(piece, held, held_start, key, ids, out):
+    """Write out the finished pieces among `held` (end to end in the arrays from `held_start`) and
+    keep the live parts of the pieces still merging (`piece`): their (start, end, ids, rank)."""
+    alive = key != _DEAD
+    count = np.add.reduceat(alive, held_start, dtype=np.int64)  # live parts per held piece
+    still = np.zeros(len(held), bool)
+    still[np.searchsorted(held, piece)] = True
+    in_still = np.repeat(still, np.diff(held_start, append=len(key)))
+    packed, at = ids[alive & ~in_still].astype(np.int32).tobytes(), 0
+    for i, n in zip(held[~still].tolist(), (4 * count[~still]).tolist()):
+        out[i], at = packed[at : at + n], at + n
+    keep, count = alive & in_still, count[still]
+    end = np.cumsum(count)
+    return end - count, end, ids[keep], key[keep] >> 32
