@@ -5,8 +5,9 @@ factorized forward pass against the dense one.
     python benchmarks/compress_minilm.py --against OLD_SRC   # OLD_SRC: e.g. `git archive <commit> | tar -x -C OLD_SRC`
 
 With --against, it instead times the whole default `sandbox compress minilm` of OLD_SRC and of this
-checkout one after the other (fresh processes, SANDBOX_COMPILE_CACHE=0), and reports how far apart the rows
-the two wrote are (the same rows, metrics equal within float tolerance: under 1e-4).
+checkout one after the other (fresh processes, SANDBOX_COMPILE_CACHE=0), stage by stage (cut at the lines the
+command prints), and reports how far apart the rows the two wrote are (the same rows, metrics equal within
+float tolerance: under 1e-4). --warm adds this checkout with a warm compile cache (a user's second run).
 
 1. SVD sweep: decompose all 36 linear layers once, truncate at 8 kept fractions, embed the
    evaluation sentences with each compressed model and score mean cosine and top-1 agreement.
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 from sandbox.compress import model as cmodel  # noqa: E402
 from sandbox.compress import sweep  # noqa: E402
@@ -84,40 +86,75 @@ def torch_speed(sentences, repeats):
     return t, f"torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
-def cli_wall(src: Path, out: Path) -> float:
-    """Wall seconds of `sandbox compress minilm --out out` run from the source tree `src` in a fresh process."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process and its waited-for children so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def cli_stages(src: Path, out: Path, cache: str = "0") -> dict:
+    """{stage: (wall seconds, CPU seconds)} of `sandbox compress minilm --out out` run from the source tree `src` in
+    a fresh process, cut at the lines it prints: start-up and reference embeddings until the baseline line; per method,
+    its first row (preparation: calibration, decompositions, first compiles) and its other rows; then the
+    spectra, figures and compress.json after the last row. SANDBOX_COMPILE_CACHE=`cache` (0: cold, no cache)."""
     code = "import sys; from sandbox.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": str(src), "SANDBOX_COMPILE_CACHE": "0"}
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code, "compress", "minilm", "--out", str(out)], env=env, check=True,
-                   cwd=src, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    env = {**os.environ, "PYTHONPATH": str(src), "SANDBOX_COMPILE_CACHE": cache, "PYTHONUNBUFFERED": "1"}
+    t0 = time.perf_counter()
+    marks = []  # ((wall, CPU) seconds, first word of the line)
+    with subprocess.Popen([sys.executable, "-c", code, "compress", "minilm", "--out", str(out)], env=env, cwd=src,
+                          stdout=subprocess.PIPE, text=True) as proc:
+        for line in proc.stdout:
+            now = np.array([time.perf_counter() - t0, cpu_seconds(proc.pid)])
+            marks.append((now, line.split(maxsplit=1)[0].rstrip(":") if line.strip() else ""))
+        end = np.array([time.perf_counter() - t0, cpu_seconds(proc.pid)])  # stdout closed: the last work is done
+    if proc.returncode:
+        raise SystemExit(f"sandbox compress minilm from {src} failed ({proc.returncode})")
+    rows = [(t, w) for t, w in marks if w not in ("uncompressed", "wrote", "")]
+    stages = {"start-up + reference": next(t for t, w in marks if w == "uncompressed")}
+    last = stages["start-up + reference"]
+    for method in dict.fromkeys(w for _, w in rows):
+        times = [t for t, w in rows if w == method]
+        stages[f"{method}: preparation + first row"] = times[0] - last
+        stages[f"{method}: other {len(times) - 1} rows"] = times[-1] - times[0]
+        last = times[-1]
+    stages["spectra + figures + write"] = end - last
+    stages["total"] = end
+    return stages
 
 
-def against(old_src: Path):
+def against(old_src: Path, warm: bool):
     new_src = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         print(f"load average before: {os.getloadavg()[0]:.1f}")
-        walls = {name: cli_wall(src, Path(tmp) / name) for name, src in (("old", old_src), ("new", new_src))}
+        runs = {name: cli_stages(src, Path(tmp) / name) for name, src in (("old", old_src), ("new", new_src))}
+        if warm:  # the persistent compile cache as a user has it on a second run: fill it, then time
+            cli_stages(new_src, Path(tmp) / "fill", cache=str(Path(tmp) / "cache"))
+            runs["new, warm cache"] = cli_stages(new_src, Path(tmp) / "warm", cache=str(Path(tmp) / "cache"))
         print(f"load average after: {os.getloadavg()[0]:.1f}")
-        rows = {n: json.loads((Path(tmp) / n / "compress.json").read_text())["rows"] for n in walls}
+        rows = {n: json.loads((Path(tmp) / n / "compress.json").read_text())["rows"] for n in ("old", "new")}
     keys = [(r["method"], r["setting"]) for r in rows["old"]]
     assert keys == [(r["method"], r["setting"]) for r in rows["new"]], "the two sweeps wrote different rows"
     worst = max(abs(a[k] - b[k]) for a, b in zip(rows["old"], rows["new"])
                 for k in ("mean_cosine", "min_cosine", "top1_agreement", "kept_fraction", "bits_per_weight"))
-    print(f"sandbox compress minilm (default sweep, {len(keys)} rows): old {walls['old']:.1f} s, "
-          f"new {walls['new']:.1f} s, ratio {walls['old'] / walls['new']:.2f}x; largest metric difference {worst:.2e}")
+    print(f"\n{'stage: wall s (CPU s)':36s}" + "".join(f"{n:>20s}" for n in runs))
+    for stage in runs["old"]:
+        print(f"{stage:36s}" + "".join(f"{r[stage][0]:12.1f} ({r[stage][1]:5.1f})" for r in runs.values()))
+    (old, old_cpu), (new, new_cpu) = runs["old"]["total"], runs["new"]["total"]
+    print(f"\nsandbox compress minilm (default sweep, {len(keys)} rows, cold: SANDBOX_COMPILE_CACHE=0): "
+          f"old {old:.1f} s, new {new:.1f} s wall, ratio {old / new:.2f}x (CPU {old_cpu:.1f} s vs {new_cpu:.1f} s, "
+          f"{old_cpu / new_cpu:.2f}x); largest metric difference {worst:.2e}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", type=Path, help="time the CLI sweep of this old source tree against this one")
+    parser.add_argument("--warm", action="store_true", help="with --against: also this tree, warm compile cache")
     parser.add_argument("--sentences", type=int, default=300)
     parser.add_argument("--batch", type=int, default=64, help="sentences in the forward-pass batch")
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     if args.against:
-        return against(args.against.resolve())
+        return against(args.against.resolve(), args.warm)
 
     t = time.perf_counter()
     model = minilm.load()

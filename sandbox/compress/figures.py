@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import LogLocator, NullFormatter
+from matplotlib.ticker import LogLocator, NullLocator
 
 from sandbox import plotting
 
@@ -65,9 +65,11 @@ def plot_esd_grid(esds: dict, table: dict, path: Path, title: str) -> str:
         ax.axvline(info["mp_edge"], color="gray", ls=":", lw=1)
         ax.set_title(f"{name}  (alpha = {info['alpha']:.2f})", fontsize=7)
         ax.tick_params(labelsize=6)
-        for axis in (ax.xaxis, ax.yaxis):  # few major labels, no minor ones: a small panel's labels must not overlap
+        # few major labels (a small panel's labels must not overlap) and no minor ticks: 36 panels' minor ticks
+        # were 90% of this figure's time (constrained layout measures every tick, 20 s on 2 cores)
+        for axis in (ax.xaxis, ax.yaxis):
             axis.set_major_locator(LogLocator(base=10, numticks=4))
-            axis.set_minor_formatter(NullFormatter())
+            axis.set_minor_locator(NullLocator())
         ax.set_xlabel("eigenvalue of W^T W", fontsize=7)
         ax.set_ylabel("density", fontsize=7)
     for ax in axes.ravel()[n:]:

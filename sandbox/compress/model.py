@@ -10,6 +10,8 @@ Calibration records, for every layer, the Gram matrix G = X^T X of its inputs an
 their mean |x| per channel, which activation-aware SVD needs.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,40 +88,49 @@ def param_count(layers: dict) -> int:
     return sum(int(np.size(p[n])) for p in layers.values() for n in ("w", "u", "v") if n in p)
 
 
-class _Recorder:
-    """Stands in for W in an eager forward pass: `x @ recorder` adds x's statistics, returns x @ W."""
+class _Probe:
+    """Stands in for W in a traced forward pass: `x @ probe` keeps x (the layer's input rows), returns x @ W."""
 
-    __array_priority__ = 1000  # so jax defers `x @ recorder` to __rmatmul__
+    __array_priority__ = 1000  # so jax defers `x @ probe` to __rmatmul__
 
-    def __init__(self, w, stats, row_mask):
-        self.w, self.stats, self.row_mask = w, stats, row_mask
+    def __init__(self, w, inputs: list):
+        self.w, self.inputs = w, inputs
 
     def __rmatmul__(self, x):
-        rows = np.asarray(x, np.float64)
-        rows = rows.reshape(-1, rows.shape[-1])  # dense layers flatten (batch, position) first (nn.linear.matmul)
-        if self.row_mask is not None and rows.shape[0] == self.row_mask.size:
-            rows = rows[self.row_mask.reshape(-1)]
-        self.stats["gram"] = self.stats.get("gram", 0.0) + rows.T @ rows
-        self.stats["abs_sum"] = self.stats.get("abs_sum", 0.0) + np.abs(rows).sum(axis=0)
-        self.stats["count"] = self.stats.get("count", 0) + rows.shape[0]
+        self.inputs.append(x.reshape(-1, x.shape[-1]))  # dense layers flatten (batch, position) first
         return x @ self.w
+
+
+def _layer_inputs(forward, paths: tuple, params, batch) -> dict:
+    """{path: [input rows of each call]} of one forward pass (jitted: one program per batch shape)."""
+    seen = {path: [] for path in paths}
+    probes = {path: {"w": _Probe(_layer(params, path.split("/"))["w"], seen[path])} for path in paths}
+    forward(replace_layers(params, probes), batch)
+    return seen
 
 
 def calibrate(forward, params, batches, row_masks=None, groups: dict | None = None) -> dict:
     """{path: {"gram": X^T X, "abs_mean": mean |x| per input channel, "count": T}} over `batches`.
 
-    `forward(params, batch)` must run eagerly (not under jit) so the recorders see real inputs;
-    `row_masks[i]` (B x L bool), if given, drops padding rows of batch i from the statistics.
+    `forward(params, batch)` runs under jit with stand-ins for the linear weights that hand out their
+    inputs; the statistics are summed on the host in float64. `row_masks[i]` (B x L bool), if given,
+    drops padding rows of batch i from the statistics.
     """
     layers = linear_layers(params, groups)
     if any(k + ("kernel",) in traverse_util.flatten_dict(params) for k in (tuple(p.split("/")) for p in layers)):
         raise SandboxError("calibration records inputs through `sandbox.nn.linear.dense` (x @ W); flax Dense "
                            "kernels are not seen that way: use svd, quantize or prune for this model")
-    stats = {path: {} for path in layers}
+    inputs = jax.jit(functools.partial(_layer_inputs, forward, tuple(layers)))
+    stats = {path: {"gram": 0.0, "abs_sum": 0.0, "count": 0} for path in layers}
     for i, batch in enumerate(batches):
-        mask = None if row_masks is None else np.asarray(row_masks[i], bool)
-        probes = {path: {"w": _Recorder(p["w"], stats[path], mask)} for path, p in layers.items()}
-        forward(replace_layers(params, probes), batch)
+        mask = None if row_masks is None else np.asarray(row_masks[i], bool).reshape(-1)
+        for path, calls in inputs(params, batch).items():
+            for x in calls:
+                rows = np.asarray(x, np.float64)
+                rows = rows[mask] if mask is not None and rows.shape[0] == mask.size else rows
+                s = stats[path]
+                s["gram"], s["abs_sum"] = s["gram"] + rows.T @ rows, s["abs_sum"] + np.abs(rows).sum(axis=0)
+                s["count"] += rows.shape[0]
     return {
         path: {"gram": s["gram"], "abs_mean": s["abs_sum"] / s["count"], "count": s["count"]}
         for path, s in stats.items()

@@ -6,10 +6,7 @@ largest |w| in every run of M consecutive input rows of each output channel (W i
 the pattern sparse tensor cores run at full speed (2:4 keeps half).
 """
 
-from functools import partial
-
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sandbox.errors import SandboxError
@@ -36,10 +33,10 @@ def magnitude_ranks(w_MxN) -> np.ndarray:
 
 def nm_prune(w_MxN, n: int = 2, m: int = 4) -> dict:
     """N:M sparsity along the input dimension: in each block of m rows per column keep the n largest |w|."""
-    w = jnp.asarray(w_MxN)
+    w = np.asarray(w_MxN)
     check_nm(w.shape[0], n, m)
     w_pruned, mask = _n_of_m(w, n, m)
-    return {"w": w_pruned, "mask": mask, "kept_fraction": n / m}
+    return {"w": jax.device_put(w_pruned), "mask": mask, "kept_fraction": n / m}
 
 
 def check_nm(rows: int, n: int, m: int) -> None:
@@ -50,10 +47,11 @@ def check_nm(rows: int, n: int, m: int) -> None:
         raise SandboxError(f"M={m} does not divide the input dimension {rows}: choose M among its divisors, e.g. 4")
 
 
-@partial(jax.jit, static_argnums=(1, 2))
 def _n_of_m(w_MxN, n, m):
+    """On the host: a stable sort per block of m (ties keep the earlier row), nothing compiled per shape."""
     rows, cols = w_MxN.shape
-    blocks_BxMxN = jnp.abs(w_MxN).reshape(rows // m, m, cols)
-    rank_BxMxN = jnp.argsort(jnp.argsort(-blocks_BxMxN, axis=1), axis=1)  # 0 = largest in its block
+    blocks_BxMxN = np.abs(w_MxN).reshape(rows // m, m, cols)
+    order = np.argsort(-blocks_BxMxN, axis=1, kind="stable")
+    rank_BxMxN = np.argsort(order, axis=1, kind="stable")  # 0 = largest in its block
     mask = (rank_BxMxN < n).reshape(rows, cols)
-    return jnp.where(mask, w_MxN, 0), mask
+    return np.where(mask, w_MxN, 0), mask

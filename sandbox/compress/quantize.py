@@ -10,10 +10,8 @@ close to uniform on [-Δ/2, Δ/2], so its root-mean-square is Δ / sqrt(12): the
 `quantize` returns beside the measured error.
 """
 
-from functools import partial
-
 import jax
-import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 
 from sandbox.errors import SandboxError
@@ -21,7 +19,7 @@ from sandbox.errors import SandboxError
 BITS = (4, 8)
 GRANULARITIES = ("tensor", "channel", "group")
 SCALE_BITS = 16  # each group stores its step in float16 (and its zero point in b bits)
-FLOAT_DTYPES = {"bfloat16": jnp.bfloat16, "float16": jnp.float16}
+FLOAT_DTYPES = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
 
 
 def check(m: int, bits: int, granularity: str, group_size: int) -> None:
@@ -52,48 +50,50 @@ def quantize(w_MxN, bits: int = 8, symmetric: bool = True, granularity: str = "c
 
     `error` holds the measured rmse, max_abs and relative Frobenius error, and the predicted rmse
     sqrt(mean Δ^2 / 12) over entries. bits_per_weight counts the stored step and zero point.
+    Computed on the host in float32 (numpy): a few elementwise passes, nothing compiled per shape.
     """
     check(np.shape(w_MxN)[0], bits, granularity, group_size)
-    w_hat, q, step, zero, predicted = _rtn(jnp.asarray(w_MxN, jnp.float32), bits, symmetric, granularity, group_size)
+    w = np.asarray(w_MxN, np.float32)
+    w_hat, q, step, zero, predicted = _rtn(w, bits, symmetric, granularity, group_size)
     overhead = step.size * (SCALE_BITS + (0 if symmetric else bits))
     return {
-        "w": w_hat,
+        "w": jax.device_put(w_hat),
         "q": q,
         "scale": step,
         "zero": zero,
         "bits_per_weight": bits + overhead / w_hat.size,
-        "error": {**error_stats(w_MxN, w_hat), "predicted_rmse": predicted},
+        "error": {**error_stats(w, w_hat), "predicted_rmse": predicted},
     }
 
 
-@partial(jax.jit, static_argnums=(2, 3, 4))  # bits traced: one compilation serves 4 and 8 bits
 def _rtn(w_MxN, bits, symmetric, granularity, group_size):
     g = _grouped(w_MxN, granularity, group_size)
-    lo, hi = jnp.min(g, axis=1, keepdims=True), jnp.max(g, axis=1, keepdims=True)
+    lo, hi = np.min(g, axis=1, keepdims=True), np.max(g, axis=1, keepdims=True)
+    tiny = np.float32(1e-30)
     if symmetric:
         q_max = 2 ** (bits - 1) - 1
         q_min = -q_max
-        step = jnp.maximum(jnp.maximum(-lo, hi), 1e-30) / q_max
-        zero = jnp.zeros_like(step)
+        step = np.maximum(np.maximum(-lo, hi), tiny) / np.float32(q_max)
+        zero = np.zeros_like(step)
     else:
         q_min, q_max = 0, 2**bits - 1
-        step = jnp.maximum(hi - lo, 1e-30) / q_max
-        zero = jnp.round(-lo / step)
-    q = jnp.clip(jnp.round(g / step) + zero, q_min, q_max)
+        step = np.maximum(hi - lo, tiny) / np.float32(q_max)
+        zero = np.round(-lo / step)
+    q = np.clip(np.round(g / step) + zero, q_min, q_max)
     w_hat = ((q - zero) * step).reshape(w_MxN.shape)
-    predicted = jnp.sqrt(jnp.mean(jnp.broadcast_to(step, g.shape) ** 2) / 12.0)
-    return w_hat, q.astype(jnp.int8).reshape(w_MxN.shape), step, zero, predicted
+    predicted = np.float32(np.sqrt(np.mean(np.broadcast_to(step, g.shape) ** 2) / 12.0))
+    stored = np.int8 if symmetric else np.uint8  # q in [-(2^{b-1}-1), 2^{b-1}-1] or [0, 2^b - 1]
+    return w_hat, q.astype(stored).reshape(w_MxN.shape), step, zero, predicted
 
 
-@jax.jit
 def error_stats(w, w_hat) -> dict:
     """rmse, max_abs and relative Frobenius error ||W - W'||_F / ||W||_F of an approximation."""
-    w, w_hat = jnp.asarray(w, jnp.float32), jnp.asarray(w_hat, jnp.float32)
+    w, w_hat = np.asarray(w, np.float32), np.asarray(w_hat, np.float32)
     d = w_hat - w
     return {
-        "rmse": jnp.sqrt(jnp.mean(d**2)),
-        "max_abs": jnp.max(jnp.abs(d)),
-        "rel_fro": jnp.linalg.norm(d) / jnp.linalg.norm(w),
+        "rmse": np.float32(np.sqrt(np.mean(d**2))),
+        "max_abs": np.max(np.abs(d)),
+        "rel_fro": np.float32(np.linalg.norm(d) / np.linalg.norm(w)),
     }
 
 
@@ -102,29 +102,24 @@ def cast(w, dtype: str = "bfloat16") -> dict:
 
     Round-to-nearest gives relative error at most the unit roundoff u = 2^{-p} (p = 8 fraction
     bits + 1 for bfloat16, 11 for float16); `error` adds max_rel and u, and counts entries that
-    overflow (|w| > 65504 in float16) or flush to zero.
+    overflow (|w| > 65504 in float16) or flush to zero. Computed on the host (numpy, ml_dtypes).
     """
     if dtype not in FLOAT_DTYPES:
         raise SandboxError(f"dtype {dtype!r} is not supported: choose one of {', '.join(FLOAT_DTYPES)}")
-    w_hat, stats, max_rel, overflow, underflow = _cast(jnp.asarray(w, jnp.float32), dtype)
+    w = np.asarray(w, np.float32)
+    with np.errstate(over="ignore"):
+        w_hat = w.astype(FLOAT_DTYPES[dtype]).astype(np.float32)
+    nonzero = w != 0
+    rel = np.where(nonzero, np.abs(w_hat - w) / np.where(nonzero, np.abs(w), 1.0), 0.0)
+    finite = np.isfinite(w_hat)
     return {
-        "w": w_hat,
+        "w": jax.device_put(w_hat),
         "bits_per_weight": 16.0,
         "error": {
-            **stats,
-            "max_rel": max_rel,
-            "unit_roundoff": float(jnp.finfo(FLOAT_DTYPES[dtype]).eps) / 2,
-            "overflow": int(overflow),
-            "underflow": int(underflow),
+            **error_stats(np.where(finite, w, 0.0), np.where(finite, w_hat, 0.0)),
+            "max_rel": np.max(np.where(finite, rel, 0.0)),
+            "unit_roundoff": float(ml_dtypes.finfo(FLOAT_DTYPES[dtype]).eps) / 2,
+            "overflow": int(np.sum(~finite)),
+            "underflow": int(np.sum(nonzero & (w_hat == 0))),
         },
     }
-
-
-@partial(jax.jit, static_argnums=1)
-def _cast(w, dtype):
-    w_hat = w.astype(FLOAT_DTYPES[dtype]).astype(jnp.float32)
-    nonzero = w != 0
-    rel = jnp.where(nonzero, jnp.abs(w_hat - w) / jnp.where(nonzero, jnp.abs(w), 1.0), 0.0)
-    finite = jnp.isfinite(w_hat)
-    stats = error_stats(jnp.where(finite, w, 0.0), jnp.where(finite, w_hat, 0.0))
-    return w_hat, stats, jnp.max(jnp.where(finite, rel, 0.0)), jnp.sum(~finite), jnp.sum(nonzero & (w_hat == 0))

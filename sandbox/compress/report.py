@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from sandbox.compress import figures, methods, spectra, sweep
 from sandbox.compress import model as cmodel
@@ -54,8 +55,24 @@ def write_spectra_figures(esds: dict, table: dict, out: Path, title: str) -> lis
             figures.plot_alpha(table, out / "alpha.png", f"{title}: power-law alpha per layer")]
 
 
+def one_blas_thread():
+    """A context that limits OpenBLAS (numpy's, and scipy's, which jax's CPU SVD and Cholesky call) to one thread.
+
+    The host's decompositions and Gram matrices are small (at most 1536 x 1536); with XLA's threads beside them,
+    two BLAS threads on two cores thrash (one 384 x 1536 SVD: 71 ms on one thread, 1.5 s on two under load).
+    """
+    import scipy.linalg  # noqa: F401  loads the LAPACK behind jax's CPU linalg, so the limit reaches it
+
+    return threadpool_limits(1, user_api="blas")
+
+
 def study(target: Target, plan: dict, out: Path, progress=print) -> dict:
     """Run every (method, settings) of `plan`, write figures into `out`, return the compress.json dict."""
+    with one_blas_thread():
+        return _study(target, plan, out, progress)
+
+
+def _study(target: Target, plan: dict, out: Path, progress=print) -> dict:
     t0 = time.perf_counter()
     base = target.evaluate(target.params)
     progress(f"uncompressed: {target.metric} = {base[target.metric]:.5f}")

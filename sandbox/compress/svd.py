@@ -50,6 +50,8 @@ def factors(decomposition, rank: int) -> dict:
     return {"u": jax.device_put(a_MxK[:, :rank] * root), "v": jax.device_put(root[:, None] * vt_KxN[:rank])}
 
 
+# The decompositions are jitted: one program per layer shape instead of one per primitive and shape.
+@jax.jit
 def plain_decomposition(w_MxN):
     """(U, s, V^T): the SVD of W itself, whose truncations are the Eckart-Young optima."""
     return jnp.linalg.svd(w_MxN, full_matrices=False)
@@ -57,12 +59,18 @@ def plain_decomposition(w_MxN):
 
 def whitened_decomposition(w_MxN, g_MxM):
     """(L^{-T} U, s, V^T) with U s V^T the SVD of L^T W and G = L L^T: s are output-space singular values."""
-    l_MxM = jnp.linalg.cholesky(g_MxM)
-    if not bool(jnp.all(jnp.isfinite(l_MxM))):
+    a_MxK, s_K, vt_KxN, finite = _whitened(w_MxN, g_MxM)
+    if not bool(finite):
         raise SandboxError("calibration Gram matrix is not positive definite: "
                            "give more calibration tokens or a larger damp")
+    return a_MxK, s_K, vt_KxN
+
+
+@jax.jit
+def _whitened(w_MxN, g_MxM):
+    l_MxM = jnp.linalg.cholesky(g_MxM)
     u_MxK, s_K, vt_KxN = jnp.linalg.svd(l_MxM.T @ w_MxN, full_matrices=False)
-    return jsl.solve_triangular(l_MxM.T, u_MxK, lower=False), s_K, vt_KxN
+    return jsl.solve_triangular(l_MxM.T, u_MxK, lower=False), s_K, vt_KxN, jnp.all(jnp.isfinite(l_MxM))
 
 
 def asvd_scale(x_TxM, alpha: float = 0.5):
@@ -71,12 +79,14 @@ def asvd_scale(x_TxM, alpha: float = 0.5):
     return scale_from_abs_mean(jnp.mean(jnp.abs(x), axis=0), alpha)
 
 
+@jax.jit
 def scale_from_abs_mean(abs_mean_M, alpha: float = 0.5):
     """s_j = abs_mean_j^alpha, floored so no channel is divided by zero."""
     s_M = jnp.asarray(abs_mean_M) ** alpha
     return jnp.maximum(s_M, 1e-6 * jnp.max(s_M))
 
 
+@jax.jit
 def asvd_decomposition(w_MxN, scale_M):
     """(diag(s)^{-1} U, sigma, V^T) with U sigma V^T the SVD of diag(s) W."""
     u_MxK, s_K, vt_KxN = jnp.linalg.svd(scale_M[:, None] * w_MxN, full_matrices=False)
@@ -95,6 +105,7 @@ def gram(x_TxM, damp: float = 1e-6):
     return damped(x.T @ x, damp)
 
 
+@jax.jit
 def damped(g_MxM, damp: float = 1e-6):
     """G + damp * mean(diag G) * I: SVD-LLM's ridge, which keeps G positive definite."""
     g_MxM = jnp.asarray(g_MxM)
