@@ -73,6 +73,40 @@ def test_masked_hutchpp_trace_is_exact_when_the_sketch_covers_the_block(problem)
         np.testing.assert_allclose(out["trace_T"][t], np.trace(a_NxN[slices[name], slices[name]]), atol=1e-9)
 
 
+def test_dense_blocks_are_the_blocks(problem):
+    a_NxN, masks_TxN, _, slices = problem
+    with jax.enable_x64(True):
+        op = curvature.from_dense(jnp.asarray(a_NxN))
+        blocks = curvature.blocks.dense(op, masks_TxN[1:])
+    for a_bb, name in zip(blocks, NAMES[1:]):
+        np.testing.assert_allclose(a_bb, a_NxN[slices[name], slices[name]], atol=1e-14)
+
+
+def test_analyse_takes_small_blocks_exactly_and_large_ones_by_lanczos():
+    """Softmax regression, float64: "w" (4 x 5 = 20 coordinates) costs more than the 2 x 5 + 6 = 16
+    matvecs of its Lanczos route, "b" (5) less, so "b" comes exactly from its dense block."""
+    from sandbox.analysis import curvature as acurv
+
+    with jax.enable_x64(True):
+        k_w, k_x, k_y = jax.random.split(jax.random.key(0), 3)
+        params = {"b": jnp.zeros(5), "w": jax.random.normal(k_w, (4, 5), jnp.float64)}
+        batch = {"x": jax.random.normal(k_x, (30, 4), jnp.float64), "targets": jax.random.randint(k_y, (30,), 0, 5)}
+        logits_fn = lambda p, b: b["x"] @ p["w"] + p["b"]  # noqa: E731
+        opts = acurv.CurvatureOptions(top_k=2, num_steps=5, density=True, num_probes=2, trace=True, num_matvecs=6,
+                                      blocks=True)
+        ticks = []
+        result = acurv.analyse(logits_fn, params, batch, opts, {"linear": ["b", "w"]}, lambda *a: ticks.append(a))
+        h = curvature.dense(acurv.operator("hessian", logits_fn, params, batch, jax.random.key(0)))
+    h_b = np.asarray(h)[:5, :5]  # "b" comes first among the flat leaves
+    b, w = result["blocks"]["b"], result["blocks"]["w"]
+    assert (b["method"], w["method"]) == ("dense", "lanczos")
+    np.testing.assert_allclose(b["top_eigenvalues"], np.linalg.eigvalsh(h_b)[::-1][:2], atol=1e-12)
+    assert b["residuals"] == [0.0, 0.0] and abs(b["trace"] - np.trace(h_b)) < 1e-12
+    grid, values = np.asarray(b["density"]["grid"]), np.asarray(b["density"]["values"])
+    assert abs(np.sum(values) * (grid[1] - grid[0]) - 1) < 1e-2  # the exact spectral measure, smoothed
+    assert sorted(ticks) == sorted((name, stage) for name in ("all", "b", "w") for stage in curvature.blocks.STAGES)
+
+
 def test_all_blocks_run_in_one_compiled_program(problem):
     a_NxN, masks_TxN, _, _ = problem
     compiled = []

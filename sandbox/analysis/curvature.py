@@ -13,6 +13,7 @@ import dataclasses
 import os
 
 import jax
+import numpy as np
 
 from sandbox import curvature, losses
 from sandbox.errors import SandboxError
@@ -86,38 +87,69 @@ def stages(opts: CurvatureOptions, groups: dict | None, params) -> int:
     return targets * (1 + opts.density + opts.trace)
 
 
+def lanczos_matvecs(opts: CurvatureOptions) -> int:
+    """Matvecs one target costs by Lanczos (`curvature.blocks.spectra`): num_steps per SLQ probe (one run
+    without density), and num_matvecs for the trace. A block of at most this many coordinates is cheaper
+    exactly, by one matvec per coordinate (`curvature.blocks.dense`)."""
+    return opts.num_steps * (opts.num_probes if opts.density else 1) + (opts.num_matvecs if opts.trace else 0)
+
+
 def analyse(logits_fn, params, batch, opts: CurvatureOptions = CurvatureOptions(), groups: dict | None = None,
             progress=None) -> dict:
     """{"dim", "top_eigenvalues", "residuals", ["density": {"grid", "values"}], ["trace"]} of the whole
     operator and, with `opts.blocks`, the same for each block of `groups` (default: inferred from the
-    parameter names) under "blocks". All targets run as one compiled program (`curvature.blocks`);
-    `progress(target, stage)` after each stage."""
+    parameter names) under "blocks", each with its "method": "lanczos" (every such target in one compiled
+    program, `curvature.blocks.spectra`) or "dense" (a block of at most `lanczos_matvecs(opts)` coordinates,
+    exact: its eigenvalues, their spectral measure and its trace). `progress(target, stage)` after each stage."""
     key_op, key_solve = jax.random.split(jax.random.key(opts.seed))
     op = operator(opts.operator, logits_fn, params, batch, key_op)
     check_request(op.dim, opts)
     names = ["all"] + (groups_lib.blocks(groups or groups_lib.infer(params)) if opts.blocks else [])
     masks_TxN = curvature.blocks.masks(op.layout, names)
-    tick = (lambda t, stage: progress(names[t], stage)) if progress else None
-    out = curvature.blocks.spectra(op, masks_TxN, key=key_solve, k=min(opts.top_k, op.dim), num_steps=opts.num_steps,
-                                   num_probes=opts.num_probes if opts.density else 0,
+    exact = [t for t in range(1, len(names)) if masks_TxN[t].sum() <= lanczos_matvecs(opts)]
+    approx = [t for t in range(len(names)) if t not in exact]
+    tick = (lambda i, stage: progress(names[approx[i]], stage)) if progress else None
+    out = curvature.blocks.spectra(op, masks_TxN[approx], key=key_solve, k=min(opts.top_k, op.dim),
+                                   num_steps=opts.num_steps, num_probes=opts.num_probes if opts.density else 0,
                                    num_matvecs=opts.num_matvecs if opts.trace else 0, tick=tick)
-    per_target = {}
-    for t, name in enumerate(names):
-        dim = int(masks_TxN[t].sum())
-        k = min(opts.top_k, dim)
-        one = {"dim": dim, "top_eigenvalues": [float(v) for v in out["values_TxK"][t, :k]],
-               "residuals": [float(r) for r in out["residuals_TxK"][t, :k]]}
-        if opts.density:
-            grid, values = curvature.smooth_density(out["nodes_TxPxM"][t], out["weights_TxPxM"][t])
-            one["density"] = {"grid": [float(g) for g in grid], "values": [float(v) for v in values]}
-        if opts.trace:
-            one["trace"] = float(out["trace_T"][t])
-        per_target[name] = one
+    per_target = {names[t]: _lanczos_summary(out, i, int(masks_TxN[t].sum()), opts) for i, t in enumerate(approx)}
+    stages = [stage for stage, on in zip(curvature.blocks.STAGES, (True, opts.density, opts.trace)) if on]
+    for t, a_bb in zip(exact, curvature.blocks.dense(op, masks_TxN[exact]) if exact else []):
+        per_target[names[t]] = _dense_summary(a_bb, opts)
+        for stage in stages if progress else []:
+            progress(names[t], stage)
     result = {"operator": opts.operator, "fisher_kind": "mc" if opts.operator == "fisher" else None,
-              **per_target.pop("all")}
+              **{k: v for k, v in per_target.pop("all").items() if k != "method"}}
     if per_target:
-        result["blocks"] = per_target
+        result["blocks"] = {name: per_target[name] for name in names[1:]}
     return result
+
+
+def _lanczos_summary(out: dict, i: int, dim: int, opts: CurvatureOptions) -> dict:
+    k = min(opts.top_k, dim)
+    one = {"dim": dim, "method": "lanczos", "top_eigenvalues": [float(v) for v in out["values_TxK"][i, :k]],
+           "residuals": [float(r) for r in out["residuals_TxK"][i, :k]]}
+    if opts.density:
+        grid, values = curvature.smooth_density(out["nodes_TxPxM"][i], out["weights_TxPxM"][i])
+        one["density"] = {"grid": [float(g) for g in grid], "values": [float(v) for v in values]}
+    if opts.trace:
+        one["trace"] = float(out["trace_T"][i])
+    return one
+
+
+def _dense_summary(a_bb: np.ndarray, opts: CurvatureOptions) -> dict:
+    """The same fields from the exact block: eigenvalues (residual 0), the spectral measure (weight 1/n_b
+    on each eigenvalue, smoothed as SLQ's nodes are), the trace."""
+    lam_B = np.linalg.eigvalsh(a_bb)
+    k = min(opts.top_k, len(lam_B))
+    one = {"dim": len(lam_B), "method": "dense", "top_eigenvalues": [float(v) for v in lam_B[::-1][:k]],
+           "residuals": [0.0] * k}
+    if opts.density:
+        grid, values = curvature.smooth_density(lam_B[None, :], np.full((1, len(lam_B)), 1 / len(lam_B)))
+        one["density"] = {"grid": [float(g) for g in grid], "values": [float(v) for v in values]}
+    if opts.trace:
+        one["trace"] = float(np.trace(a_bb))
+    return one
 
 
 def of_run(run, opts: CurvatureOptions = CurvatureOptions(), batch_size: int = 8, progress=None) -> dict:
