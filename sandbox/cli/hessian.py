@@ -1,6 +1,7 @@
 """`sandbox hessian RUN_DIR`: curvature spectra of a run's checkpoint on a batch of its eval set.
 
-Writes OUT/hessian.json (top_eigenvalues, residuals, trace, density {grid, values}, blocks, eval_set)
+Writes OUT/hessian.json (top_eigenvalues, residuals, trace, density {grid, values}, blocks (each with its
+method: lanczos, or dense for a small block), eval_set)
 and figures: density.png (log scale), top_eigenvalues.png, and with --blocks blocks_density.png.
 OUT defaults to a new RUN_DIR/hessian-<timestamp>; an existing --out is replaced only with --force.
 """
