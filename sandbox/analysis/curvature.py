@@ -84,7 +84,12 @@ def check_request(dim: int, opts: CurvatureOptions) -> None:
 def stages(opts: CurvatureOptions, groups: dict | None, params) -> int:
     """How many `tick`s `analyse` makes: one per stage per target."""
     targets = 1 + (len(groups_lib.blocks(groups or groups_lib.infer(params))) if opts.blocks else 0)
-    return targets * (1 + opts.density + opts.trace)
+    return targets * len(_target_stages(opts))
+
+
+def _target_stages(opts: CurvatureOptions) -> list[str]:
+    """The stages each target goes through (`curvature.blocks.STAGES` that `opts` asks for)."""
+    return [stage for stage, on in zip(curvature.blocks.STAGES, (True, opts.density, opts.trace)) if on]
 
 
 def lanczos_matvecs(opts: CurvatureOptions) -> int:
@@ -113,10 +118,9 @@ def analyse(logits_fn, params, batch, opts: CurvatureOptions = CurvatureOptions(
                                    num_steps=opts.num_steps, num_probes=opts.num_probes if opts.density else 0,
                                    num_matvecs=opts.num_matvecs if opts.trace else 0, tick=tick)
     per_target = {names[t]: _lanczos_summary(out, i, int(masks_TxN[t].sum()), opts) for i, t in enumerate(approx)}
-    stages = [stage for stage, on in zip(curvature.blocks.STAGES, (True, opts.density, opts.trace)) if on]
     for t, a_bb in zip(exact, curvature.blocks.dense(op, masks_TxN[exact]) if exact else []):
         per_target[names[t]] = _dense_summary(a_bb, opts)
-        for stage in stages if progress else []:
+        for stage in _target_stages(opts) if progress else []:
             progress(names[t], stage)
     result = {"operator": opts.operator, "fisher_kind": "mc" if opts.operator == "fisher" else None,
               **{k: v for k, v in per_target.pop("all").items() if k != "method"}}
@@ -130,8 +134,7 @@ def _lanczos_summary(out: dict, i: int, dim: int, opts: CurvatureOptions) -> dic
     one = {"dim": dim, "method": "lanczos", "top_eigenvalues": [float(v) for v in out["values_TxK"][i, :k]],
            "residuals": [float(r) for r in out["residuals_TxK"][i, :k]]}
     if opts.density:
-        grid, values = curvature.smooth_density(out["nodes_TxPxM"][i], out["weights_TxPxM"][i])
-        one["density"] = {"grid": [float(g) for g in grid], "values": [float(v) for v in values]}
+        one["density"] = _density(out["nodes_TxPxM"][i], out["weights_TxPxM"][i])
     if opts.trace:
         one["trace"] = float(out["trace_T"][i])
     return one
@@ -145,11 +148,16 @@ def _dense_summary(a_bb: np.ndarray, opts: CurvatureOptions) -> dict:
     one = {"dim": len(lam_B), "method": "dense", "top_eigenvalues": [float(v) for v in lam_B[::-1][:k]],
            "residuals": [0.0] * k}
     if opts.density:
-        grid, values = curvature.smooth_density(lam_B[None, :], np.full((1, len(lam_B)), 1 / len(lam_B)))
-        one["density"] = {"grid": [float(g) for g in grid], "values": [float(v) for v in values]}
+        one["density"] = _density(lam_B[None, :], np.full((1, len(lam_B)), 1 / len(lam_B)))
     if opts.trace:
         one["trace"] = float(np.trace(a_bb))
     return one
+
+
+def _density(nodes_PxM, weights_PxM) -> dict:
+    """{"grid", "values"}: the quadrature (nodes, weights per probe) smoothed on a grid (`smooth_density`)."""
+    grid, values = curvature.smooth_density(nodes_PxM, weights_PxM)
+    return {"grid": [float(g) for g in grid], "values": [float(v) for v in values]}
 
 
 def of_run(run, opts: CurvatureOptions = CurvatureOptions(), batch_size: int = 8, progress=None) -> dict:
