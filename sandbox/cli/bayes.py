@@ -15,7 +15,7 @@ def add_parser(subparsers):
     p.add_argument("--fit-windows", type=int, default=32, help="training windows the posterior is fitted on")
     p.add_argument("--val-windows", type=int, default=32, help="validation windows: half tune, half test")
     p.add_argument("--num-bins", type=int, default=15, help="equal-width bins of the ECE")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="key of the random draws")
     p.add_argument("--out", help="output folder (default: RUN_DIR/bayes-<timestamp>)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
     p.set_defaults(func=run)

@@ -28,7 +28,7 @@ def add_parser(subparsers):
     p.add_argument("--num-steps", type=int, default=80, help="Lanczos steps (eigenvalues, SLQ)")
     p.add_argument("--num-probes", type=int, default=4, help="SLQ probes")
     p.add_argument("--num-matvecs", type=int, default=60, help="matvecs for the trace")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="key of the random probes")
     p.set_defaults(func=run)
 
 

@@ -17,6 +17,8 @@ def add_parser(subparsers):
                    help="with --resume: continue from the checkpoint at STEP when the later ones are damaged "
                    "(they are deleted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config and the memory estimate of one step, then exit (nothing written)")
     p.add_argument("--num-processes", type=int, metavar="N", help="a multi-process run: how many processes in all")
     p.add_argument("--process-id", type=int, metavar="I", help="a multi-process run: this process, 0..N-1")
     p.add_argument("--coordinator", metavar="HOST:PORT", help="a multi-process run: process 0's address")
@@ -29,6 +31,8 @@ def run(args) -> int:
     from sandbox.train import distributed, session
 
     distributed.initialize(args.num_processes, args.process_id, args.coordinator)
+    if args.resume and args.dry_run:
+        raise SandboxError("--dry-run goes with a new run (a config); a resume trains config.yaml of its folder")
     if args.resume:
         overrides = ([args.config] if args.config else []) + args.overrides
         run_dir = Path(args.resume)
@@ -39,6 +43,9 @@ def run(args) -> int:
         if not args.config:
             raise SandboxError("give a config file (e.g. configs/tiny.yaml) or --resume DIR")
         cfg = config_lib.load(args.config, args.overrides)
+        if args.dry_run:
+            print(session.dry_run(cfg))
+            return 0
         default = Path(cfg.run.out_root) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(args.out) if args.out else default
         summary = session.start(cfg, run_dir, force=args.force, progress=not args.no_progress)

@@ -9,9 +9,7 @@ unfinished save, one that disagrees with it is damaged, and neither is ever rest
 
 import logging
 import shutil
-import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +21,7 @@ import orbax.checkpoint as ocp
 from sandbox import optim
 from sandbox.errors import SandboxError
 from sandbox.train import config as config_lib
-from sandbox.train import manifest, precision
+from sandbox.train import interrupts, manifest, precision
 
 
 class NonFinite(SandboxError):
@@ -119,7 +117,7 @@ def save(mngr: ocp.CheckpointManager, state) -> None:
                         "was not saved")
     run_dir = Path(mngr.directory).parent
     try:
-        with _interrupt_after(), _quiet_orbax():
+        with interrupts.held(), _quiet_orbax():
             mngr.save(step, args=ocp.args.StandardSave(host), force=True)
             mngr.wait_until_finished()
             if jax.process_index() == 0:  # orbax saved collectively; one process writes the manifest
@@ -161,23 +159,6 @@ def _reason(e: Exception) -> str:
     text = str(e)
     found = next((r for r in _OS_REASONS if r in text), None)
     return found or ((text.splitlines() or [repr(e)])[0][:200])
-
-
-@contextmanager
-def _interrupt_after():
-    """Hold back Ctrl-C (SIGINT) until the block ends: a save is finished, manifest included, before
-    the KeyboardInterrupt it deferred is raised (orbax's writer threads cannot be interrupted half-way)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
 
 
 @contextmanager

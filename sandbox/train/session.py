@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from sandbox import optim, rundir
 from sandbox.errors import SandboxError
+from sandbox.nn import transformer
 from sandbox.text.data import load_dataset
 from sandbox.text.tokenizer import run_tokenizer, save_tokenizer
 from sandbox.train import checkpoint, distributed, memory, records, sharpness
@@ -38,6 +39,15 @@ def _checked(cfg: config_lib.Config, run_dir: Path | None):
     mesh_lib.check_model_parallel(cfg.model, cfg.train.sharding, cfg.train.model_parallel)
     memory.check(cfg, optimizer, extra_bytes=data.train_N.nbytes + data.val_N.nbytes)
     return cfg, data
+
+
+def dry_run(cfg: config_lib.Config) -> str:
+    """What `start` would train, without touching any folder: the resolved config (YAML, the tokenizer's vocab
+    size filled in) and the memory estimate of one step. Raises SandboxError as `start` would."""
+    cfg, data = _checked(cfg, None)
+    optimizer = optim.build(cfg.optimizer, cfg.train.steps)
+    estimate = memory.describe(cfg, optimizer, extra_bytes=data.train_N.nbytes + data.val_N.nbytes)
+    return f"{config_lib.to_yaml(cfg)}\n# {estimate}\n# {transformer.num_params(cfg.model):,} parameters"
 
 
 def start(cfg: config_lib.Config, run_dir: Path, force: bool = False, progress: bool = True) -> dict:
