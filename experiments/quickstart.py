@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox import analysis
-from sandbox.analysis import compression, curvature, figures, spectra
+from sandbox.analysis import compression, curvature, figures, report, spectra
 from sandbox.train import config as config_lib
 from sandbox.train import records, session
 
@@ -137,4 +137,5 @@ def _report(summary: dict, out_dir: Path) -> str:
             f"<style>body{{font-family:sans-serif;max-width:60em;margin:auto}}td,th{{padding:2px 12px;"
             f"text-align:left}}img{{max-width:100%}}figcaption{{font-size:90%;margin-bottom:2em}}</style></head>"
             f"<body><h1>Quickstart</h1><table><tr><th>quantity</th><th>value</th><th>measured on</th></tr>{table}"
-            f"</table><p>{html.escape(note)}</p>{images}</body></html>")
+            f"</table><p>{html.escape(note)}</p>{images}"
+            f"{report.provenance_html({'run': (Path(summary['run_dir']) / 'config.yaml').read_text()})}</body></html>")

@@ -29,6 +29,7 @@ def test_quickstart_report(tmp_path):
     assert len(captions) == 8 and all(len(c) > 80 and "/" not in c.split()[0] for c in captions)
     assert "2/eta" in summary["figures"]["sharpness.png"]
     assert f"{summary['final_val_loss']:.4f}" in page
+    assert "git commit" in page and "sandbox version" in page and "resolved config" in page  # provenance
     # every row of the summary table names what it was measured on
     rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>", page)
     assert len(rows) == 6 + len(summary["svd"]) and all(m.strip() for _, _, m in rows)

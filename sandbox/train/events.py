@@ -25,7 +25,9 @@ class EventLog:
         from tensorboardX import SummaryWriter
 
         purge = None if resume_step is None else resume_step + 1
-        self.writer = SummaryWriter(str(Path(run_dir) / "events"), purge_step=purge, flush_secs=10)
+        # a file per session, named after its first step too: two sessions in one second keep both files, in order
+        self.writer = SummaryWriter(str(Path(run_dir) / "events"), purge_step=purge, flush_secs=10,
+                                    filename_suffix=f".from{resume_step or 0:010d}")
 
     def write(self, row: dict) -> None:
         for key, value in row.items():
