@@ -37,10 +37,16 @@ def run(args) -> int:
                                                            "next-token reliability (validation)"),
                                  out / "reliability.png"),
                    plotting.save(laplace_lm.entropy_figure(probs, labels), out / "entropy.png")]
+    print(f"on {result['test_tokens']:,} test tokens (± one bootstrap standard error):")
     for name, m in result["metrics"].items():
-        print(f"{name:>24}: ECE {m['ece']:.4f}  NLL {m['nll']:.4f}  Brier {m['brier']:.4f}  "
-              f"entropy {m['mean_entropy']:.3f} nats")
-    print(f"prior precision {result['prior_precision']:.3g} (held-out NLL), evidence optimum "
-          f"{result['evidence_prior_precision']:.3g}; temperature {result['temperature']:.3f}")
+        print(f"{name:>24}: ECE {m['ece']:.4f} ± {m['ece_se']:.4f}  NLL {m['nll']:.4f} ± {m['nll_se']:.4f} nats  "
+              f"Brier {m['brier']:.4f} ± {m['brier_se']:.4f}  mean entropy {m['mean_entropy']:.3f} nats")
+    print(f"prior precision {result['prior_precision']:.3g} (lowest held-out NLL on {result['prior_grid']}), "
+          f"evidence optimum {result['evidence_prior_precision']:.3g}; temperature {result['temperature']:.3f}")
+    edge = result["prior_at_grid_edge"]
+    if edge:
+        print(f"note: the prior precision is the {edge} end of its grid: the held-out NLL was still falling there, "
+              "so the best prior may lie beyond it" + ("; so large a prior makes Laplace nearly the MAP"
+                                                        if edge == "upper" else ""))
     print(f"wrote {out / 'bayes.json'} and {', '.join(figures)}")
     return 0

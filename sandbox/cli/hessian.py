@@ -50,8 +50,25 @@ def run(args) -> int:
         result = curvature.of_run(run, opts, args.batch_size, tick)
         result["figures"] = figures.curvature(result, out)
         records.write_json(out / "hessian.json", result)
-    print(f"{args.operator} at step {run.step} on eval set {result['eval_set']}: dim {result['dim']}, top eigenvalues "
-          + ", ".join(f"{v:.4g}" for v in result["top_eigenvalues"][:5])
-          + (f", trace {result['trace']:.4g}" if "trace" in result else ""))
+    for line in summary_lines(result, args.operator, run.step):
+        print(line)
     print(f"wrote {out / 'hessian.json'} and {', '.join(result['figures'])}")
     return 0
+
+
+def summary_lines(result: dict, operator: str, step: int) -> list[str]:
+    """What `hessian` prints: every eigenvalue asked for, each number named; per block, its method."""
+    top, res = result["top_eigenvalues"], result["residuals"]
+    lines = [f"{operator} at step {step} on eval set {result['eval_set']}, dimension {result['dim']:,}:",
+             f"  top {len(top)} eigenvalues (Lanczos, largest first): " + ", ".join(f"{v:.4g}" for v in top),
+             f"  their Lanczos residuals ||A v - lambda v||: at most {max(res):.2g}"]
+    if "trace" in result:
+        lines.append(f"  trace (Hutch++ estimate): {result['trace']:.4g}")
+    for name, block in result.get("blocks", {}).items():
+        how = ("exact, from the dense block (residuals 0)" if block["method"] == "dense"
+               else f"Lanczos, residual at most {max(block['residuals']):.2g}")
+        shown = f"top {len(block['top_eigenvalues'])}" + (f" (all {block['dim']}: the block's dimension)"
+                                                           if len(block["top_eigenvalues"]) == block["dim"] else "")
+        lines.append(f"  block {name} ({block['dim']:,} parameters): largest eigenvalue {block['top_eigenvalues'][0]:.4g}"
+                     f" of the {shown}; {how}")
+    return lines
