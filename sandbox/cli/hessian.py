@@ -69,6 +69,6 @@ def summary_lines(result: dict, operator: str, step: int) -> list[str]:
                else f"Lanczos, residual at most {max(block['residuals']):.2g}")
         shown = f"top {len(block['top_eigenvalues'])}" + (f" (all {block['dim']}: the block's dimension)"
                                                            if len(block["top_eigenvalues"]) == block["dim"] else "")
-        lines.append(f"  block {name} ({block['dim']:,} parameters): largest eigenvalue {block['top_eigenvalues'][0]:.4g}"
-                     f" of the {shown}; {how}")
+        lines.append(f"  block {name} ({block['dim']:,} parameters): largest eigenvalue "
+                     f"{block['top_eigenvalues'][0]:.4g} of the {shown}; {how}")
     return lines
