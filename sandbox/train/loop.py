@@ -105,9 +105,11 @@ def what_at(tc, s: int) -> dict:
             "sharpness": bool(tc.sharpness_every) and s % tc.sharpness_every == 0}
 
 
-def look(parts: Parts, state, pending: list, s: int, seconds: float, todo: dict, run_dir: Path) -> dict:
-    """The metrics row of step s: the steps since the last row (one host sync), val loss, sharpness."""
+def look(parts: Parts, state, pending: list, s: int, t0: float, todo: dict, run_dir: Path) -> dict:
+    """The metrics row of step s: the steps since the last row (one host sync; their speed counted from `t0` to
+    it), val loss, sharpness."""
     got = {k: np.concatenate([np.asarray(m[k]) for m in jax.device_get(pending)]) for k in pending[0]}
+    seconds = time.perf_counter() - t0  # after the sync: the steps are done, not only dispatched
     losses, last = got["train_loss"], {k: v[-1] for k, v in got.items()}
     finite = np.isfinite(losses.reshape(len(losses), -1)).all(axis=1)  # per step, every seed
     if not finite.all():  # named by the first step whose loss was not finite
@@ -141,6 +143,7 @@ def run_steps(parts: Parts, state, step_fn, chunk: int, start: int, logs, mngr, 
     After a first SIGINT/SIGTERM (`stop`) the next step the loop looks at is saved and the run stops there.
     """
     tc, speeds, pending = parts.cfg.train, [], []
+    first_sharpness = next((s for s in range(start + chunk, tc.steps + 1, chunk) if what_at(tc, s)["sharpness"]), None)
     t0 = time.perf_counter()
     for s in range(start + chunk, tc.steps + 1, chunk):
         state, metrics = step_fn(state, parts.train_ids, parts.data_key)  # steps s - chunk + 1 .. s
@@ -148,7 +151,9 @@ def run_steps(parts: Parts, state, step_fn, chunk: int, start: int, logs, mngr, 
         todo = what_at(tc, s)
         if not any(todo.values()):
             continue
-        row = look(parts, state, pending, s, time.perf_counter() - t0, todo, run_dir)
+        if todo["sharpness"] and s == first_sharpness:  # seconds of compiling, once: say so rather than stall
+            report.say(f"step {s}: measuring the sharpness lambda_max(H) (Lanczos; compiling it first) ...")
+        row = look(parts, state, pending, s, t0, todo, run_dir)
         speeds.append(row["tokens_per_second"])
         # the row before the checkpoint: a run killed just after saving step s still has row s, and a
         # resume drops the rows after the checkpoint it continues from: no row is ever lost or doubled

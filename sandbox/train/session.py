@@ -52,6 +52,8 @@ def dry_run(cfg: config_lib.Config) -> str:
 
 def start(cfg: config_lib.Config, run_dir: Path, force: bool = False, progress: bool = True) -> dict:
     """A new run in `run_dir` (new or empty; with `force`, a folder the sandbox made, replaced)."""
+    if progress and distributed.is_primary():  # reading a corpus and fitting a BPE tokenizer take seconds
+        print(f"preparing the data: corpus {cfg.data.corpus}, {cfg.data.tokenizer.kind} tokenizer ...", flush=True)
     cfg, data = _checked(cfg, None)
     corpus = Path(cfg.data.corpus)
     inputs = [corpus] if corpus.exists() else []
