@@ -52,7 +52,10 @@ def run(args) -> int:
     distributed.barrier("run written")  # the others wait for process 0's summary, then all shut down together
     if not distributed.is_primary():
         return 0
-    print(f"final val loss {summary['final_val_loss']:.4f} after {summary['steps']} steps "
-          f"({summary['tokens_per_second']:.0f} tokens/s, {summary['wall_seconds']:.1f} s)")
+    spread = (f" ± {summary['final_val_loss_std']:.4f} (std over {summary['num_seeds']} seeds)"
+              if summary.get("final_val_loss_std") is not None else "")
+    print(f"final val loss {summary['final_val_loss']:.4f}{spread} nats/token on eval set {summary['eval_set']} after "
+          f"{summary['steps']} steps ({summary['tokens_per_second']:.0f} tokens/s median, "
+          f"{summary['wall_seconds']:.1f} s wall, compiling included)")
     print(f"run folder: {run_dir}")
     return 0
