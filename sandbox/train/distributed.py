@@ -190,3 +190,20 @@ def barrier(name: str, timeout: int = 600) -> None:
         from jax._src import distributed as jax_distributed  # the client jax.distributed.initialize made
 
         jax_distributed.global_state.client.wait_at_barrier(f"sandbox:{name}", timeout * 1000)
+
+
+def agree_max(name: str, value: int, timeout: int = 600) -> int:
+    """The largest `value` any process brings under `name` (each name used once), the same in every process.
+
+    Each process publishes its value in the coordination service's key-value store, then all meet at a barrier
+    (as `barrier`: not a device collective, so a process that arrives late is waited for, not timed out after 30
+    s), then each reads every value: all were written before anyone read. One process: `value` itself.
+    """
+    if jax.process_count() == 1:
+        return value
+    from jax._src import distributed as jax_distributed
+
+    client = jax_distributed.global_state.client
+    client.key_value_set(f"sandbox:{name}/{jax.process_index()}", str(int(value)))
+    client.wait_at_barrier(f"sandbox:{name}", timeout * 1000)
+    return max(int(v) for _, v in client.key_value_dir_get(f"sandbox:{name}/"))

@@ -12,8 +12,7 @@ import sys
 import threading
 from contextlib import contextmanager
 
-import jax
-import numpy as np
+from sandbox.train import distributed
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -50,14 +49,10 @@ class Stop:
         print(f"{signal.Signals(signum).name}: finishing the current steps to save a checkpoint "
               "(a second signal aborts at once, without saving)", file=sys.stderr, flush=True)
 
-    def requested(self) -> int | None:
-        """The signal to stop on, the same in every process (the largest asked for anywhere); None to go on."""
-        if jax.process_count() == 1:
-            return self.signum
-        from jax.experimental import multihost_utils
-
-        asked = int(np.max(multihost_utils.process_allgather(np.int32(self.signum or 0))))
-        return asked or None
+    def requested(self, step: int) -> int | None:
+        """The signal to stop on after `step`, the same in every process (the largest asked for anywhere); None
+        to go on."""
+        return distributed.agree_max(f"stop/{step}", self.signum or 0) or None
 
 
 @contextmanager

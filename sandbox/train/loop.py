@@ -159,7 +159,7 @@ def run_steps(parts: Parts, state, step_fn, chunk: int, start: int, logs, mngr, 
         # resume drops the rows after the checkpoint it continues from: no row is ever lost or doubled
         for log in logs:
             log.write(row)
-        signum = stop.requested()
+        signum = stop.requested(s)
         if todo["save"] or signum:
             save(mngr, state, s, run_dir)
         report.update(s, row, plain=todo["log"] or todo["eval"])
