@@ -97,3 +97,31 @@ def plot_alpha(table: dict, path: Path, title: str) -> str:
               fontsize=7)
     ax.set_title(title, fontsize=9)
     return plotting.save(fig, path)
+
+
+def plot_predicted(rows: list[dict], agreement: dict, path: Path, title: str) -> str:
+    """Measured against predicted loss change, one colour per method, the full-Hessian and the diagonal
+    (OBD) model side by side, on symmetric-log axes, with y = x: where the points leave the line the
+    quadratic model has broken (large changes) or the diagonal misses the coupling between weights."""
+    fig, axes = plotting.figure(10.0, 4.4, 1, 2, sharex=True, sharey=True)
+    values = [abs(r[k]) for r in rows for k in ("delta_loss", "predicted_delta_loss", "predicted_delta_loss_diag")]
+    finite = [v for v in values if v > 0 and math.isfinite(v)]
+    lo, hi = (min(finite), max(finite)) if finite else (1e-6, 1.0)
+    colors = colormaps["tab10"]
+    models = (("predicted_delta_loss", "full Hessian: g^T d + d^T H d / 2", ""),
+              ("predicted_delta_loss_diag", "diagonal (OBD): g^T d + sum H_ii d_i^2 / 2", "_diag"))
+    for ax, (key, name, suffix) in zip(axes, models):
+        for j, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
+            pts = [(r[key], r["delta_loss"]) for r in rows if r["method"] == method]
+            ax.plot(*zip(*pts), "o", ms=4, color=colors(j % 10), label=method, alpha=0.8)
+        ax.plot([-hi, hi], [-hi, hi], "k--", lw=1, label="y = x")
+        ax.set_xscale("symlog", linthresh=max(lo, 1e-8))
+        ax.set_yscale("symlog", linthresh=max(lo, 1e-8))
+        ax.set_xlabel(f"predicted loss change (nats/token), {name}", fontsize=8)
+        ax.set_title(f"Spearman {agreement['spearman' + suffix]:.3f}; median relative error "
+                     f"{agreement['small_median_rel_error' + suffix]:.2g} on {agreement['small_rows']} changes "
+                     f"<= {agreement['small_threshold']:g}", fontsize=8)
+    axes[0].set_ylabel("measured loss change (nats/token)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return plotting.save(fig, path)
