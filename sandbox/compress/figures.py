@@ -11,6 +11,8 @@ from matplotlib.ticker import LogLocator, NullLocator
 
 from sandbox import plotting
 
+SYMLOG_LINEAR = 1e-5  # nats/token: below this the loss changes are float32 rounding of the eval loss
+
 
 def plot_tradeoff(rows: list[dict], metric: str, base: float, path: Path, title: str, unit: str = "") -> str:
     """`metric` against bits per weight, one line per method; the uncompressed model as a dashed line."""
@@ -102,11 +104,11 @@ def plot_alpha(table: dict, path: Path, title: str) -> str:
 def plot_predicted(rows: list[dict], agreement: dict, path: Path, title: str) -> str:
     """Measured against predicted loss change, one colour per method, the full-Hessian and the diagonal
     (OBD) model side by side, on symmetric-log axes, with y = x: where the points leave the line the
-    quadratic model has broken (large changes) or the diagonal misses the coupling between weights."""
+    quadratic model has broken (large changes) or the diagonal misses the coupling between weights.
+    Both axes are logarithmic beyond +-SYMLOG_LINEAR and linear inside (changes of either sign)."""
     fig, axes = plotting.figure(10.0, 4.4, 1, 2, sharex=True, sharey=True)
-    values = [abs(r[k]) for r in rows for k in ("delta_loss", "predicted_delta_loss", "predicted_delta_loss_diag")]
-    finite = [v for v in values if v > 0 and math.isfinite(v)]
-    lo, hi = (min(finite), max(finite)) if finite else (1e-6, 1.0)
+    values = [r[k] for r in rows for k in ("delta_loss", "predicted_delta_loss", "predicted_delta_loss_diag")]
+    values = [v for v in values if math.isfinite(v)] or [0.0, 1.0]
     colors = colormaps["tab10"]
     models = (("predicted_delta_loss", "full Hessian: g^T d + d^T H d / 2", ""),
               ("predicted_delta_loss_diag", "diagonal (OBD): g^T d + sum H_ii d_i^2 / 2", "_diag"))
@@ -114,9 +116,9 @@ def plot_predicted(rows: list[dict], agreement: dict, path: Path, title: str) ->
         for j, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
             pts = [(r[key], r["delta_loss"]) for r in rows if r["method"] == method]
             ax.plot(*zip(*pts), "o", ms=4, color=colors(j % 10), label=method, alpha=0.8)
-        ax.plot([-hi, hi], [-hi, hi], "k--", lw=1, label="y = x")
-        ax.set_xscale("symlog", linthresh=max(lo, 1e-8))
-        ax.set_yscale("symlog", linthresh=max(lo, 1e-8))
+        ax.plot([min(values), max(values)], [min(values), max(values)], "k--", lw=1, label="y = x")
+        ax.set_xscale("symlog", linthresh=SYMLOG_LINEAR)
+        ax.set_yscale("symlog", linthresh=SYMLOG_LINEAR)
         ax.set_xlabel(f"predicted loss change (nats/token), {name}", fontsize=8)
         ax.set_title(f"Spearman {agreement['spearman' + suffix]:.3f}; median relative error "
                      f"{agreement['small_median_rel_error' + suffix]:.2g} on {agreement['small_rows']} changes "
