@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sandbox.experiments import common_mlp
 
 from sandbox import bayes
 from sandbox.compress import gptq, obs, quantize
 from sandbox.compress import model as cmodel
 from sandbox.compress import prune as pruning
+from sandbox.nn import plain_mlp
 
 
 def correlated_layer(seed, n=24, m=10, t=60):
@@ -154,11 +154,11 @@ def test_layer_hessian_is_2n_times_the_kfac_input_factor():
     """The Hessian GPTQ compresses against (calibration, compress.model) and the input factor A of the
     Laplace posterior's KFAC (sandbox.bayes) come from the same rows through one function."""
     with jax.enable_x64(True):
-        params = common_mlp.init(jax.random.key(0), [3, 5, 4], jnp.float64)
+        params = plain_mlp.init(jax.random.key(0), [3, 5, 4], jnp.float64)
         x = jax.random.normal(jax.random.key(1), (40, 3), jnp.float64)
         y = jax.random.randint(jax.random.key(2), (40,), 0, 4)
-        post = bayes.laplace(common_mlp.apply, params, (x, y), structure="kron")
-        stats = cmodel.calibrate(common_mlp.apply, params, [x])
+        post = bayes.laplace(plain_mlp.apply, params, (x, y), structure="kron")
+        stats = cmodel.calibrate(plain_mlp.apply, params, [x])
     a_blocks = [b for b in post.curv.blocks if b.la_A.size > 1]  # the weights' blocks (a bias block has A = [1])
     for path, blk in zip(("layer_0", "layer_1"), a_blocks):
         qa, la = np.asarray(blk.qa_AxA), np.asarray(blk.la_A)
