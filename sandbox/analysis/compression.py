@@ -11,14 +11,16 @@ import dataclasses
 from pathlib import Path
 
 import jax
+import numpy as np
 
-from sandbox import validate
+from sandbox import optim, validate
 from sandbox.compress import methods as methods_lib
 from sandbox.compress import model as cmodel
-from sandbox.compress import quantize, report, sweep, taylor
+from sandbox.compress import obs, quantize, report, sweep, taylor
 from sandbox.compress.report import Target
 from sandbox.errors import SandboxError
 from sandbox.text.data import draw_eval_set
+from sandbox.train import checkpoint
 
 CALIBRATION_STREAM = 10_000  # seed offset of the calibration windows
 DIAGONAL_STREAM = 20_000  # seed offset of the Hessian diagonal's probes
@@ -117,3 +119,45 @@ def study(target: Target, settings: dict, out_dir: Path, progress=print) -> dict
     """Sweep every method of `settings` over `target`; figures into `out_dir`; compress.json's dict."""
     check(target, settings)
     return report.study(target, settings, Path(out_dir), progress)
+
+
+def hessian_beside_adam(h_IxI, precond_IxO, k: int = 8) -> dict:
+    """One layer's curvature as compression sees it (GPTQ's H = 2 X^T X) beside optimization (Adam's P).
+
+    Adam's P_ij = sqrt(nu_ij) (+ eps) averages squared gradients (x_i delta_j)^2, which KFAC's model factors
+    as A_ii B_jj with A = X^T X / T: its input-side marginal r_i = sum_j P_ij^2 is diag(H) up to scale. Adam
+    sees the inputs' energies, never their correlations (the off-diagonal of H that GPTQ spends errors on).
+    Returns eigenvalues of H, diag(H) and r (descending, each over its largest), Spearman of diag(H) and r,
+    and the principal angles (degrees) between H's top-k eigenvectors and the k coordinate axes of largest r
+    (Adam's stiffest inputs) and of largest diag(H) (act-order's first rows): arccos of the singular
+    values of the eigenvectors' rows at those axes.
+    """
+    h = np.asarray(h_IxI, np.float64)
+    evals, evecs = np.linalg.eigh(h)
+    top_IxK = evecs[:, ::-1][:, :k]
+    r = np.sum(np.asarray(precond_IxO, np.float64) ** 2, axis=1)
+
+    def angles(score):
+        axes = np.argsort(-score, kind="stable")[:k]
+        cosines = np.linalg.svd(top_IxK[axes], compute_uv=False)
+        return np.degrees(np.arccos(np.clip(cosines, 0.0, 1.0)))  # ascending: the closest pair first
+
+    ordered = lambda x: np.sort(x)[::-1] / np.max(x)  # noqa: E731
+    return {"eigenvalues": ordered(evals), "diagonal": ordered(np.diag(h)), "adam": ordered(r),
+            "spearman_diag_adam": taylor.spearman(np.diag(h), r), "angles_adam": angles(r),
+            "angles_diagonal": angles(np.diag(h)), "k": k}
+
+
+def hessian_beside_adam_of_run(run, layer: str, opts: SweepOptions = SweepOptions(), k: int = 8) -> dict:
+    """`hessian_beside_adam` of one linear layer ("block_0/mlp/up") of an Adam-trained run: H from the
+    calibration windows of the train split (as GPTQ), P from the checkpoint's optimizer state."""
+    stats = lm_target(run, opts).calibrate()
+    if layer not in stats:
+        raise SandboxError(f"layer {layer!r} is not a linear layer of the run: choose from {', '.join(stats)}")
+    cfg, state = checkpoint.load_state(run.path, run.step)
+    precond = optim.preconditioner(cfg.optimizer.name, cfg.optimizer.args, state.opt_state)
+    if precond is None:
+        raise SandboxError(f"optimizer {cfg.optimizer.name!r} has no diagonal preconditioner to compare with")
+    for name in layer.split("/"):
+        precond = precond[name]
+    return hessian_beside_adam(obs.layer_hessian(stats[layer]["gram"]), precond["w"], k)

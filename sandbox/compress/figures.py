@@ -127,3 +127,27 @@ def plot_predicted(rows: list[dict], agreement: dict, path: Path, title: str) ->
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     return plotting.save(fig, path)
+
+
+def plot_hessian_beside_adam(views: dict, path: Path, title: str) -> str:
+    """Left: eigenvalues of a layer's H = 2 X^T X beside its diagonal and Adam's input marginal (each over
+    its largest, descending). Right: principal angles between H's top-k eigenvectors and the k axes Adam
+    (or diag H) ranks first: 0 degrees = the same directions, 90 = orthogonal."""
+    fig, (left, right) = plotting.figure(10.0, 4.0, 1, 2)
+    for key, label in (("eigenvalues", "eigenvalues of H = 2 X^T X (GPTQ)"),
+                       ("diagonal", "diag H (OBD, act-order)"), ("adam", "Adam: sum_j P_ij^2 per input i")):
+        left.plot(np.arange(1, len(views[key]) + 1), views[key], label=label, lw=1.2)
+    left.set_yscale("log")
+    left.set_xlabel("index i (descending)")
+    left.set_ylabel("value / largest (dimensionless)")
+    left.legend(fontsize=7)
+    left.set_title(f"Spearman(diag H, Adam) = {views['spearman_diag_adam']:.3f}", fontsize=8)
+    k = np.arange(1, views["k"] + 1)
+    right.plot(k, views["angles_adam"], "o-", label="H's top-k eigenvectors vs Adam's top-k axes")
+    right.plot(k, views["angles_diagonal"], "s--", label="H's top-k eigenvectors vs diag H's top-k axes")
+    right.set_ylim(0, 90)
+    right.set_xlabel("principal angle number (ascending)")
+    right.set_ylabel("principal angle (degrees)")
+    right.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return plotting.save(fig, path)
