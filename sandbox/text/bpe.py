@@ -78,7 +78,7 @@ class Tokenizer:
         if (bad := next((k for k, (a, b) in enumerate(spelled) if a + b not in self.ranks), None)) is not None:
             raise SandboxError(f"merge #{bad} {spelled[bad]} does not make a token of this vocabulary")
         self._pair_rank = PairRanks(self.ranks, spelled if rule == "merges" else None)
-        self._dropped = bytes(b for b in range(256) if bytes([b]) not in self.ranks)  # HF skips them
+        self.dropped_bytes = bytes(b for b in range(256) if bytes([b]) not in self.ranks)  # HF skips them
         self._packed_ranks = {t: _INT32.pack(i) for t, i in self.ranks.items()} if self.whole_pieces else {}
         self._cache: dict[str, bytes] = {}  # piece -> its ids packed as native int32
 
@@ -149,10 +149,15 @@ class Tokenizer:
         """Bytes of every token id, None for the special tokens."""
         return [self.vocab[i] if i < len(self.vocab) else None for i in range(self.vocab_size)]
 
-    def piece_bytes(self, piece: str) -> bytes:
+    @property
+    def merge_ranks(self) -> dict[tuple[bytes, bytes], int] | None:
+        """(left, right) -> place in the merge list under the merge-list rule; None under tiktoken's."""
+        return self._pair_rank.merge_ranks
+
+    def piece_bytes(self, piece: str, errors: str = "strict") -> bytes:
         """The UTF-8 bytes of a piece that the merges start from: those that are no token dropped."""
-        data = piece.encode("utf-8")
-        return data.translate(None, self._dropped) if self._dropped else data
+        data = piece.encode("utf-8", errors)
+        return data.translate(None, self.dropped_bytes) if self.dropped_bytes else data
 
     def _encode_pieces(self, pieces: list[str]) -> list[bytes]:
         """Token ids of each piece, packed as native int32: the piece's own if it is a token (and
