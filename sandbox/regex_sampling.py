@@ -14,14 +14,13 @@ import numpy as np
 
 from sandbox.errors import SandboxError
 from sandbox.sampling import generate_constrained, prompt_buffer, sample_next, window_logits
-from sandbox.text.constrained import TokenIndex, regex_index, token_bytes
+from sandbox.text.constrained import TokenIndex, regex_index
 
 
 def is_canonical(tokenizer, ids) -> bool:
     """True iff `ids` is exactly the tokenizer's own encoding of the text they spell (special-token
     text such as "<|endoftext|>" read as ordinary text, as the constrained sampler spells it)."""
-    encode = getattr(tokenizer, "encode_ordinary", tokenizer.encode)
-    return list(encode(tokenizer.decode(ids))) == list(ids)
+    return list(tokenizer.encode_ordinary(tokenizer.decode(ids))) == list(ids)
 
 
 def mask_tables(index: TokenIndex, vocab_size: int):
@@ -102,7 +101,7 @@ def sample_regex(params, cfg, tokenizer, pattern: str, prompt_ids, n: int, num_n
                                                        temperature, top_k, top_p)
         p = prompt_BxP.shape[1]
         rows = [[int(t) for t in row[p : p + int(k)]] for row, k in zip(np.asarray(tokens_BxT), np.asarray(length_B))]
-    spelled = token_bytes(tokenizer)[0]
+    spelled = tokenizer.token_bytes()
     canonical = [is_canonical(tokenizer, ids) for ids in rows]
     return {
         "texts": [tokenizer.decode(ids) for ids in rows], "ids": rows, "index_states": index.dfa.num_states,

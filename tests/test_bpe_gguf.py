@@ -14,6 +14,7 @@ from tokenizers import models
 
 from sandbox.errors import SandboxError
 from sandbox.text import bpe
+from sandbox.text.adapters import load_tokenizer
 from sandbox.text.bpe_gguf import from_gguf
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "smollm2_tokenizer.json").read_text())
@@ -74,10 +75,14 @@ def test_save_and_load_keep_every_id_and_the_rule(smol, tmp_path):
         assert again.encode(text, allowed_special="all") == ids
 
 
-def test_hf_export_encodes_the_same(smol, tmp_path):
-    hf = HFTokenizer.from_file(str(smol.to_hf(tmp_path / "tokenizer.json")))
+def test_hf_export_encodes_the_same_and_reads_back(smol, tmp_path):
+    path = smol.to_hf(tmp_path / "tokenizer.json")
+    hf, again = HFTokenizer.from_file(str(path)), load_tokenizer(path)
+    assert (again.vocab, again.merges, again.special_tokens, again.pattern) == (
+        smol.vocab, smol.merges, smol.special_tokens, smol.pattern)
     for text, ids in FIXTURE["samples"]:
         assert hf.encode(text, add_special_tokens=False).ids == ids
+        assert again.encode(text, allowed_special="all") == ids
 
 
 def _pair_order_tokenizer(rule: str) -> bpe.Tokenizer:

@@ -65,6 +65,8 @@ class Tokenizer:
         self.whole_pieces = whole_pieces or rule == "tiktoken"
         self.merges = [(int(a), int(b)) for a, b in merges]
         self.vocab = _replay(self.merges) if vocab is None else list(vocab)
+        while self.vocab and self.vocab[-1] is None:  # special tokens after the last token: ids past the vocab
+            self.vocab.pop()
         if vocab is None:
             if len(set(special_tokens)) != len(special_tokens):
                 raise SandboxError(f"special tokens {special_tokens} must be distinct non-empty strings")
