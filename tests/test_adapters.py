@@ -117,3 +117,24 @@ def test_bad_tiktoken_files_are_refused(tmp_path):
             load_tokenizer(tmp_path / "bad.tiktoken")
     with pytest.raises(SandboxError, match="not found"):
         from_tiktoken(tmp_path / "none.tiktoken")
+
+
+def test_version_2_files_round_trip_and_damaged_ones_are_refused(hf_trained, tmp_path):
+    tok = from_hf_json(hf_trained)
+    path = tok.save(tmp_path / "tok.json")
+    again = bpe.load(path)
+    assert again.to_dict() == tok.to_dict() and again.to_dict()["version"] == 2
+    good = json.loads(path.read_text())
+    for edit, match in [
+        (lambda d: d.update(rule="greedy"), "unknown merge rule"),
+        (lambda d: d.update(eot=None), "end-of-text token"),
+        (lambda d: d["vocab"].__setitem__(5, d["vocab"][6]), "spelled once"),
+        (lambda d: d["vocab"].__setitem__(0, "一"), "byte-level alphabet"),
+        (lambda d: d.update(special_tokens={"<|endoftext|>": 7}), "taken or leaves a gap"),
+        (lambda d: d["merges"].append("Ġ"), "merge #"),
+    ]:
+        bad = json.loads(json.dumps(good))
+        edit(bad)
+        path.write_text(json.dumps(bad))
+        with pytest.raises(SandboxError, match=match):
+            bpe.load(path)

@@ -61,6 +61,8 @@ class Tokenizer:
         pattern_string(pattern)  # refuse an unknown split pattern now, not at the first encode
         if rule not in RULES:
             raise SandboxError(f"unknown merge rule {rule!r}: choose one of {', '.join(RULES)}")
+        if not isinstance(eot, str):
+            raise SandboxError(f"the end-of-text token {eot!r} must be a string")
         self.pattern, self.rule, self.eot = pattern, rule, eot
         self.whole_pieces = whole_pieces or rule == "tiktoken"
         self.merges = [(int(a), int(b)) for a, b in merges]
@@ -74,8 +76,8 @@ class Tokenizer:
         self.special_tokens = dict(special_tokens)
         self._decoder = _decoder(self.vocab, self.special_tokens)
         self.ranks = {t: i for i, t in enumerate(self.vocab) if t is not None}
-        if len(self.ranks) != sum(t is not None for t in self.vocab):
-            raise SandboxError("two token ids have the same bytes: a byte-level vocabulary spells each token once")
+        if len(self.ranks) != sum(t is not None for t in self.vocab) or b"" in self.ranks:
+            raise SandboxError("a token is empty or two ids have the same bytes: each token is spelled once")
         spelled = [(self._token(a), self._token(b)) for a, b in self.merges]
         if (bad := next((k for k, (a, b) in enumerate(spelled) if a + b not in self.ranks), None)) is not None:
             raise SandboxError(f"merge #{bad} {spelled[bad]} does not make a token of this vocabulary")

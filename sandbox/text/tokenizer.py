@@ -19,7 +19,7 @@ KINDS = ("bytes", "bpe")
 class TokenizerConfig:
     kind: str = "bytes"  # "bytes" or "bpe"
     vocab_size: int = 512  # bpe only
-    pattern: str = "gpt4"  # bpe only: "gpt2" or "gpt4"
+    pattern: str = "gpt4"  # bpe only: a split pattern of pretokenize.PATTERNS
 
     def __post_init__(self):
         validate.one_of("data.tokenizer", "kind", self.kind, KINDS)
