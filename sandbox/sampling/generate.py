@@ -1,56 +1,14 @@
-"""Sampling from the LM: temperature, top-k and nucleus (top-p) filters, and generation.
-
-A filter maps logits to logits, setting the tokens it drops to -inf, so filters
-compose and `jax.random.categorical` samples from what is left.
-"""
+"""Generation from the LM: a prompt extended token by token inside one `lax.scan`, plainly or with the
+tokens a finite automaton allows (the draw itself: `sampling.options`)."""
 
 import functools
 
 import jax
 import jax.numpy as jnp
 
-from sandbox.losses import entropy, softmax
+from sandbox.losses import entropy
 from sandbox.nn.transformer import apply
-
-
-def apply_temperature(logits_NxV, temperature):
-    """z / T: T < 1 sharpens p toward the argmax, T > 1 flattens it toward uniform (T > 0)."""
-    return logits_NxV / temperature
-
-
-def top_k_filter(logits_NxV, k):
-    """Keep exactly the k largest logits (ties broken by index), set the rest to -inf."""
-    _, idx_NxK = jax.lax.top_k(logits_NxV, k)
-    keep_NxV = jnp.any(jax.nn.one_hot(idx_NxK, logits_NxV.shape[-1], dtype=bool), axis=-2)
-    return jnp.where(keep_NxV, logits_NxV, -jnp.inf)
-
-
-def top_p_filter(logits_NxV, p):
-    """Nucleus filter (Holtzman et al., 2019): keep the smallest set of most likely
-    tokens whose total probability is >= p, set the rest to -inf.
-
-    Sorted by decreasing probability, token i is kept iff the mass strictly before it
-    is < p; the most likely token is always kept.
-    """
-    order_NxV = jnp.argsort(-logits_NxV, axis=-1)
-    probs_sorted_NxV = jnp.take_along_axis(softmax(logits_NxV), order_NxV, axis=-1)
-    mass_before_NxV = jnp.cumsum(probs_sorted_NxV, axis=-1) - probs_sorted_NxV
-    keep_sorted_NxV = mass_before_NxV < p
-    keep_NxV = jnp.take_along_axis(keep_sorted_NxV, jnp.argsort(order_NxV, axis=-1), axis=-1)
-    return jnp.where(keep_NxV, logits_NxV, -jnp.inf)
-
-
-def sample_next(key, logits_BxV, temperature=1.0, top_k=None, top_p=None):
-    """One token per row: argmax if temperature == 0 (greedy), else a draw from
-    softmax(filters(z / T)). top_k must be a Python int (it fixes a shape)."""
-    temperature = jnp.asarray(temperature, logits_BxV.dtype)
-    z_BxV = apply_temperature(logits_BxV, jnp.where(temperature > 0, temperature, 1.0))
-    if top_k is not None:
-        z_BxV = top_k_filter(z_BxV, top_k)
-    if top_p is not None:
-        z_BxV = top_p_filter(z_BxV, top_p)
-    sampled_B = jax.random.categorical(key, z_BxV, axis=-1)
-    return jnp.where(temperature > 0, sampled_B, jnp.argmax(logits_BxV, axis=-1))
+from sandbox.sampling.options import DEFAULT, SamplingOptions, sample_next
 
 
 def window_logits(params, cfg, buf_BxT, length):
@@ -71,8 +29,8 @@ def prompt_buffer(prompt_tokens_BxP, num_new, window):
     return jnp.zeros((b, total), prompt_tokens_BxP.dtype).at[:, :p].set(prompt_tokens_BxP)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "num_new", "top_k"))
-def generate(params, cfg, prompt_tokens_BxP, num_new, key, temperature=1.0, top_k=None, top_p=None):
+@functools.partial(jax.jit, static_argnames=("cfg", "num_new", "options"))
+def generate(params, cfg, prompt_tokens_BxP, num_new, key, options: SamplingOptions = DEFAULT):
     """Extend the prompt by num_new tokens; returns (tokens_Bx(P+N), entropies_BxN).
 
     Each step runs the model on a fixed window of cfg.seq_len tokens ending at the
@@ -86,7 +44,7 @@ def generate(params, cfg, prompt_tokens_BxP, num_new, key, temperature=1.0, top_
     def step(buf_BxT, inputs):
         i, step_key = inputs
         logits_BxV = window_logits(params, cfg, buf_BxT, p + i)
-        new_B = sample_next(step_key, logits_BxV, temperature, top_k, top_p).astype(buf_BxT.dtype)
+        new_B = sample_next(step_key, logits_BxV, options).astype(buf_BxT.dtype)
         buf_BxT = jax.lax.dynamic_update_slice_in_dim(buf_BxT, new_B[:, None], p + i, axis=1)
         return buf_BxT, entropy(logits_BxV)
 
@@ -95,9 +53,9 @@ def generate(params, cfg, prompt_tokens_BxP, num_new, key, temperature=1.0, top_
     return buf_BxT[:, : p + num_new], entropies_NxB.T
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "num_new", "top_k"))
+@functools.partial(jax.jit, static_argnames=("cfg", "num_new", "options"))
 def generate_constrained(params, cfg, prompt_tokens_BxP, num_new, key, next_SxV, finish_SxV, stop_S, eot,
-                         temperature=1.0, top_k=None, top_p=None):
+                         options: SamplingOptions = DEFAULT):
     """Like `generate`, but every step keeps only the tokens a finite automaton allows (state 0 is
     its initial state); returns (tokens_Bx(P+N), lengths_B, states_B).
 
@@ -118,7 +76,7 @@ def generate_constrained(params, cfg, prompt_tokens_BxP, num_new, key, next_SxV,
         i, step_key = inputs
         logits_BxV = window_logits(params, cfg, buf_BxT, p + i)
         keep_BxV = finish_SxV[state_B] <= num_new - 1 - i
-        new_B = sample_next(step_key, jnp.where(keep_BxV, logits_BxV, -jnp.inf), temperature, top_k, top_p)
+        new_B = sample_next(step_key, jnp.where(keep_BxV, logits_BxV, -jnp.inf), options)
         is_eot_B = new_B == eot
         length_B = length_B + (~done_B & ~is_eot_B)
         state_B = jnp.where(done_B, state_B, next_SxV[state_B, new_B])
