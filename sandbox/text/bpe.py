@@ -14,6 +14,7 @@ a byte that is no token is dropped, as HF drops it.
     ids = tok.encode(s); s == tok.decode(ids); tok.save(path); tok = load(path)
 """
 
+import functools
 import json
 import operator
 import struct
@@ -369,7 +370,12 @@ def _getter(keys: list) -> Callable[[dict], tuple]:
 
 def _alternation(tokens) -> regex.Pattern:
     """A regex matching any of the literal `tokens`, longest first."""
-    return regex.compile("|".join(regex.escape(t) for t in sorted(tokens, key=len, reverse=True)))
+    return _compiled_alternation(frozenset(tokens))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_alternation(tokens: frozenset) -> regex.Pattern:
+    return regex.compile("|".join(regex.escape(t) for t in sorted(tokens, key=lambda t: (-len(t), t))))
 
 
 def _write_atomic(path, write, overwrite: bool) -> Path:
