@@ -4,10 +4,11 @@ the reader by the file's kind, so `sandbox tokenize` and the regex index take an
 
 - HF `tokenizer.json`, byte-level BPE only: the ids are the file's; merges follow HF's rule
   (listed pairs, earliest first; `ignore_merges` looks a whole piece up first); every added
-  token is a special token. The pre-tokenizer must be one the sandbox spells as a split pattern:
-  `ByteLevel` (GPT-2's), `Digits(individual_digits=True)` + `ByteLevel` (SmolLM2's), or a
-  `Split` on one of the sandbox's patterns + `ByteLevel` without its regex. A post-processor's
-  BOS/EOS is not part of the text's encoding (HF's `add_special_tokens=False`).
+  token is a special token, and "<|endoftext|>", if one, ends a text. The pre-tokenizer must be
+  one the sandbox spells as a split pattern: `ByteLevel` (GPT-2's), `Digits(individual_digits=
+  True)` + `ByteLevel` (SmolLM2's), or a `Split` on one of the sandbox's patterns + `ByteLevel`
+  without its regex. A post-processor's BOS/EOS is not part of the text's encoding (HF's
+  `add_special_tokens=False`).
 - tiktoken `.tiktoken`: lines "base64(token bytes) rank"; the rank is the id and tiktoken's rule
   holds. The file holds no split pattern and no special tokens: give them (cl100k_base uses
   "gpt4", r50k_base and p50k_base "gpt2"). Merges, needed to export to HF, are recovered: the
@@ -79,9 +80,8 @@ def from_hf_dict(d: dict, path) -> bpe.Tokenizer:
         merges = [(ids[a], ids[b]) for a, b in map(_pair, model["merges"])]
     except (KeyError, TypeError, ValueError, AttributeError, SandboxError) as e:
         raise SandboxError(f"{path}: not a byte-level BPE tokenizer.json ({type(e).__name__}: {e})") from None
-    eot = bpe.ENDOFTEXT if bpe.ENDOFTEXT in added else next(iter(added), bpe.ENDOFTEXT)
-    return bpe.Tokenizer(pattern, merges, added, vocab=vocab, rule="merges",
-                         whole_pieces=bool(model.get("ignore_merges")), eot=eot)
+    whole_pieces = bool(model.get("ignore_merges"))
+    return bpe.Tokenizer(pattern, merges, added, vocab=vocab, rule="merges", whole_pieces=whole_pieces)
 
 
 def _pair(merge) -> tuple[str, str]:

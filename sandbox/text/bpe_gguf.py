@@ -6,7 +6,9 @@ byte-level alphabet (`tokens`, the list index is the id), a type per token (1 no
 (`tokenizer.ggml.pre`). The ids are the file's, so they index the model's embedding; control and
 user-defined tokens become special tokens (matched whole, where allowed); encoding follows the
 merge list (HF's and llama.cpp's rule, not tiktoken's: a pair merges iff listed, earliest
-first). SmolLM2's merge order happens to follow its ids, but nothing here relies on it.
+first). SmolLM2's merge order happens to follow its ids, and on the reference corpus tiktoken's
+rule gives the same ids, but nothing here relies on it. The end-of-text token is the file's
+`eos_token_id` (SmolLM2-Instruct: "<|im_end|>", id 2).
 
     tok = from_gguf(path); tok.encode("<|im_start|>user", allowed_special="all")
 """
