@@ -43,7 +43,7 @@ def from_gguf(path) -> Tokenizer:
     vocab = [None if t in special and special[t] == i else chars_to_bytes(t) for i, t in enumerate(tokens)]
     ids = {t: i for i, t in enumerate(tokens) if vocab[i] is not None}
     pairs = [tuple(ids.get(p) for p in m.split(" ")) for m in merges]
-    if bad := next((m for m, p in zip(merges, pairs) if len(p) != 2 or None in p), None):
+    if (bad := next((m for m, p in zip(merges, pairs) if len(p) != 2 or None in p), None)) is not None:
         raise SandboxError(f"{path}: merge {bad!r} is not two tokens of the vocabulary")
     eos = fields.get("tokenizer.ggml.eos_token_id")
     eot = tokens[eos] if isinstance(eos, int) and 0 <= eos < len(tokens) and tokens[eos] in special else ENDOFTEXT
