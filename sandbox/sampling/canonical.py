@@ -34,7 +34,7 @@ def canonical_rows(params, cfg, tokenizer, index, tables, prompt_BxP, num_new, k
     draw = jax.jit(sample_next, static_argnames="options")
     rows = []
     for b in range(prompt_BxP.shape[0]):
-        buf = prompt_buffer(prompt_BxP[b : b + 1], num_new, cfg.seq_len)
+        buf = prompt_buffer(prompt_BxP[b : b + 1], num_new)
         ids, states, choices = [], [index.initial], []  # choices[i]: (tokens still allowed at i, logits)
         for _ in range(max_draws_per_token * num_new):
             i, state = len(ids), states[-1]

@@ -12,21 +12,22 @@ from sandbox.sampling.options import DEFAULT, SamplingOptions, sample_next
 
 
 def window_logits(params, cfg, buf_BxT, length):
-    """Logits for the token after the first `length` tokens of buf, from a window of cfg.seq_len
-    tokens ending at the newest one (no KV cache: one compiled shape for every step)."""
-    window = cfg.seq_len
+    """Logits for the token after the first `length` tokens of buf, from a window of W = min(seq_len, T)
+    tokens ending at the newest one (no KV cache: one compiled shape for every step). While the whole
+    buffer fits the context (T <= seq_len) the window is the buffer from position 0, and the unwritten
+    zeros after the newest token are invisible to it (causality): a short generation from a long-context
+    model costs T tokens per step, not seq_len."""
+    window = min(cfg.seq_len, buf_BxT.shape[1])
     start = jnp.maximum(length - window, 0)
     tokens_BxW = jax.lax.dynamic_slice_in_dim(buf_BxT, start, window, axis=1)
     logits_BxWxV = apply(params, tokens_BxW, cfg)
     return jax.lax.dynamic_index_in_dim(logits_BxWxV, length - 1 - start, 1, keepdims=False)
 
 
-def prompt_buffer(prompt_tokens_BxP, num_new, window):
-    """The prompt followed by zeros: while fewer than seq_len tokens exist, the window starts at 0
-    and runs past the newest token into unwritten zeros; causality makes them invisible to it."""
+def prompt_buffer(prompt_tokens_BxP, num_new):
+    """The prompt followed by num_new zeros, the slots the new tokens are written into."""
     b, p = prompt_tokens_BxP.shape
-    total = max(p + num_new, window)
-    return jnp.zeros((b, total), prompt_tokens_BxP.dtype).at[:, :p].set(prompt_tokens_BxP)
+    return jnp.zeros((b, p + num_new), prompt_tokens_BxP.dtype).at[:, :p].set(prompt_tokens_BxP)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "num_new", "options"))
@@ -39,7 +40,7 @@ def generate(params, cfg, prompt_tokens_BxP, num_new, key, options: SamplingOpti
     predictive distribution (temperature 1, unfiltered) at step i.
     """
     p = prompt_tokens_BxP.shape[1]
-    buf_BxT = prompt_buffer(prompt_tokens_BxP, num_new, cfg.seq_len)
+    buf_BxT = prompt_buffer(prompt_tokens_BxP, num_new)
 
     def step(buf_BxT, inputs):
         i, step_key = inputs
@@ -68,7 +69,7 @@ def generate_constrained(params, cfg, prompt_tokens_BxP, num_new, key, next_SxV,
     keeps its state. lengths_B counts the new tokens before the stop, end-of-text excluded.
     """
     b, p = prompt_tokens_BxP.shape
-    buf_BxT = prompt_buffer(prompt_tokens_BxP, num_new, cfg.seq_len)
+    buf_BxT = prompt_buffer(prompt_tokens_BxP, num_new)
     pad = jnp.maximum(eot, 0).astype(buf_BxT.dtype)
 
     def step(carry, inputs):
