@@ -80,7 +80,7 @@ def sweep(w_IxO, u_IxI, target: Callable, block_size: int = 128):
             k = i - i1
             out[i] = target(i, w1[k].copy(), functools.partial(_current, w, w1, err, u_IxI, i1, i))
             err[k] = (w1[k] - out[i]) / u_IxI[i, i]
-            w1[k:] -= np.outer(u_IxI[i, i1 + k:i2], err[k])
+            w1[k:] -= np.outer(u_IxI[i, i:i2], err[k])
         w[i2:] -= u_IxI[i1:i2, i2:].T @ err
     return out
 
