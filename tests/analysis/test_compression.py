@@ -27,3 +27,17 @@ def test_a_rotated_hessian_leaves_the_axes_by_its_angle(theta):
     adam = np.array([[3.0], [1.0], [1.0], [1.0]])
     views = compression.hessian_beside_adam(h, adam, k=1)
     assert views["angles_adam"][0] == pytest.approx(theta, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_a_trained_runs_layer_beside_its_adam_state(tiny_run):
+    from sandbox import analysis
+    from sandbox.errors import SandboxError
+
+    run = analysis.load(tiny_run[0])
+    views = compression.hessian_beside_adam_of_run(run, "block_0/mlp/down", k=4)
+    assert len(views["eigenvalues"]) == len(views["adam"]) == 64  # d_ff inputs of the down projection
+    assert views["eigenvalues"][0] == views["adam"][0] == 1.0
+    assert np.all((views["angles_adam"] >= 0) & (views["angles_adam"] <= 90)) and len(views["angles_adam"]) == 4
+    with pytest.raises(SandboxError, match="choose from"):
+        compression.hessian_beside_adam_of_run(run, "block_0/mlp")
