@@ -20,6 +20,9 @@ def add_parser(subparsers):
     p.add_argument("--trace", action="store_true", help="trace by Hutch++")
     p.add_argument("--blocks", action="store_true",
                    help="also per parameter block: embeddings, each attention, each MLP, each norm")
+    p.add_argument("--plain-lanczos", action="store_true",
+                   help="Lanczos without a basis (no reorthogonalization, Cullum-Willoughby filter; the default "
+                        "only when the bases would not fit in memory)")
     p.add_argument("--operator", choices=OPERATORS, default="hessian",
                    help="hessian, ggn (Gauss-Newton, closed-form softmax), fisher (empirical) or fisher-mc "
                         "(Monte-Carlo labels)")
@@ -44,7 +47,8 @@ def run(args) -> int:
     if args.batch_size is not None:
         validate.positive_int("", "--batch-size", args.batch_size)
     opts = curvature.CurvatureOptions(args.operator, args.top_k, args.num_steps, args.density, args.num_probes,
-                                      args.trace, args.num_matvecs, args.blocks, args.seed)
+                                      args.trace, args.num_matvecs, args.blocks, args.seed,
+                                      args.plain_lanczos)
     run = analysis.load(args.run_dir, args.step)
     curvature.check_request(Layout.of(run.params).dim, opts)
     out = Path(args.out) if args.out else rundir.new_child(Path(args.run_dir), "hessian")
@@ -53,6 +57,9 @@ def run(args) -> int:
         result = curvature.of_run(run, opts, args.batch_size, tick)
         result["figures"] = figures.curvature(result, out)
         records.write_json(out / "hessian.json", result)
+    if result.get("method") == curvature.PLAIN:
+        print(f"the Lanczos bases would not fit in memory: plain Lanczos (no reorthogonalization, Cullum-Willoughby "
+              f"filter), {result.get('trace_method', 'no')} trace")
     for line in summary_lines(result, args.operator, run.step):
         print(line)
     print(f"wrote {out / 'hessian.json'} and {', '.join(result['figures'])}")
@@ -61,12 +68,13 @@ def run(args) -> int:
 
 def summary_lines(result: dict, operator: str, step: int) -> list[str]:
     """What `hessian` prints: every eigenvalue asked for, each number named; per block, its method."""
-    top, res = result["top_eigenvalues"], result["residuals"]
+    top, res = result["top_eigenvalues"], result.get("residuals")
     lines = [f"{operator} at step {step} on eval set {result['eval_set']}, dimension {result['dim']:,}:",
-             f"  top {len(top)} eigenvalues (Lanczos, largest first): " + ", ".join(f"{v:.4g}" for v in top),
-             f"  their Lanczos residuals ||A v - lambda v||: at most {max(res):.2g}"]
+             f"  top {len(top)} eigenvalues (Lanczos, largest first): " + ", ".join(f"{v:.4g}" for v in top)]
+    if res:
+        lines.append(f"  their Lanczos residuals ||A v - lambda v||: at most {max(res):.2g}")
     if "trace" in result:
-        lines.append(f"  trace (Hutch++ estimate): {result['trace']:.4g}")
+        lines.append(f"  trace ({result.get('trace_method', 'Hutch++')} estimate): {result['trace']:.4g}")
     for name, block in result.get("blocks", {}).items():
         how = ("exact, from the dense block (residuals 0)" if block["method"] == "dense"
                else f"Lanczos, residual at most {max(block['residuals']):.2g}")
