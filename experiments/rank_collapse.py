@@ -187,9 +187,11 @@ def run(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
                    + (f"; scaling the branches by 1/sqrt(depth) keeps {min(scaled):.3g}..{max(scaled):.3g}"
                       if None not in scaled else ""))
     if failed["doubly_exponential"]:
-        bad = [r.measured["attention: median log-residual ratio"] for r in failed["doubly_exponential"]]
-        why.append(f"pure attention's median log-residual ratio is {bad} at {len(bad)} seeds (doubly exponential "
-                   f"needs >= {cfg.min_log_ratio:g}, on >= 2 layers above the float floor)")
+        bad = [r.details["attention_log_ratios"] for r in failed["doubly_exponential"]]
+        why.append(f"pure attention at {len(bad)} of {len(results)} seeds: log-residual ratios "
+                   f"{[[round(x, 2) for x in b] for b in bad]} on the layers with r_l <= 1/e above {cfg.floor:g} "
+                   f"(doubly exponential needs a median >= {cfg.min_log_ratio:g} over at least 2 of them; "
+                   "with fewer, the collapse is too fast for float64 to tell doubly from singly exponential)")
     expected = protocol.Expected(
         prediction=("pure self-attention loses rank doubly exponentially with depth; skip connections prevent the "
                     "collapse (Dong et al. 2021)"),
