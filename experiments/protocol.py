@@ -157,3 +157,29 @@ def spread(agg: dict, digits: int = 3) -> str:
     f = f"{{:.{digits}g}}"
     return (f"{f.format(agg['mean'])} ± {f.format(agg['std'])} "
             f"({f.format(agg['min'])}..{f.format(agg['max'])})")
+
+
+LAYOUT = ("experiment", "expected", "seeds", "per_seed", "aggregate", "verdict", "figures")
+
+
+def read(folder: Path) -> dict:
+    """The summary.json of an experiment folder, checked to follow this layout (SandboxError if not)."""
+    path = Path(folder) / "summary.json"
+    if not path.is_file():
+        raise SandboxError(f"{folder} has no summary.json: not an experiment's result folder (sandbox run NAME)")
+    out = records.read_json(path)
+    missing = [key for key in LAYOUT if key not in out]
+    if missing or out["verdict"] not in VERDICTS:
+        raise SandboxError(f"{path} does not follow the experiments' result layout (missing {missing or 'a verdict'})")
+    return out
+
+
+def row(folder: Path, summary: dict) -> tuple[str, ...]:
+    """(folder, experiment, seeds, per-seed verdicts counted, verdict, the rule, why not reproduced) for a table."""
+    counts = {}
+    for s in summary["per_seed"]:
+        counts[s["verdict"]] = counts.get(s["verdict"], 0) + 1
+    seeds = summary["seeds"]
+    span = ", ".join(map(str, seeds)) if len(seeds) <= 4 else f"{seeds[0]}..{seeds[-1]} ({len(seeds)})"
+    return (str(folder), summary["experiment"], span, ", ".join(f"{n} {v}" for v, n in counts.items()),
+            summary["verdict"], summary["expected"]["rule"], summary.get("not_reproduced", ""))
