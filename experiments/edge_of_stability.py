@@ -165,6 +165,7 @@ def judge(sharp_C, losses_T, threshold: float, cfg: Config) -> dict:
         out["diverged_step"] = int(bad[0]) + 1
         return out
     out["peak_ratio"] = float(sharp_C.max() / threshold)
+    out["final_ratio"] = float(sharp_C[-1] / threshold)
     above = np.flatnonzero(sharp_C >= threshold)
     if above.size == 0:
         return out
@@ -184,10 +185,10 @@ def why_not(results: list) -> str:
             if d["diverged_step"] is not None:
                 lines.append(f"{name} diverged at step {d['diverged_step']}")
             elif not d["reached"]:
-                lines.append(f"{name} never reached its threshold in {d['budget_steps']} steps: peak "
-                             f"{d['peak_ratio']:.3f} x threshold while the loss fell to "
-                             f"{d['final_loss'] / d['initial_loss']:.2g} x its initial value (training converged "
-                             "below the edge)")
+                lines.append(f"{name} never reached its threshold in {d['budget_steps']} steps: its sharpness "
+                             f"peaked at {d['peak_ratio']:.3f} and ended at {d['final_ratio']:.3f} x threshold while "
+                             f"the loss fell to {d['final_loss'] / d['initial_loss']:.2g} x its initial value "
+                             "(progressive sharpening stopped below the edge)")
             elif not d["hovers"]:
                 lines.append(f"{name} crossed but its median sits at {d['ratio']:.3f} x threshold")
     return "; ".join(lines)
