@@ -175,11 +175,11 @@ def read(folder: Path) -> dict:
 
 
 def row(folder: Path, summary: dict) -> tuple[str, ...]:
-    """(folder, experiment, seeds, per-seed verdicts counted, verdict, the rule, why not reproduced) for a table."""
+    """(folder, experiment, seeds, per-seed verdicts counted, verdict, why not reproduced) for a table."""
     counts = {}
     for s in summary["per_seed"]:
         counts[s["verdict"]] = counts.get(s["verdict"], 0) + 1
     seeds = summary["seeds"]
     span = ", ".join(map(str, seeds)) if len(seeds) <= 4 else f"{seeds[0]}..{seeds[-1]} ({len(seeds)})"
     return (str(folder), summary["experiment"], span, ", ".join(f"{n} {v}" for v, n in counts.items()),
-            summary["verdict"], summary["expected"]["rule"], summary.get("not_reproduced", ""))
+            summary["verdict"], summary.get("not_reproduced", ""))

@@ -86,7 +86,7 @@ def test_sandbox_results_prints_one_table_across_experiment_folders(tmp_path, ca
     assert main(["results", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert "demo" in out and "2 pass" in out and "not reproduced" in out and "x fell short" in out
-    assert "per seed: x > 0" in out
+    assert out.count("demo") == 1 and "other" in out
     (tmp_path / "c").mkdir()
     assert main(["results", str(a), str(tmp_path / "c")]) == 2  # no summary.json: one line, nothing printed
     captured = capsys.readouterr()

@@ -1,8 +1,9 @@
-"""`sandbox results RUN [RUN ...]`: one table of the verdicts of experiment result folders."""
+"""`sandbox results RUN [RUN ...]`: one table of the verdicts of experiment result folders (each rule is in its
+summary.json, `expected.rule`)."""
 
 from pathlib import Path
 
-COLUMNS = ("folder", "experiment", "seeds", "per seed", "verdict", "rule", "why not reproduced")
+COLUMNS = ("folder", "experiment", "seeds", "per seed", "verdict", "why not reproduced")
 
 
 def add_parser(subparsers):
