@@ -7,7 +7,7 @@ from sandbox.experiments import registry
 @pytest.mark.slow
 def test_transformer_blocks_against_the_mlps_at_init_and_after_training(tmp_path):
     summary = registry.run("block_heterogeneity", tmp_path, quick=True, progress=False)
-    assert summary["seeds"] == [0, 1]
+    assert summary["seeds"] == [0]  # one seed in the quick test; the fresh-seed runs (README) used several
     for seed in summary["per_seed"]:
         t, m = seed["details"]["transformer"], seed["details"]["mlp"]
         assert sorted(t["pairwise_js_distance_init"]) == ["block_0/attn | block_0/mlp", "embed | block_0/attn",
