@@ -212,7 +212,9 @@ def why_not(rows: list) -> str:
     span = lambda key: f"{min(r[key] for r in bad):.3g}..{max(r[key] for r in bad):.3g}"  # noqa: E731
     return (f"at {len(bad)} of {len(rows)} seeds Laplace's confidence does not tell far-away points from test points "
             f"(AUROC {span('auroc_laplace')}; far-away mean confidence {span('laplace_far_confidence_mean')} vs "
-            f"{span('laplace_test_confidence_mean')} on the test set): the held-out-NLL prior precision "
+            f"{span('laplace_test_confidence_mean')} on the test set): Theorem 2 keeps the far-away confidence "
+            "below 1, not below the in-distribution one, which is itself high here; the "
+            "held-out-NLL prior precision "
             f"({span('prior_precision')}) leaves the head's posterior so narrow that Theorem 2's bound sits "
             f"{span('one_minus_uniform_bound')} below 1; with the evidence-maximizing prior "
             f"({span('evidence_prior_precision')}) the AUROC is {span('auroc_laplace_evidence_prior')}")
