@@ -59,3 +59,10 @@ def test_dry_run_prints_the_resolved_config_and_memory_and_writes_nothing(tmp_pa
     assert "d_model: 128" in out and "n_layers: 4" in out and "memory of one training step, estimated" in out
     assert list(tmp_path.iterdir()) == []
     assert main(["train", "--resume", str(tmp_path), "--dry-run"]) == 2
+
+
+def test_sample_shows_control_characters_and_long_space_runs_visibly():
+    from sandbox.cli.sample import visible
+
+    assert visible(" the matter\n" + " " * 188 + "\x00x\ty") == " the matter\n<188 spaces>\\x00x\ty"
+    assert visible("a" + " " * 7 + "b") == "a" + " " * 7 + "b"  # ordinary indentation is left alone
