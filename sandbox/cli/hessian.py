@@ -34,6 +34,8 @@ def add_parser(subparsers):
     p.add_argument("--num-probes", type=int, default=4, help="SLQ probes")
     p.add_argument("--num-matvecs", type=int, default=60, help="matvecs for the trace")
     p.add_argument("--seed", type=int, default=0, help="key of the random probes")
+    p.add_argument("--seed-index", type=int, default=0,
+                   help="a run of several seeds (train.num_seeds): which one, 0-based")
     p.set_defaults(func=run)
 
 
@@ -49,7 +51,10 @@ def run(args) -> int:
     opts = curvature.CurvatureOptions(args.operator, args.top_k, args.num_steps, args.density, args.num_probes,
                                       args.trace, args.num_matvecs, args.blocks, args.seed,
                                       args.plain_lanczos)
-    run = analysis.load(args.run_dir, args.step)
+    run = analysis.load(args.run_dir, args.step, args.seed_index)
+    if run.cfg.train.num_seeds > 1:  # never silently one of several
+        print(f"the run trained {run.cfg.train.num_seeds} seeds at once; this is seed index {args.seed_index} "
+              f"(train.seed {run.cfg.train.seed + args.seed_index}); --seed-index picks another")
     curvature.check_request(Layout.of(run.params).dim, opts)
     out = Path(args.out) if args.out else rundir.new_child(Path(args.run_dir), "hessian")
     with rundir.claim(out, "hessian", args.force, inputs=[args.run_dir]), \
