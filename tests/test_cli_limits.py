@@ -4,6 +4,7 @@ one line (exit 2) with the estimate or the range in the message, and nothing is 
 Commands run in-process through `sandbox.cli.main`; the run is the session's tiny run (conftest).
 """
 
+import functools
 import os
 
 import pytest
@@ -101,3 +102,38 @@ def test_huge_segmentation_counts_print_exactly_and_surrogates_are_refused(here,
     assert digits.isdigit() and f"({len(digits):,} digits)" in out and len(digits) > 4300
     for action in ("count", "encode", "explain"):
         assert "is not valid UTF-8 text" in refused(capsys, ["tokenize", action, here / "tok.json", "ab\udcff"])
+
+
+def test_out_of_memory_names_the_arguments_of_the_command():
+    import jax.numpy as jnp
+
+    from sandbox.cli import out_of_memory
+
+    with pytest.raises(Exception) as caught:
+        jnp.zeros((2**45,), jnp.float32).block_until_ready()  # 128 TiB: XLA refuses the allocation
+    assert "lower --batch-size, --num-steps or --num-probes" in out_of_memory(caught.value, "hessian")
+    assert "lower --fit-windows or --val-windows" in out_of_memory(caught.value, "bayes")
+
+
+def test_memory_estimate_of_a_deep_model_equals_the_traced_one():
+    import jax
+
+    from sandbox import optim
+    from sandbox.nn import transformer
+    from sandbox.train import config, memory
+
+    def traced(optimizer, m, key):
+        return optimizer.init(transformer.init(key, m))
+
+    for name in ("adamw", "muon"):
+        cfg = config.load("configs/tiny.yaml", ["model.n_layers=5", f"optimizer={name}"])
+        optimizer = optim.build(cfg.optimizer, cfg.train.steps)
+        shapes = jax.eval_shape(functools.partial(traced, optimizer, cfg.model), jax.random.PRNGKey(0))
+        exact = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
+        assert memory.step_bytes(cfg, optimizer)["optimizer state"] == exact
+        assert memory.step_bytes(cfg, optimizer)["parameters"] == transformer.num_params(cfg.model) * 4
+
+
+def test_a_prompt_longer_than_the_context_says_it_was_cut(tiny_run, capsys):
+    assert main(["sample", str(tiny_run[0]), "--prompt", "a" * 5000, "--num-tokens", "2"]) == 0
+    assert "(32 tokens, the last of 5000: the model's context is 32)" in capsys.readouterr().out

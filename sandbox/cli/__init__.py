@@ -58,7 +58,7 @@ _SIZED_BY = {"train": "train.batch_size, model.seq_len, the model's size or trai
              "numerics": "--top-k", "run": "the experiment's overrides (or --quick)"}
 
 
-def _out_of_memory(e: Exception, command: str) -> str | None:
+def out_of_memory(e: Exception, command: str) -> str | None:
     """One line for XLA's resource errors (its exception type is only importable with jax loaded)."""
     text = str(e)
     if type(e).__name__ in ("XlaRuntimeError", "JaxRuntimeError") and ("RESOURCE_EXHAUSTED" in text
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        message = _out_of_memory(e, args.command)
+        message = out_of_memory(e, args.command)
         if message is None:
             raise
         if args.debug:
