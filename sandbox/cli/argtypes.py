@@ -30,6 +30,7 @@ def count(low: int, high: int):
     return parse
 
 
+SIZE = count(1, 2**31 - 1)  # a size whose real limit the command checks itself, with its estimate
 SEED = count(0, SEED_MAX)
 PORT = count(1, 65535)
 STEP = count(0, SEED_MAX)

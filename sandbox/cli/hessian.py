@@ -17,7 +17,7 @@ def add_parser(subparsers):
     p = subparsers.add_parser("hessian", help="Hessian/GGN/Fisher spectra of a run's checkpoint")
     p.add_argument("run_dir", help="a run folder made by `sandbox train`")
     p.add_argument("--step", type=argtypes.STEP, help="checkpoint step (default: the latest)")
-    p.add_argument("--top-k", type=argtypes.count(1, 100_000), default=10, help="number of top eigenvalues (Lanczos)")
+    p.add_argument("--top-k", type=argtypes.SIZE, default=10, help="number of top eigenvalues (Lanczos)")
     p.add_argument("--density", action="store_true", help="spectral density by SLQ")
     p.add_argument("--trace", action="store_true", help="trace by Hutch++")
     p.add_argument("--blocks", action="store_true",
@@ -26,11 +26,11 @@ def add_parser(subparsers):
                    help="hessian, ggn (Gauss-Newton) or fisher (Monte-Carlo, softmax)")
     p.add_argument("--out", help="output folder (default: a new RUN_DIR/hessian-<timestamp>)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
-    p.add_argument("--batch-size", type=argtypes.count(1, 1_000_000), default=8,
+    p.add_argument("--batch-size", type=argtypes.SIZE, default=8,
                    help="sequences of the eval set's first batch to use")
-    p.add_argument("--num-steps", type=argtypes.count(1, 100_000), default=80, help="Lanczos steps (eigenvalues, SLQ)")
-    p.add_argument("--num-probes", type=argtypes.count(1, 100_000), default=4, help="SLQ probes")
-    p.add_argument("--num-matvecs", type=argtypes.count(1, 1_000_000), default=60, help="matvecs for the trace")
+    p.add_argument("--num-steps", type=argtypes.SIZE, default=80, help="Lanczos steps (eigenvalues, SLQ)")
+    p.add_argument("--num-probes", type=argtypes.SIZE, default=4, help="SLQ probes")
+    p.add_argument("--num-matvecs", type=argtypes.SIZE, default=60, help="matvecs for the trace")
     p.add_argument("--seed", type=argtypes.SEED, default=0)
     p.set_defaults(func=run)
 
