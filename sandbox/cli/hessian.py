@@ -22,12 +22,16 @@ def add_parser(subparsers):
     p.add_argument("--trace", action="store_true", help="trace by Hutch++")
     p.add_argument("--blocks", action="store_true",
                    help="also per parameter block: embeddings, each attention, each MLP, each norm")
+    p.add_argument("--plain-lanczos", action="store_true",
+                   help="Lanczos without a basis (no reorthogonalization, Cullum-Willoughby filter; the default "
+                        "only when the bases would not fit in memory)")
     p.add_argument("--operator", choices=OPERATORS, default="hessian",
-                   help="hessian, ggn (Gauss-Newton) or fisher (Monte-Carlo, softmax)")
+                   help="hessian, ggn (Gauss-Newton, closed-form softmax), fisher (empirical) or fisher-mc "
+                        "(Monte-Carlo labels)")
     p.add_argument("--out", help="output folder (default: a new RUN_DIR/hessian-<timestamp>)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
-    p.add_argument("--batch-size", type=argtypes.SIZE, default=8,
-                   help="sequences of the eval set's first batch to use")
+    p.add_argument("--batch-size", type=argtypes.SIZE, help="sequences of the eval set's first batch to use "
+                   "(default: 8, the default analysis batch every curvature command shares)")
     p.add_argument("--num-steps", type=argtypes.SIZE, default=80, help="Lanczos steps (eigenvalues, SLQ)")
     p.add_argument("--num-probes", type=argtypes.SIZE, default=4, help="SLQ probes")
     p.add_argument("--num-matvecs", type=argtypes.SIZE, default=60, help="matvecs for the trace")
@@ -36,28 +40,33 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from sandbox import analysis, rundir, validate
+    from sandbox import analysis, rundir
     from sandbox.analysis import curvature, figures
     from sandbox.analysis.progress import reporter
+    from sandbox.analysis.run import ANALYSIS_BATCH_SIZE
     from sandbox.curvature import Layout
     from sandbox.errors import SandboxError
     from sandbox.train import memory, records
 
-    validate.positive_int("", "--batch-size", args.batch_size)
     if args.top_k > args.num_steps:
         raise SandboxError(f"--top-k {args.top_k} exceeds --num-steps {args.num_steps}: Lanczos finds at most as "
                            "many eigenvalues as its steps; raise --num-steps or lower --top-k")
     opts = curvature.CurvatureOptions(args.operator, args.top_k, args.num_steps, args.density, args.num_probes,
-                                      args.trace, args.num_matvecs, args.blocks, args.seed)
+                                      args.trace, args.num_matvecs, args.blocks, args.seed,
+                                      args.plain_lanczos)
     run = analysis.load(args.run_dir, args.step)
     curvature.check_request(Layout.of(run.params).dim, opts)
-    memory.check_activations(run.cfg, args.batch_size, 3, "--batch-size")  # refused before --out is made
+    batch = args.batch_size or min(ANALYSIS_BATCH_SIZE, run.cfg.train.batch_size)
+    memory.check_activations(run.cfg, batch, 3, "--batch-size")  # refused before --out is made
     out = Path(args.out) if args.out else rundir.new_child(Path(args.run_dir), "hessian")
     with rundir.claim(out, "hessian", args.force, inputs=[args.run_dir]), \
             reporter(curvature.stages(opts, run.groups(), run.params), f"{args.operator} spectra") as tick:
         result = curvature.of_run(run, opts, args.batch_size, tick)
         result["figures"] = figures.curvature(result, out)
         records.write_json(out / "hessian.json", result)
+    if result.get("method") == curvature.PLAIN:
+        print(f"the Lanczos bases would not fit in memory: plain Lanczos (no reorthogonalization, Cullum-Willoughby "
+              f"filter), {result.get('trace_method', 'no')} trace")
     print(f"{args.operator} at step {run.step} on eval set {result['eval_set']}: dim {result['dim']}, top eigenvalues "
           + ", ".join(f"{v:.4g}" for v in result["top_eigenvalues"][:5])
           + (f", trace {result['trace']:.4g}" if "trace" in result else ""))
