@@ -31,7 +31,7 @@ def run(args) -> int:
     from sandbox.train import records
 
     run = analysis.load(args.run_dir, args.step)  # not a run folder: one clear message before anything is made
-    _check_memory(run.cfg, args.fit_windows + args.val_windows)
+    _check_windows(run, args.fit_windows, args.val_windows)
     out = Path(args.out) if args.out else rundir.new_child(Path(args.run_dir), "bayes")
     with rundir.claim(out, "bayes", args.force, inputs=[args.run_dir]) as out:
         result, probs, labels = laplace_lm.lm_laplace(
@@ -51,15 +51,23 @@ def run(args) -> int:
     return 0
 
 
-def _check_memory(cfg, windows: int) -> None:
-    """Refuse, before any folder is made, windows whose features and predictive probabilities cannot fit:
-    windows x seq_len positions x (d_model + 4 vocab) float32 (features; logits, probabilities, a copy each)."""
+def _check_windows(run, fit_windows: int, val_windows: int) -> None:
+    """Refuse, before any folder is made, more windows than a split holds (distinct start positions), or
+    windows whose features and predictive probabilities cannot fit: windows x seq_len positions x
+    (d_model + 4 vocab) float32 (features; logits, probabilities, a copy each), times 4 for the rest."""
     import os
 
     from sandbox.errors import SandboxError
 
-    m = cfg.model
-    need = windows * m.seq_len * (m.d_model + 4 * m.vocab_size) * 4
+    m = run.cfg.model
+    for flag, windows, split, tokens in (("--fit-windows", fit_windows, "train", run.data.train_N),
+                                         ("--val-windows", val_windows, "val", run.data.val_N)):
+        held = max(len(tokens) - m.seq_len, 0)
+        if windows > held:
+            raise SandboxError(f"{flag} {windows:,} exceeds the {held:,} windows of {m.seq_len} tokens the {split} "
+                               f"split holds; use at most {held:,}")
+    windows = fit_windows + val_windows
+    need = 4 * windows * m.seq_len * (m.d_model + 4 * m.vocab_size) * 4
     free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if need > free:
         raise SandboxError(f"--fit-windows + --val-windows = {windows:,} windows of {m.seq_len} tokens need about "

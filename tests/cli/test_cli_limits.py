@@ -42,7 +42,7 @@ class _NoExit:
 
 
 @pytest.mark.parametrize(("argv", "words"), [
-    (["bayes", "{run}", "--val-windows", "900000", "--out", "o"], "windows of 32 tokens need about"),
+    (["bayes", "{run}", "--val-windows", "900000", "--out", "o"], "windows of 32 tokens the val split holds"),
     (["bayes", "{run}", "--val-windows", "100000000", "--out", "o"], "--val-windows: must be an integer in [2,"),
     (["bayes", "{run}", "--fit-windows", "0", "--out", "o"], "--fit-windows: must be an integer in [2,"),
     (["bayes", "{run}", "--num-bins", "0", "--out", "o"], "--num-bins: must be an integer in [1,"),
@@ -54,7 +54,7 @@ class _NoExit:
     (["sample", "{run}", "--prompt", "a", "--num-tokens", "100000000"],
      "--num-tokens: must be an integer in [1, 100,000]"),
     (["sample", "{run}", "--prompt", "a", "--seed", str(2**63)], "--seed: must be an integer"),
-    (["sample", "{run}", "--prompt", "a", "-n", "3"], "-n goes with --regex"),
+    (["sample", "{run}", "--prompt", "a", "-n", "0"], "-n: must be an integer in [1, 10,000]"),
     (["sample", "{run}", "--prompt", "a", "--canonical-only"], "--canonical-only goes with --regex"),
     (["sample", "{run}", "--prompt", "a\udcff"], "--prompt: is not valid UTF-8 text"),
     (["sample", "{run}", "--prompt", "a", "--regex", "(a|b)*a(a|b){16}", "--num-tokens", "20"],
@@ -136,4 +136,4 @@ def test_memory_estimate_of_a_deep_model_equals_the_traced_one():
 
 def test_a_prompt_longer_than_the_context_says_it_was_cut(tiny_run, capsys):
     assert main(["sample", str(tiny_run[0]), "--prompt", "a" * 5000, "--num-tokens", "2"]) == 0
-    assert "(32 tokens, the last of 5000: the model's context is 32)" in capsys.readouterr().out
+    assert "(32 tokens; its first 4968 tokens cut to fit the context of 32)" in capsys.readouterr().out
