@@ -48,11 +48,15 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse's parser with `HelpFormatter`; sub-command parsers (and theirs) are of this class too."""
+    """argparse with `HelpFormatter`, and a usage error in one line (`error: ...`, exit 2) pointing at --help;
+    sub-command parsers (and theirs) are of this class too."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,13 +82,21 @@ def _describe(e: OSError) -> str:
     return f"{e.strerror or e}:{where} (check the path, its permissions and the free disk space)"
 
 
-def _out_of_memory(e: Exception) -> str | None:
+# what sizes each command's request, named in its out-of-memory message
+_SIZED_BY = {"train": "train.batch_size, model.seq_len, the model's size or train.num_seeds",
+             "sample": "-n or --num-tokens", "hessian": "--batch-size, --num-steps or --num-probes",
+             "bayes": "--fit-windows or --val-windows", "compress": "--batch-size or --calib-batches",
+             "numerics": "--top-k", "run": "the experiment's overrides (or --quick)"}
+
+
+def out_of_memory(e: Exception, command: str) -> str | None:
     """One line for XLA's resource errors (its exception type is only importable with jax loaded)."""
     text = str(e)
     if type(e).__name__ in ("XlaRuntimeError", "JaxRuntimeError") and ("RESOURCE_EXHAUSTED" in text
                                                                        or "Out of memory" in text):
         first = next((line for line in text.splitlines() if line.strip()), text)
-        return f"the device ran out of memory ({first[:200]}); lower the batch size or the model's size"
+        lower = _SIZED_BY.get(command, "the size of the request")
+        return f"the device ran out of memory ({first[:200]}); lower {lower}"
     return None
 
 
@@ -118,7 +130,7 @@ def main(argv=None) -> int:
         print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
         return _leave_if_joined(getattr(e, "exit_code", 130))  # 128 + the signal: 130 SIGINT, 143 SIGTERM
     except Exception as e:
-        message = _out_of_memory(e)
+        message = out_of_memory(e, args.command)
         if message is None:
             raise
         if args.debug:
