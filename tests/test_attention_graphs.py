@@ -27,7 +27,7 @@ def _stochastic(rng, *shape):
 
 
 @pytest.mark.parametrize("extra", [dict(pos_encoding="learned"), dict(pos_encoding="rope"),
-                                   dict(pos_encoding="rope", rope_base=1e5, n_kv_heads=2, norm="rmsnorm", norm_eps=1e-6)])
+                                   dict(pos_encoding="rope", n_kv_heads=2, norm="rmsnorm", norm_eps=1e-6)])
 def test_capturing_lm_attention_leaves_logits_bit_identical(extra):
     cfg = ModelConfig(vocab_size=50, seq_len=12, d_model=16, n_layers=2, n_heads=4, d_ff=32, **extra)
     params = init(jax.random.PRNGKey(0), cfg)
