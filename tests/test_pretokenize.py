@@ -61,7 +61,7 @@ def test_chars_outside_alphabet_are_refused():
         chars_to_bytes("a b")  # a plain space is spelled Ġ
 
 
-@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4", "smollm"])
 def test_split_matches_hf_on_corpus(pattern):
     text = load_text("pydoc")
     pieces = split(text, pattern)
@@ -69,7 +69,7 @@ def test_split_matches_hf_on_corpus(pattern):
     assert [bytes_to_chars(p.encode()) for p in pieces] == hf_split(text, pattern)
 
 
-@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4", "smollm"])
 @settings(max_examples=150, deadline=None)
 @given(text=st.one_of(ASSIGNED, TRICKY))
 def test_split_matches_hf_on_fuzzed_text(pattern, text):
@@ -84,6 +84,9 @@ def test_patterns_differ_where_documented():
     assert split("x\n\ny", "gpt4") == ["x", "\n\n", "y"]
     assert split(" (hello", "gpt4") == [" (", "hello"]
     assert split("(hello", "gpt4") == ["(hello"]  # one non-letter may lead a word
+    assert split("x 12345", "smollm") == ["x", " ", "1", "2", "3", "4", "5"]  # every digit alone
+    assert split("a  1", "smollm") == ["a", "  ", "1"]  # a number ends the whitespace run
+    assert split("a  1", "gpt2") == ["a", " ", " 1"]
 
 
 def test_unknown_pattern_is_refused():
@@ -100,7 +103,7 @@ def _shuffled_with_parts(code_points, seed: int) -> str:
     return "".join(chr(c) + (rng.choice(parts) if rng.random() < 0.5 else "") for c in cps)
 
 
-@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4", "smollm"])
 def test_fast_split_is_regex_on_every_bmp_character(pattern):
     # `split` runs `re` with classes spelled as ranges: the same pieces as the `regex` reference
     for seed in range(3):
@@ -123,7 +126,7 @@ def test_stand_ins_share_every_class_of_the_characters_above_the_bmp():
                 assert not regex.search(atom, chars), (kind, atom)
 
 
-@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4", "smollm"])
 def test_fast_split_is_regex_above_the_bmp(pattern):
     text = _shuffled_with_parts(random.Random(0).sample(range(0x10000, 0x110000), 50_000), 0)
     pieces = split(text, pattern)

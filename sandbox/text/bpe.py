@@ -5,6 +5,11 @@ special tokens. Token ids are ranks: 0..255 the bytes (in GPT-2's byte-to-unicod
 HF), then one id per new token in the order it was merged, then the special tokens. Encoding
 follows tiktoken exactly (`bpe_encode`), so `to_tiktoken()` encodes token for token the same.
 
+A tokenizer read from elsewhere (a GGUF file, an HF `tokenizer.json`) keeps that file's ids
+(`vocab` given: id -> bytes, None at a special token's id) and may follow Hugging Face's rule
+(`rule="merges"`): a pair merges iff the merge list holds it, earliest first, whatever the ids;
+a byte that is no token is dropped, as HF drops it.
+
     tok = train(text, vocab_size=4096, pattern="gpt4")
     ids = tok.encode(s); s == tok.decode(ids); tok.save(path); tok = load(path)
 """
@@ -27,26 +32,61 @@ from sandbox.text.pretokenize import BYTE_ORDER, bytes_to_chars, chars_to_bytes,
 
 FORMAT = "sandbox-bpe"
 ENDOFTEXT = "<|endoftext|>"
+RULES = ("tiktoken", "merges")
 _CACHE_SIZE = 1 << 18  # encoded pieces kept: real text keeps repeating the same pieces
 _INT32 = struct.Struct("=i")  # native order, as array("i")
 
 
 class Tokenizer:
-    """Byte-level BPE with tiktoken's encoding semantics; build with `train` or `load`."""
+    """Byte-level BPE; build with `train`, `load` or an importer (`bpe_gguf`, `adapters`).
 
-    def __init__(self, pattern: str, merges: list[tuple[int, int]], special_tokens: list[str]):
+    `merges`: (left id, right id) pairs in rank order. `vocab`: bytes of every token id, None
+    at the ids of `special_tokens` (a dict str -> id); without it the ids are replayed from the
+    merges and `special_tokens` (a list) follow them. `rule`: "tiktoken" (a pair merges iff its
+    bytes are a token, lowest id first; a piece that is a token is looked up whole) or
+    "merges" (HF and llama.cpp: listed pairs only, in list order; `whole_pieces` is HF's
+    `ignore_merges`). `eot`: the special token that ends a text."""
+
+    def __init__(
+        self,
+        pattern: str,
+        merges: list[tuple[int, int]],
+        special_tokens,
+        *,
+        vocab: list[bytes | None] | None = None,
+        rule: str = "tiktoken",
+        whole_pieces: bool = True,
+        eot: str = ENDOFTEXT,
+    ):
         pattern_string(pattern)  # refuse an unknown split pattern now, not at the first encode
-        self.pattern = pattern
-        self.merges = list(merges)
-        self.vocab = _replay(self.merges)  # vocab[id] = bytes of token id
-        self.ranks = {t: i for i, t in enumerate(self.vocab)}
-        self.special_tokens = {s: len(self.vocab) + k for k, s in enumerate(special_tokens)}
-        if len(self.special_tokens) != len(special_tokens) or not all(isinstance(s, str) and s for s in special_tokens):
-            raise SandboxError(f"special tokens {special_tokens} must be distinct non-empty strings")
-        self._decoder = self.vocab + [s.encode("utf-8") for s in special_tokens]
-        self._pair_rank = PairRanks(self.ranks)
-        self._packed_ranks = {t: _INT32.pack(i) for i, t in enumerate(self.vocab)}
+        if rule not in RULES:
+            raise SandboxError(f"unknown merge rule {rule!r}: choose one of {', '.join(RULES)}")
+        self.pattern, self.rule, self.eot = pattern, rule, eot
+        self.whole_pieces = whole_pieces or rule == "tiktoken"
+        self.merges = [(int(a), int(b)) for a, b in merges]
+        self.vocab = _replay(self.merges) if vocab is None else list(vocab)
+        if vocab is None:
+            if len(set(special_tokens)) != len(special_tokens):
+                raise SandboxError(f"special tokens {special_tokens} must be distinct non-empty strings")
+            special_tokens = {s: len(self.vocab) + k for k, s in enumerate(special_tokens)}
+        self.special_tokens = dict(special_tokens)
+        self._decoder = _decoder(self.vocab, self.special_tokens)
+        self.ranks = {t: i for i, t in enumerate(self.vocab) if t is not None}
+        if len(self.ranks) != sum(t is not None for t in self.vocab):
+            raise SandboxError("two token ids have the same bytes: a byte-level vocabulary spells each token once")
+        spelled = [(self._token(a), self._token(b)) for a, b in self.merges]
+        if (bad := next((k for k, (a, b) in enumerate(spelled) if a + b not in self.ranks), None)) is not None:
+            raise SandboxError(f"merge #{bad} {spelled[bad]} does not make a token of this vocabulary")
+        self._pair_rank = PairRanks(self.ranks, spelled if rule == "merges" else None)
+        self.dropped_bytes = bytes(b for b in range(256) if bytes([b]) not in self.ranks)  # HF skips them
+        self._packed_ranks = {t: _INT32.pack(i) for t, i in self.ranks.items()} if self.whole_pieces else {}
         self._cache: dict[str, bytes] = {}  # piece -> its ids packed as native int32
+
+    def _token(self, i: int) -> bytes:
+        t = self.vocab[i] if 0 <= i < len(self.vocab) else None
+        if t is None:
+            raise SandboxError(f"a merge uses id {i}, which is no ordinary token")
+        return t
 
     @property
     def vocab_size(self) -> int:
@@ -100,10 +140,29 @@ class Tokenizer:
             start = m.end()
         return ids + self.encode_ordinary(text[start:])
 
+    @property
+    def eot_id(self) -> int | None:
+        """The id of the end-of-text token, None if this tokenizer has none."""
+        return self.special_tokens.get(self.eot)
+
+    def token_bytes(self) -> list[bytes | None]:
+        """Bytes of every token id, None for the special tokens."""
+        return [self.vocab[i] if i < len(self.vocab) else None for i in range(self.vocab_size)]
+
+    @property
+    def merge_ranks(self) -> dict[tuple[bytes, bytes], int] | None:
+        """(left, right) -> place in the merge list under the merge-list rule; None under tiktoken's."""
+        return self._pair_rank.merge_ranks
+
+    def piece_bytes(self, piece: str, errors: str = "strict") -> bytes:
+        """The UTF-8 bytes of a piece that the merges start from: those that are no token dropped."""
+        data = piece.encode("utf-8", errors)
+        return data.translate(None, self.dropped_bytes) if self.dropped_bytes else data
+
     def _encode_pieces(self, pieces: list[str]) -> list[bytes]:
-        """Token ids of each piece, packed as native int32: the piece's own if it is a token, else
-        its byte-pair merges."""
-        data = [piece.encode("utf-8") for piece in pieces]
+        """Token ids of each piece, packed as native int32: the piece's own if it is a token (and
+        whole pieces are looked up), else its byte-pair merges."""
+        data = list(map(self.piece_bytes, pieces))
         out = list(map(self._packed_ranks.get, data))
         todo = [i for i, packed in enumerate(out) if packed is None]
         for i, packed in zip(todo, merge_pieces([data[i] for i in todo], self._pair_rank)):
@@ -145,9 +204,11 @@ class Tokenizer:
         return explain(self, word)
 
     def to_dict(self) -> dict:
-        """The readable JSON form: merges spelled in GPT-2's byte-level alphabet, as HF."""
-        spell = [bytes_to_chars(t) for t in self.vocab]
-        return {
+        """The readable JSON form: merges spelled in GPT-2's byte-level alphabet, as HF. Version 1
+        when the ids are the replayed merges' (a trained tokenizer), else version 2, which also
+        spells every id (`vocab`, null at a special token's) and names the merge rule."""
+        spell = [None if t is None else bytes_to_chars(t) for t in self.vocab]
+        d = {
             "format": FORMAT,
             "version": 1,
             "pattern": self.pattern,
@@ -155,6 +216,18 @@ class Tokenizer:
             "special_tokens": self.special_tokens,
             "merges": [f"{spell[a]} {spell[b]}" for a, b in self.merges],
         }
+        if self._is_replayed():
+            return d
+        return d | {"version": 2, "rule": self.rule, "whole_pieces": self.whole_pieces, "eot": self.eot, "vocab": spell}
+
+    def _is_replayed(self) -> bool:
+        """True iff `Tokenizer(pattern, merges, special tokens in id order)` rebuilds this one."""
+        return (
+            self.rule == "tiktoken"
+            and self.eot == ENDOFTEXT
+            and self.vocab == _replay(self.merges)
+            and sorted(self.special_tokens.values()) == list(range(len(self.vocab), self.vocab_size))
+        )
 
     def save(self, path, overwrite: bool = True) -> Path:
         """Write the JSON file atomically (temp file + rename), so a reader never sees half a
@@ -167,6 +240,8 @@ class Tokenizer:
         """A `tiktoken.Encoding` built offline from these ranks and special tokens."""
         import tiktoken
 
+        if self.rule != "tiktoken":
+            raise SandboxError("this tokenizer merges by its merge list (HF's rule), which tiktoken cannot express")
         return tiktoken.Encoding(
             name, pat_str=pattern_string(self.pattern), mergeable_ranks=self.ranks, special_tokens=self.special_tokens
         )
@@ -211,11 +286,13 @@ def load(path) -> Tokenizer:
 
 def from_dict(d) -> Tokenizer:
     """Inverse of `Tokenizer.to_dict`; ValueError naming the first thing that is wrong."""
-    if not isinstance(d, dict) or d.get("format") != FORMAT or d.get("version") != 1:
-        raise ValueError(f"expected a JSON object with format {FORMAT!r} and version 1")
+    if not isinstance(d, dict) or d.get("format") != FORMAT or d.get("version") not in (1, 2):
+        raise ValueError(f"expected a JSON object with format {FORMAT!r} and version 1 or 2")
     if not isinstance(d.get("merges"), list) or not isinstance(d.get("special_tokens"), dict):
         raise ValueError("expected a list 'merges' and an object 'special_tokens'")
     pattern_string(d.get("pattern"))
+    if d["version"] == 2:
+        return _from_dict_v2(d)
     ids = {t: i for i, t in enumerate(_replay([]))}
     merges = []
     for k, m in enumerate(d["merges"]):
@@ -232,6 +309,41 @@ def from_dict(d) -> Tokenizer:
             f"special token ids {specials} should be {len(tok.vocab)}, {len(tok.vocab) + 1}, ... after the ranks"
         )
     return tok
+
+
+def _from_dict_v2(d) -> Tokenizer:
+    """A version-2 dict: every id spelled, merges looked up by spelling."""
+    if not isinstance(d.get("vocab"), list) or not all(t is None or isinstance(t, str) for t in d["vocab"]):
+        raise ValueError("expected a list 'vocab' of spelled tokens (null at special tokens)")
+    vocab = [None if t is None else chars_to_bytes(t) for t in d["vocab"]]
+    ids = {t: i for i, t in enumerate(d["vocab"]) if t is not None}
+    merges = []
+    for k, m in enumerate(d["merges"]):
+        pair = tuple(ids.get(p) for p in m.split(" ")) if isinstance(m, str) else ()
+        if len(pair) != 2 or None in pair:
+            raise ValueError(f"merge #{k} {m!r} is not two tokens separated by one space")
+        merges.append(pair)
+    return Tokenizer(
+        d["pattern"], merges, d["special_tokens"], vocab=vocab, rule=d.get("rule"),
+        whole_pieces=d.get("whole_pieces") is True, eot=d.get("eot"),
+    )
+
+
+def _decoder(vocab: list[bytes | None], special_tokens: dict[str, int]) -> list[bytes]:
+    """Bytes of every id: the token's, or the special token's UTF-8; SandboxError unless every
+    id is exactly one of the two."""
+    decoder = list(vocab)
+    if bad := [(s, i) for s, i in special_tokens.items() if not (isinstance(s, str) and s and type(i) is int)]:
+        raise SandboxError(f"special tokens {bad} must be distinct non-empty strings with integer ids")
+    for s, i in sorted(special_tokens.items(), key=lambda item: item[1]):
+        if i == len(decoder):
+            decoder.append(None)
+        if not (0 <= i < len(decoder)) or decoder[i] is not None:
+            raise SandboxError(f"special token {s!r} has id {i}, which is taken or leaves a gap")
+        decoder[i] = s.encode("utf-8")
+    if None in decoder:
+        raise SandboxError(f"token id {decoder.index(None)} is neither a token nor a special token")
+    return decoder
 
 
 def _replay(merges) -> list[bytes]:

@@ -1,9 +1,13 @@
-"""Encoding pieces with tiktoken's byte-pair semantics: one long piece in O(n log n), or many
-short pieces at once in numpy.
+"""Encoding pieces by byte-pair merges: one long piece in O(n log n), or many short pieces at
+once in numpy.
 
-A piece (one match of the split pattern) that is itself a token becomes that token. Otherwise
-start from its bytes and repeatedly merge the adjacent pair whose concatenation has the lowest
-rank (token id), the leftmost one on ties, until no adjacent pair is a token.
+Start from the piece's bytes and repeatedly merge the adjacent pair of lowest rank, the leftmost
+one on ties, until no adjacent pair has a rank. Two rules give the ranks:
+- tiktoken's: a pair has a rank iff its concatenation is a token, and the rank is that token's id
+  (so ranks follow ids); a piece that is itself a token becomes that token before any merging
+  (the caller looks it up).
+- Hugging Face's and llama.cpp's (`merges` given): a pair has a rank iff it is listed, and the
+  rank is its place in the list, whatever the id of the token it makes.
 
 One piece, `merge_piece`: tiktoken rescans all pairs after each merge, which is quadratic on a
 long piece. Here the parts form a linked list (`end[i]` = end of the part starting at byte i, -1
@@ -31,16 +35,30 @@ _DEAD = np.iinfo(np.int64).max  # the key of a part merged away: above every liv
 
 
 def merge_piece(
-    piece: bytes, ranks: dict[bytes, int], on_merge: Callable[[int, int, int], None] | None = None
+    piece: bytes,
+    ranks: dict[bytes, int],
+    on_merge: Callable[[int, int, int], None] | None = None,
+    merge_ranks: dict[tuple[bytes, bytes], int] | None = None,
 ) -> list[int]:
-    """Token ids of `piece` under the byte-pair ranks; `on_merge(start, mid, end)` sees each
-    merge of piece[start:mid] + piece[mid:end], in order (for explanations)."""
+    """Token ids of `piece` (`ranks`: bytes -> id) under tiktoken's rule, or under the listed
+    merges' rule when `merge_ranks` ((left, right) -> place in the list) is given;
+    `on_merge(start, mid, end)` sees each merge of piece[start:mid] + piece[mid:end], in order."""
     n = len(piece)
     s = n + 1  # a candidate merge of piece[i:e] with rank r is the int (r * s + i) * s + e
     end = [*range(1, n + 1), -1]  # end[n] = -1 is a sentinel: end[end[i]] fails for dead i
     start_before = list(range(-1, n))
-    get = ranks.get
-    heap = [(r * s + i) * s + i + 2 for i in range(n - 1) if (r := get(piece[i : i + 2])) is not None]
+    if merge_ranks is None:
+        by_token = ranks.get
+
+        def get(i, m, e):
+            return by_token(piece[i:e])
+    else:
+        by_pair = merge_ranks.get
+
+        def get(i, m, e):
+            return by_pair((piece[i:m], piece[m:e]))
+
+    heap = [(r * s + i) * s + i + 2 for i in range(n - 1) if (r := get(i, i + 1, i + 2)) is not None]
     heapq.heapify(heap)
     while heap:
         rest, e = divmod(heapq.heappop(heap), s)
@@ -54,10 +72,10 @@ def merge_piece(
         if e < n:
             start_before[e] = i
             f = end[e]
-            if (r := get(piece[i:f])) is not None:
+            if (r := get(i, e, f)) is not None:
                 heapq.heappush(heap, (r * s + i) * s + f)
         h = start_before[i]
-        if h >= 0 and (r := get(piece[h:e])) is not None:
+        if h >= 0 and (r := get(h, i, e)) is not None:
             heapq.heappush(heap, (r * s + h) * s + e)
     ids, i = [], 0
     while i < n:
@@ -67,19 +85,30 @@ def merge_piece(
 
 
 class PairRanks:
-    """rank(a, b): the rank of the token vocab[a] + vocab[b], or NONE if it is not a token, for
-    arrays of ids; every such pair is listed once, sorted by a * (pad + 1) + b."""
+    """rank(a, b) for arrays of ids: the rank of merging tokens a and b, NONE if they do not
+    merge; `result[rank]` is the id of the token the merge makes. Under tiktoken's rule
+    (`merges` None) the rank is the id of vocab[a] + vocab[b] if that is a token; under the
+    listed merges' rule it is the place of (vocab[a], vocab[b]) in `merges`. Every pair is
+    listed once, sorted by a * (pad + 1) + b."""
 
-    def __init__(self, ranks: dict[bytes, int]):
+    def __init__(self, ranks: dict[bytes, int], merges: list[tuple[bytes, bytes]] | None = None):
         self.ranks = ranks
-        self.pad = len(ranks)  # an id past every token: no pair with it is a token
-        self.byte_ids = np.array([ranks[bytes([b])] for b in range(256)], np.int32)
+        self.pad = max(ranks.values()) + 1  # an id past every token: no pair with it is a token
+        self.byte_ids = np.array([ranks.get(bytes([b]), self.pad) for b in range(256)], np.int32)
         pairs = {}
-        for token, rank in ranks.items():
-            for k in range(1, len(token)):
-                a, b = ranks.get(token[:k]), ranks.get(token[k:])
-                if a is not None and b is not None:
-                    pairs[a * (self.pad + 1) + b] = rank
+        if merges is None:
+            self.merge_ranks = None
+            self.result = np.arange(self.pad, dtype=np.int64)
+            for token, rank in ranks.items():
+                for k in range(1, len(token)):
+                    a, b = ranks.get(token[:k]), ranks.get(token[k:])
+                    if a is not None and b is not None:
+                        pairs[a * (self.pad + 1) + b] = rank
+        else:
+            self.merge_ranks = {pair: k for k, pair in enumerate(merges)}  # a pair listed twice: the last place, as HF
+            self.result = np.array([ranks[a + b] for a, b in merges], np.int64)
+            for (a, b), k in self.merge_ranks.items():
+                pairs[ranks[a] * (self.pad + 1) + ranks[b]] = k
         keys = sorted(pairs)
         self.keys = np.array([*keys, np.iinfo(np.int64).max], np.int64)  # a sentinel past every key
         self.values = np.array([*map(pairs.get, keys), NONE], np.int32)
@@ -95,7 +124,7 @@ class PairRanks:
 
 
 def merge_pieces(pieces: list[bytes], pair_rank: PairRanks) -> list[bytes]:
-    """merge_piece of every (non-empty) piece, each piece's ids packed as native int32
+    """merge_piece of every piece (under `pair_rank`'s rule), each piece's ids packed as native int32
     (`array("i", b)`): the short ones together, in vectorized rounds (module docstring). Bytes, not
     lists: the garbage collector does not track them, so thousands of results do not set off
     collections."""
@@ -103,8 +132,8 @@ def merge_pieces(pieces: list[bytes], pair_rank: PairRanks) -> list[bytes]:
     short = []
     for i, piece in enumerate(pieces):
         if len(piece) > _LONG:
-            out[i] = _packed(merge_piece(piece, pair_rank.ranks))
-        else:
+            out[i] = _packed(merge_piece(piece, pair_rank.ranks, merge_ranks=pair_rank.merge_ranks))
+        elif piece:
             short.append(i)
     if short:
         for i, ids in zip(short, _merge_rounds([pieces[i] for i in short], pair_rank)):
@@ -143,6 +172,7 @@ def _merge_rounds(pieces: list[bytes], pair_rank: PairRanks) -> list[bytes]:
             r, j = best >> 32, best & 0xFFFFFFFF
             if not (going := r != NONE).all():
                 piece, start, end, r, j = piece[going], start[going], end[going], r[going], j[going]
+            r = pair_rank.result[r]  # from here on the id of the merged token
             k = next_[j]  # part j takes in part k
             ids[j], key[k] = r, _DEAD
             m = next_[k]

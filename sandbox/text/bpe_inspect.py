@@ -41,12 +41,13 @@ def explain(tok, word: str) -> list[dict]:
     """How `tok` encodes `word`: for each piece of the split pattern, the merges applied in
     order (lowest rank first, leftmost on ties), each with the parts after it, and the ids.
 
-    A piece that is itself a token is encoded as that token (tiktoken's whole-piece lookup;
-    `whole_piece` is True), even where the merges would have stopped elsewhere.
+    Under tiktoken's rule a piece that is itself a token is encoded as that token (the whole-piece
+    lookup; `whole_piece` is True), even where the merges would have stopped elsewhere; under the
+    merge-list rule the merges are the listed pairs, earliest first.
     """
     out = []
     for piece in split(word, tok.pattern):
-        data = piece.encode("utf-8", errors="replace")
+        data = tok.piece_bytes(piece, errors="replace")
         cuts = list(range(len(data) + 1))
         steps = []
 
@@ -61,8 +62,8 @@ def explain(tok, word: str) -> list[dict]:
                 }
             )
 
-        merged = merge_piece(data, tok.ranks, on_merge)
-        whole = data in tok.ranks
+        merged = merge_piece(data, tok.ranks, on_merge, tok.merge_ranks)
+        whole = tok.whole_pieces and data in tok.ranks
         out.append(
             {"piece": piece, "steps": steps, "whole_piece": whole, "ids": [tok.ranks[data]] if whole else merged}
         )

@@ -1,4 +1,4 @@
-"""Pre-tokenization: the split pattern that cuts text into pieces before byte-level BPE.
+r"""Pre-tokenization: the split pattern that cuts text into pieces before byte-level BPE.
 
 BPE never merges across a piece boundary, so the pattern decides which byte strings can ever
 become tokens (no token spans a letter and a digit, a word and the next word's leading space
@@ -9,6 +9,11 @@ at each position the first alternative that matches wins and the scan resumes af
 - "gpt4": cl100k_base's pattern (GPT-4) in its original form, without possessive quantifiers,
   so that Python's `regex`, tiktoken's fancy-regex and HF's Oniguruma all read it the same way.
   It caps digit runs at 3, lets one non-letter lead a word, and keeps newlines apart.
+- "smollm": SmolLM2's (HF: `Digits(individual_digits=True)` then GPT-2's `ByteLevel`; llama.cpp:
+  the pre-tokenizer type `smollm`, "\p{N}" then GPT-2's regex). Every number character is a piece
+  of its own, and GPT-2's regex runs on the text between them, where a number's place counts as
+  the end of the text. As one regex: GPT-2's, with ` ?\p{N}+` become `\p{N}` and the lookahead
+  of `\s+(?!\S)` also stopping before a number: "a  1" is "a", "  ", "1" (GPT-2: "a", " ", " 1").
 
 Caveat: `regex` follows a newer Unicode version than tiktoken's and HF's regex engines, so a
 code point assigned only recently (e.g. U+3D000, a letter to `regex`) may split differently;
@@ -37,11 +42,12 @@ from sandbox.errors import SandboxError
 PATTERNS = {
     "gpt2": r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
     "gpt4": r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""",  # noqa: E501
+    "smollm": r"""\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+""",
 }
 
 
 def pattern_string(name: str) -> str:
-    """The regex source of the split pattern called `name` ("gpt2" or "gpt4")."""
+    """The regex source of the split pattern called `name` ("gpt2", "gpt4" or "smollm")."""
     if name not in PATTERNS:
         raise SandboxError(f"unknown split pattern {name!r}: choose one of {', '.join(PATTERNS)}")
     return PATTERNS[name]
