@@ -191,13 +191,13 @@ def _fmt(t, limit_s):
 def bench(n=2000, n_test=200, limit_s=240):
     import jax
     import jax.numpy as jnp
-    from sandbox.experiments import common_mlp
 
     from sandbox import bayes
+    from sandbox.nn import plain_mlp
 
     sizes, params, x, y, x_test = _mlp_problem(n, n_test)
     jparams = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
-    fn = lambda p, xb: common_mlp.apply(p, xb, "tanh")  # noqa: E731
+    fn = lambda p, xb: plain_mlp.apply(p, xb, "tanh")  # noqa: E731
     num = sum(a.size for d in params.values() for a in d.values())
     print(f"MLP {sizes}: {num} parameters, {n} training points, {n_test} test points, float32, CPU")
     print(f"fit + probit predictive; first call (compilation included) / second call (a new posterior of the same "

@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sandbox.experiments import common_mlp
 
 from sandbox import bayes
 from sandbox.bayes import posterior
 from sandbox.errors import SandboxError
+from sandbox.nn import plain_mlp
 
 PROBS = np.array([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.3, 0.7]])
 LABELS = np.array([0, 0, 1, 1])
@@ -48,12 +48,12 @@ def test_calibrated_sampling_has_small_ece_and_temperature_recovers_scale():
 
 
 def model_fn(p, x):
-    return common_mlp.apply(p, x, "relu")
+    return plain_mlp.apply(p, x, "relu")
 
 
 @pytest.fixture(scope="module")
 def small():
-    params = common_mlp.init(jax.random.key(0), [2, 3, 2])
+    params = plain_mlp.init(jax.random.key(0), [2, 3, 2])
     return params, jnp.ones((4, 2)), jnp.array([0, 1, 0, 1])
 
 

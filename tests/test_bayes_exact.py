@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sandbox.experiments import common_mlp
 
 from sandbox import bayes
+from sandbox.nn import plain_mlp
 
 
 @pytest.fixture(autouse=True)
@@ -16,13 +16,13 @@ def x64():
 
 
 def model_fn(p, x):
-    return common_mlp.apply(p, x, "tanh")
+    return plain_mlp.apply(p, x, "tanh")
 
 
 @pytest.fixture(scope="module")
 def problem():
     with jax.enable_x64(True):
-        params = common_mlp.init(jax.random.key(0), [2, 4, 3], jnp.float64)
+        params = plain_mlp.init(jax.random.key(0), [2, 4, 3], jnp.float64)
         x = jax.random.normal(jax.random.key(1), (30, 2), jnp.float64)
         y = jax.random.randint(jax.random.key(2), (30,), 0, 3)
         return params, x, y
@@ -84,7 +84,7 @@ def test_slq_logdet_within_its_error_bars(problem):
 
 
 def test_mc_predictive_converges_to_glm_regression():
-    params = common_mlp.init(jax.random.key(5), [2, 6, 2], jnp.float64)
+    params = plain_mlp.init(jax.random.key(5), [2, 6, 2], jnp.float64)
     x = jax.random.normal(jax.random.key(6), (40, 2), jnp.float64)
     y = jnp.sin(x)
     post = bayes.laplace(model_fn, params, (x, y), likelihood="regression", sigma_noise=0.3, prior_precision=2.0)

@@ -10,9 +10,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from sandbox.experiments import common_mlp
 
 from sandbox import bayes
+from sandbox.nn import plain_mlp
 
 FIXTURE = np.load(Path(__file__).parent / "fixtures" / "laplace_reference.npz")
 PRIORS = (1.0, 0.3)  # as in the benchmark script
@@ -34,7 +34,7 @@ def params(prefix=""):
 
 
 def model_fn(p, x):
-    return common_mlp.apply(p, x, "tanh")
+    return plain_mlp.apply(p, x, "tanh")
 
 
 def close(ours, ref, rtol=1e-6):

@@ -31,12 +31,12 @@ def op():
 
 # the jitted solvers' bodies (`__wrapped__`), traced afresh each time so that the budget applies
 SOLVERS = {
-    "lanczos": lambda op, key: lanczos._eigenpairs.__wrapped__(op, key, 2, 6, "top"),
+    "lanczos": lambda op, key: lanczos.ritz_pairs.__wrapped__(op, key, 2, 6, "top"),
     "slq": lambda op, key: slq._nodes_weights.__wrapped__(op, key, 6, 3),
     "power": lambda op, key: power._power.__wrapped__(op, key, 2, 5),
-    "hutchinson": lambda op, key: trace._hutchinson.__wrapped__(op, key, 6, 2),
-    "hutch++": lambda op, key: trace._hutchpp.__wrapped__(op, key, 9, 2),
-    "diagonal": lambda op, key: trace._diagonal.__wrapped__(op, key, 6, 2),
+    "hutchinson": lambda op, key: trace.hutchinson.__wrapped__(op, key, 6, 2),
+    "hutch++": lambda op, key: trace.hutchpp.__wrapped__(op, key, 9, 2),
+    "diagonal": lambda op, key: trace.hutchinson_diagonal.__wrapped__(op, key, 6, 2),
 }
 
 

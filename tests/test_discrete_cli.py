@@ -24,9 +24,10 @@ def test_sample_cli_with_regex(run, capsys):
     pattern = "(ab|cd)+a"
     assert main(["sample", str(run), "--prompt", "ab", "--regex", pattern, "-n", "5", "--num-tokens", "9"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    texts = [line.split(maxsplit=2)[2] for line in lines[:5]]
+    first = next(i for i, line in enumerate(lines) if line.startswith("--- 5 samples matching")) + 1
+    texts = [line.split(maxsplit=2)[2] for line in lines[first : first + 5]]
     assert all(regex.fullmatch(pattern, t.strip("'")) for t in texts), texts
-    assert lines[5].startswith("5/5 match in full")
+    assert lines[first + 5].startswith("5/5 match in full")
     assert main(["sample", str(run), "--prompt", "ab", "--regex", "(a)\\1"]) == 2
     assert "Group references" in capsys.readouterr().err
     assert main(["sample", str(run), "--prompt", "ab", "--regex", "[0-9]"]) == 2  # symbols a-d spell no digit

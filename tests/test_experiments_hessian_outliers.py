@@ -37,17 +37,17 @@ def test_outliers_track_the_number_of_classes_at_every_seed(tmp_path):
 def test_class_means_split_the_ggn_exactly_into_between_and_within_parts():
     """Float64, dense: D^T D = sum_c pi_c sum_c' delta_cc' delta_cc'^T from per-sample vectors, and
     G - D^T D is the within-class covariance sum_c pi_c mean_i (g_ic' - delta_cc')(...)^T, hence PSD."""
-    from sandbox.experiments import common_mlp
     from sandbox.experiments.hessian_outliers import _MinusLowRank, class_means
 
     from sandbox import curvature, losses
+    from sandbox.nn import plain_mlp
 
     with jax.enable_x64():
         c, n_per = 3, 4
         labels_N = jnp.repeat(jnp.arange(c), n_per)
         x_NxD = jax.random.normal(jax.random.PRNGKey(0), (c * n_per, 3), jnp.float64) + jnp.eye(c, 3)[labels_N]
-        params = common_mlp.init(jax.random.PRNGKey(1), [3, 5, c], jnp.float64)
-        model_fn = lambda p, b: common_mlp.apply(p, b[0], "tanh")  # noqa: E731
+        params = plain_mlp.init(jax.random.PRNGKey(1), [3, 5, c], jnp.float64)
+        model_fn = lambda p, b: plain_mlp.apply(p, b[0], "tanh")  # noqa: E731
         output_loss = lambda z, b: losses.mean_cross_entropy(z, b[1])  # noqa: E731
         batch = (x_NxD, labels_N)
         gn = curvature.ggn(model_fn, output_loss, params, batch)

@@ -327,7 +327,7 @@ def test_bad_requests_are_refused_before_any_folder_is_made(trained, tmp_path):
                   cwd=tmp_path)
     expected = ["optimizer.args.b1='abc' must be a number", "'optimizer.args.weight_decay' = nan",
                 "one training step needs about", "unknown config key 'train.stepz'", "was not made by the sandbox",
-                "is a file, not a folder", "was not made by the sandbox", "--temperature must be a finite number"]
+                "is a file, not a folder", "was not made by the sandbox", "(--temperature) must be a finite number"]
     for r, message in zip(results, expected):
         assert r["rc"] == 2 and message in r["err"], (message, r["err"])
     for key in ("b1", "wd", "big", "exp"):

@@ -185,6 +185,13 @@ def test_numerics_curvature_report_of_a_run(tiny_run, tmp_path, capsys):
         assert top[name]["survived"] == sum(e < 0.1 for e in top[name]["rel_error"])
     assert (out / "curvature_precision.png").stat().st_size > 10_000
     assert "bfloat16" in capsys.readouterr().out
+    # one default analysis batch: `hessian` answers about the same function and prints the same lambda_1
+    assert main(["hessian", str(run_dir), "--top-k", "3", "--num-steps", "40", "--out", str(tmp_path / "h")]) == 0
+    hessian = json.loads((tmp_path / "h" / "hessian.json").read_text())
+    curv = json.loads((out / "curvature.json").read_text())
+    assert hessian["eval_set"] == curv["eval_set"] == "val/seed0/2x8x32[:1,:8]"
+    assert abs(hessian["top_eigenvalues"][0] - ref[0]) < 1e-4 * ref[0]
+    assert f"{ref[0]:.4g}" in capsys.readouterr().out
 
 
 def test_numerics_fd_report_best_steps_near_theory(tmp_path, capsys):

@@ -7,7 +7,7 @@ import regex
 from sandbox.errors import SandboxError
 from sandbox.nn.config import ModelConfig
 from sandbox.nn.transformer import init
-from sandbox.regex_sampling import is_canonical, sample_regex
+from sandbox.sampling import GREEDY, is_canonical, sample_regex
 from sandbox.text import bpe
 from sandbox.text.corpus import load_text
 
@@ -43,7 +43,7 @@ def test_tight_token_budget_still_completes(lm):
 def test_greedy_picks_the_most_likely_allowed_token(lm):
     tok, cfg, params = lm
     out = sample_regex(params, cfg, tok, DATE, tok.encode("Date: "), n=16, num_new=24,  # same shapes: no recompile
-                       key=jax.random.PRNGKey(3), temperature=0.0)
+                       key=jax.random.PRNGKey(3), options=GREEDY)
     assert all(regex.fullmatch(DATE, t) for t in out["texts"])  # argmax over the allowed tokens only
     assert len(set(out["texts"])) == 1  # greedy is deterministic across rows
 

@@ -36,7 +36,7 @@ def test_top_p_keeps_the_smallest_set_with_mass_at_least_p():
 def test_sample_next_draws_from_tempered_softmax():
     logits = jnp.log(jnp.array([[0.1, 0.2, 0.3, 0.4]]))
     keys = jax.random.split(jax.random.key(0), 20000)
-    draw = jax.jit(jax.vmap(lambda k: sampling.sample_next(k, logits, temperature=0.5)[0]))
+    draw = jax.jit(jax.vmap(lambda k: sampling.sample_next(k, logits, sampling.SamplingOptions(temperature=0.5))[0]))
     freq = np.bincount(np.asarray(draw(keys)), minlength=4) / 20000
     expected = np.array([0.1, 0.2, 0.3, 0.4]) ** 2
     np.testing.assert_allclose(freq, expected / expected.sum(), atol=0.015)
@@ -49,10 +49,10 @@ def test_sample_next_greedy_and_top_k_1_are_argmax():
     @jax.jit
     def draws(logits):
         return (
-            sampling.sample_next(key, logits, temperature=0.0),
-            sampling.sample_next(key, logits, 1.0, top_k=1),
-            sampling.sample_next(key, logits, 1.0, top_p=1e-6),
-            sampling.sample_next(key, jnp.zeros((200, 10)), 1.0),
+            sampling.sample_next(key, logits, sampling.GREEDY),
+            sampling.sample_next(key, logits, sampling.SamplingOptions(top_k=1)),
+            sampling.sample_next(key, logits, sampling.SamplingOptions(top_p=1e-6)),
+            sampling.sample_next(key, jnp.zeros((200, 10))),
         )
 
     greedy, top_1, top_p_tiny, uniform = draws(logits)
@@ -66,7 +66,7 @@ def test_greedy_generate_equals_hand_argmax_rollout():
     cfg = nn.ModelConfig(vocab_size=11, seq_len=6, d_model=16, n_layers=1, n_heads=2, d_ff=16, init_std=0.5)
     params = nn.init(jax.random.key(2), cfg)
     prompt = jnp.array([[1, 2, 3], [4, 5, 6]])
-    tokens, entropies = sampling.generate(params, cfg, prompt, num_new, jax.random.key(3), temperature=0.0)
+    tokens, entropies = sampling.generate(params, cfg, prompt, num_new, jax.random.key(3), sampling.GREEDY)
     assert tokens.shape == (2, 3 + num_new) and entropies.shape == (2, num_new)
 
     apply = jax.jit(nn.apply, static_argnums=2)

@@ -2,10 +2,8 @@
 
 Works on any model given as `logits_fn(params, batch) -> logits (..., C)` with integer
 `batch["targets"]` (...): the loss is the mean token cross-entropy L(w) = mean_i CE(z_i, y_i),
-the very objective the sandbox trains. Operators (see `sandbox.curvature`):
-- "hessian": H = d^2 L / dw^2;
-- "ggn": J^T H_z J, the Gauss-Newton part (PSD);
-- "fisher": J^T M J with labels sampled from the model (Monte-Carlo, -> GGN in expectation).
+the very objective the sandbox trains. Operators: the table `curvature.kinds.KINDS` ("hessian";
+"ggn", J^T H_z J with H_z in closed form; "fisher", empirical; "fisher-mc", labels sampled from the model).
 Blocks are the subtrees the model's parameter grouping names (`sandbox.nn.groups`).
 """
 
@@ -15,11 +13,11 @@ import os
 import jax
 import numpy as np
 
-from sandbox import curvature, losses
+from sandbox import curvature
 from sandbox.errors import SandboxError
 from sandbox.nn import groups as groups_lib
 
-OPERATORS = ("hessian", "ggn", "fisher")
+OPERATORS = tuple(curvature.kinds.KINDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,14 +44,7 @@ class CurvatureOptions:
 
 def operator(kind: str, logits_fn, params, batch, key: jax.Array) -> curvature.LinearOperator:
     """The `kind` curvature operator of L(w) = mean CE(logits_fn(w, batch), batch["targets"])."""
-    token_ce = lambda z, b: losses.cross_entropy(z, b["targets"]).mean()  # noqa: E731
-    if kind == "hessian":
-        return curvature.hessian(lambda p, b: token_ce(logits_fn(p, b), b), params, batch)
-    if kind == "ggn":
-        return curvature.softmax_ggn(logits_fn, params, batch)  # closed-form H_z of token_ce
-    if kind == "fisher":
-        return curvature.fisher(logits_fn, params, batch, kind="mc", key=key)
-    raise SandboxError(f"unknown operator {kind!r}; valid: {', '.join(OPERATORS)}")
+    return curvature.kinds.operator(kind, logits_fn, curvature.kinds.SOFTMAX_CE, params, batch, key)
 
 
 def memory_bytes(dim: int, opts: CurvatureOptions, itemsize: int = 4) -> int:
@@ -122,7 +113,7 @@ def analyse(logits_fn, params, batch, opts: CurvatureOptions = CurvatureOptions(
         per_target[names[t]] = _dense_summary(a_bb, opts)
         for stage in _target_stages(opts) if progress else []:
             progress(names[t], stage)
-    result = {"operator": opts.operator, "fisher_kind": "mc" if opts.operator == "fisher" else None,
+    result = {"operator": opts.operator, "title": curvature.kinds.KINDS[opts.operator].title,
               **{k: v for k, v in per_target.pop("all").items() if k != "method"}}
     if per_target:
         result["blocks"] = {name: per_target[name] for name in names[1:]}
@@ -160,10 +151,10 @@ def _density(nodes_PxM, weights_PxM) -> dict:
     return {"grid": [float(g) for g in grid], "values": [float(v) for v in values]}
 
 
-def of_run(run, opts: CurvatureOptions = CurvatureOptions(), batch_size: int = 8, progress=None) -> dict:
-    """`analyse` of a trained `Run` on the first batch of its eval set, cut to `batch_size` sequences;
-    the result names that batch ("eval_set")."""
-    evals = run.eval_subset(1, batch_size)
+def of_run(run, opts: CurvatureOptions = CurvatureOptions(), batch_size: int | None = None, progress=None) -> dict:
+    """`analyse` of a `Run` on its default analysis batch (`Run.analysis_set`: the first `batch_size`
+    sequences of the eval set's first batch); the result names that batch ("eval_set")."""
+    evals = run.analysis_set(batch_size)
     result = analyse(run.logits, run.params, evals.batch(0), opts, run.groups(), progress)
-    return {"run_dir": str(run.path), "step": run.step, "eval_set": evals.name, "batch_size": batch_size,
+    return {"run_dir": str(run.path), "step": run.step, "eval_set": evals.name, "batch_size": evals.batch_size,
             "options": dataclasses.asdict(opts), **result}

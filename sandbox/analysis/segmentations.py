@@ -62,13 +62,12 @@ def count_report(tokenizer, text: str, run_dir=None, limit: int = 2000) -> dict:
     out = {"bytes": len(data), "count": count_segmentations(data, token_table(tokenizer)),
            "canonical": [tokenizer.decode_bytes([i]) for i in tokenizer.encode(text)]}
     if run_dir is not None:
-        from sandbox.text.tokenizer import run_tokenizer
-        from sandbox.train.checkpoint import load_run
+        from sandbox.analysis.run import load
 
-        cfg, params, _ = load_run(run_dir)
-        if getattr(run_tokenizer(cfg.data, run_dir), "merges", None) != tokenizer.merges:
+        run = load(run_dir)
+        if getattr(run.tokenizer, "merges", None) != tokenizer.merges:
             raise SandboxError(f"run {run_dir} was not trained with this tokenizer: give the run's tokenizer.json")
-        out["lm"] = segmentation_probabilities(params, cfg.model, tokenizer, text, limit=limit)
+        out["lm"] = segmentation_probabilities(run.params, run.cfg.model, tokenizer, text, limit=limit)
     return out
 
 

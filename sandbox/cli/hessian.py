@@ -21,10 +21,12 @@ def add_parser(subparsers):
     p.add_argument("--blocks", action="store_true",
                    help="also per parameter block: embeddings, each attention, each MLP, each norm")
     p.add_argument("--operator", choices=OPERATORS, default="hessian",
-                   help="hessian, ggn (Gauss-Newton) or fisher (Monte-Carlo, softmax)")
+                   help="hessian, ggn (Gauss-Newton, closed-form softmax), fisher (empirical) or fisher-mc "
+                        "(Monte-Carlo labels)")
     p.add_argument("--out", help="output folder (default: a new RUN_DIR/hessian-<timestamp>)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
-    p.add_argument("--batch-size", type=int, default=8, help="sequences of the eval set's first batch to use")
+    p.add_argument("--batch-size", type=int, help="sequences of the eval set's first batch to use (default: 8, the "
+                                                  "default analysis batch every curvature command shares)")
     p.add_argument("--num-steps", type=int, default=80, help="Lanczos steps (eigenvalues, SLQ)")
     p.add_argument("--num-probes", type=int, default=4, help="SLQ probes")
     p.add_argument("--num-matvecs", type=int, default=60, help="matvecs for the trace")
@@ -39,7 +41,8 @@ def run(args) -> int:
     from sandbox.curvature import Layout
     from sandbox.train import records
 
-    validate.positive_int("", "--batch-size", args.batch_size)
+    if args.batch_size is not None:
+        validate.positive_int("", "--batch-size", args.batch_size)
     opts = curvature.CurvatureOptions(args.operator, args.top_k, args.num_steps, args.density, args.num_probes,
                                       args.trace, args.num_matvecs, args.blocks, args.seed)
     run = analysis.load(args.run_dir, args.step)

@@ -1,5 +1,5 @@
-"""A plain MLP as pure functions, shared by the curvature experiments (edge of stability,
-Hessian outliers, block heterogeneity): params {"layer_i": {"w", "b"}}, x -> act(x W + b) ... W + b."""
+"""A plain MLP classifier as pure functions (the curvature experiments, the Bayes tests and benchmarks):
+params {"layer_i": {"w", "b"}}, x -> act(x W + b) ... W + b (no activation after the last layer)."""
 
 import jax
 import jax.numpy as jnp
