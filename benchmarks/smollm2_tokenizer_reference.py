@@ -113,7 +113,7 @@ def main():
     differ = [k for k, (a, b) in enumerate(zip(ids, loaded)) if a != b]
     print(f"texts where transformers' GGUF loader as is (GPT-2 ByteLevel, no 'smollm' digits) differs: {len(differ)}")
     if differ:
-        k = differ[0]
+        k = min(differ, key=lambda k: len(texts[k]))
         print("  e.g.", repr(texts[k][:60]))
     decoded = sum(tok.decode(r) != hf.decode(r, skip_special_tokens=False) for r in ref)
     print(f"decode mismatches on the reference ids: {decoded}")

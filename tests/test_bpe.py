@@ -151,7 +151,7 @@ def test_merge_pieces_when_a_merge_makes_a_lower_ranked_pair():
     pieces = [b"pqab", b"pqabpqab", b"abpqab", b"qab", b"ab" * 5]
     expected = [merge_piece(p, ranks) for p in pieces]
     assert expected[:4] == [[259], [259, 259], [260, 259], [258]]
-    assert _unpacked(merge_pieces(pieces, PairRanks(ranks))) == expected
+    assert _unpacked(merge_pieces(pieces, PairRanks(ranks), few=0)) == expected
 
 
 # tokens over "abc" whose ranks make merges create lower-ranked pairs (ab then abc < bc, ...), so
@@ -161,12 +161,25 @@ _ABC_RANKS = {bytes([b]): b for b in range(256)} | {
 }
 
 
+# the same tokens made by a merge list in another order than their ids (HF's rule): b+c first, ...
+_ABC_MERGES = [(b"b", b"c"), (b"a", b"b"), (b"c", b"a"), (b"ab", b"c"), (b"a", b"a"), (b"c", b"ab"), (b"b", b"ca"),
+               (b"a", b"ab"), (b"ab", b"ca"), (b"c", b"c")]
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.text("abc", min_size=1, max_size=80), min_size=1, max_size=40))
-def test_merge_pieces_is_merge_piece_on_random_pieces(words):
-    pieces = [w.encode() for w in words]
-    packed = merge_pieces(pieces, PairRanks(_ABC_RANKS))
-    assert [np.frombuffer(b, np.int32).tolist() for b in packed] == [merge_piece(p, _ABC_RANKS) for p in pieces]
+@given(st.lists(st.text("abc", min_size=1, max_size=80), min_size=1, max_size=40), st.booleans())
+def test_merge_pieces_is_merge_piece_on_random_pieces(words, by_list):
+    pieces, merges = [w.encode() for w in words], _ABC_MERGES if by_list else None
+    packed = merge_pieces(pieces, PairRanks(_ABC_RANKS, merges), few=0)
+    merge_ranks = {pair: k for k, pair in enumerate(merges)} if by_list else None
+    expected = [merge_piece(p, _ABC_RANKS, merge_ranks=merge_ranks) for p in pieces]
+    assert [np.frombuffer(b, np.int32).tolist() for b in packed] == expected
+
+
+def test_the_two_rules_differ_where_the_list_order_is_not_the_id_order():
+    by_list = {pair: k for k, pair in enumerate(_ABC_MERGES)}
+    assert merge_piece(b"abc", _ABC_RANKS) == [257]  # ab (256) first, then ab + c = abc (257)
+    assert merge_piece(b"abc", _ABC_RANKS, merge_ranks=by_list) == [97, 258]  # b + c first; a + bc is not listed
 
 
 def test_save_load_round_trip(tok, tmp_path, pydoc):

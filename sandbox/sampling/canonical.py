@@ -20,8 +20,7 @@ from sandbox.sampling.options import DEFAULT, SamplingOptions, sample_next
 def is_canonical(tokenizer, ids) -> bool:
     """True iff `ids` is exactly the tokenizer's own encoding of the text they spell (special-token
     text such as "<|endoftext|>" read as ordinary text, as the constrained sampler spells it)."""
-    encode = getattr(tokenizer, "encode_ordinary", tokenizer.encode)
-    return list(encode(tokenizer.decode(ids))) == list(ids)
+    return list(tokenizer.encode_ordinary(tokenizer.decode(ids))) == list(ids)
 
 
 def canonical_rows(params, cfg, tokenizer, index, tables, prompt_BxP, num_new, key,

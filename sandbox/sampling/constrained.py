@@ -13,7 +13,7 @@ from sandbox.errors import SandboxError
 from sandbox.sampling.canonical import canonical_rows, is_canonical
 from sandbox.sampling.generate import generate_constrained
 from sandbox.sampling.options import DEFAULT, SamplingOptions
-from sandbox.text.constrained import TokenIndex, regex_index, token_bytes
+from sandbox.text.constrained import TokenIndex, regex_index
 
 
 def mask_tables(index: TokenIndex, vocab_size: int):
@@ -48,7 +48,7 @@ def sample_regex(params, cfg, tokenizer, pattern: str, prompt_ids, n: int, num_n
         tokens_BxT, length_B, _ = generate_constrained(params, cfg, prompt_BxP, num_new, key, *tables, options)
         p = prompt_BxP.shape[1]
         rows = [[int(t) for t in row[p : p + int(k)]] for row, k in zip(np.asarray(tokens_BxT), np.asarray(length_B))]
-    spelled = token_bytes(tokenizer)[0]
+    spelled = tokenizer.token_bytes()
     canonical = [is_canonical(tokenizer, ids) for ids in rows]
     return {
         "texts": [tokenizer.decode(ids) for ids in rows], "ids": rows, "index_states": index.dfa.num_states,
