@@ -7,7 +7,7 @@ Fixture: a 2 -> 8 -> 8 -> 3 tanh MLP (123 parameters) with the same float64 weig
 PyTorch, 3-class data; for subset all / last_layer x structure full / diag / kron (and a full
 regression posterior) it stores, at two prior precisions, laplace-torch's dense posterior precision
 (permuted into the JAX flat order: per layer b, then w as Din x Dout row-major), its GLM predictive (probit for
-classification) and its log marginal likelihood. tests/test_bayes_reference.py
+classification) and its log marginal likelihood. tests/bayes/test_bayes_reference.py
 compares sandbox.bayes with these numbers, so CI needs no torch.
 Needs (bench/fixture only): pip install torch==2.13.0; pip install --no-deps laplace-torch asdfghjkl==0.1a4
 backpack-for-pytorch curvlinops-for-pytorch torchmetrics lightning-utilities opt-einsum einops unfoldNd

@@ -1,6 +1,6 @@
 """SmolLM2's tokenizer read from its GGUF by the sandbox (`text.bpe_gguf`) against Hugging Face's
 encoding of the same GGUF, on a large varied corpus (`tests/tokenizer_corpus.py`); writes the
-compact fixture `tests/fixtures/smollm2_tokenizer.json` that `tests/test_bpe_gguf.py` checks
+compact fixture `tests/fixtures/smollm2_tokenizer.json` that `tests/text/test_bpe_gguf.py` checks
 without transformers, and times both sides.
 
 The reference is transformers' GGUF loader (`AutoTokenizer.from_pretrained(dir, gguf_file=...)`,

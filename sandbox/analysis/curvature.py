@@ -31,6 +31,7 @@ class CurvatureOptions:
     num_matvecs: int = 60  # matvecs for the trace
     blocks: bool = False  # also per block of the parameter grouping
     seed: int = 0
+    plain: bool = False  # Lanczos without a basis (Cullum-Willoughby) even where the bases would fit
 
     def __post_init__(self):
         from sandbox import validate
@@ -48,28 +49,55 @@ def operator(kind: str, logits_fn, params, batch, key: jax.Array) -> curvature.L
 
 
 def memory_bytes(dim: int, opts: CurvatureOptions, itemsize: int = 4) -> int:
-    """Bytes of the Lanczos bases in memory at once: (m + 1) x dim per run (m = max(num_steps, top_k)),
-    one run per SLQ probe (or one without --density), `linop.vector_batch()` runs at a time (one on CPU)."""
+    """Bytes of the vectors in memory at once: the Lanczos bases, (m + 1) x dim per run (m = max(num_steps,
+    top_k)), one run per SLQ probe (or one without --density), `linop.vector_batch()` runs at a time (one on
+    CPU); or Hutch++'s num_matvecs sketch and probe vectors, whichever is larger."""
     m = min(max(opts.num_steps, opts.top_k), dim)
     runs = opts.num_probes if opts.density else 1
-    return min(runs, curvature.linop.vector_batch()) * (m + 1) * dim * itemsize
+    bases = min(runs, curvature.linop.vector_batch()) * (m + 1) * dim * itemsize
+    return max(bases, opts.num_matvecs * dim * itemsize if opts.trace else 0)
+
+
+def free_bytes() -> int | None:
+    """Physical memory free now (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+PLAIN = "lanczos-plain"  # no reorthogonalization, Cullum-Willoughby (`curvature.lanczos_plain`)
+PLAIN_VECTORS = 4  # vectors a plain Lanczos run (3) or a Hutchinson probe (2) holds, with one to spare
+
+
+def route(dim: int, opts: CurvatureOptions) -> str:
+    """"lanczos" (full reorthogonalization; every target in one program) when its bases fit in free memory,
+    else `PLAIN` for the whole operator: a few vectors whatever the number of steps (a large model)."""
+    free = free_bytes()
+    if not opts.plain and (free is None or memory_bytes(dim, opts) <= free):
+        return "lanczos"
+    return PLAIN
 
 
 def check_request(dim: int, opts: CurvatureOptions) -> None:
-    """Refuse, before any work, more eigenvalues than the operator has, or Lanczos bases that would not
-    fit in free memory."""
+    """Refuse, before any work, more eigenvalues than the operator has, per-block spectra whose Lanczos bases
+    would not fit in free memory, or an operator too large for even the plain route's few vectors."""
     if opts.top_k > dim:
         raise SandboxError(f"top_k={opts.top_k} exceeds the operator's dimension {dim:,} (its number of "
                            "eigenvalues); ask for fewer")
-    need = memory_bytes(dim, opts)
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not every OS reports free memory
+    if route(dim, opts) == "lanczos":
         return
-    if need > free:
-        raise SandboxError(f"top_k={opts.top_k}, num_steps={opts.num_steps}, num_probes={opts.num_probes} on "
-                           f"{dim:,} parameters need about {need / 2**30:.1f} GiB of Lanczos vectors, more than "
-                           f"the {free / 2**30:.1f} GiB free; ask for fewer eigenvalues or steps")
+    need, free = memory_bytes(dim, opts), free_bytes() or float("inf")
+    if opts.blocks and opts.plain:
+        raise SandboxError("--blocks runs every block with a Lanczos basis; drop --plain-lanczos or --blocks")
+    if opts.blocks:
+        raise SandboxError(f"--blocks keeps a Lanczos basis per block: top_k={opts.top_k}, num_steps={opts.num_steps}"
+                           f" on {dim:,} parameters need about {need / 2**30:.1f} GiB, more than the "
+                           f"{free / 2**30:.1f} GiB free; ask for fewer steps, or drop --blocks (the whole "
+                           "operator then runs without a basis)")
+    if PLAIN_VECTORS * dim * 4 > free:
+        raise SandboxError(f"{dim:,} parameters need {PLAIN_VECTORS * dim * 4 / 2**30:.1f} GiB of Lanczos vectors "
+                           f"even without a basis, more than the {free / 2**30:.1f} GiB free")
 
 
 def stages(opts: CurvatureOptions, groups: dict | None, params) -> int:
@@ -100,6 +128,9 @@ def analyse(logits_fn, params, batch, opts: CurvatureOptions = CurvatureOptions(
     key_op, key_solve = jax.random.split(jax.random.key(opts.seed))
     op = operator(opts.operator, logits_fn, params, batch, key_op)
     check_request(op.dim, opts)
+    if route(op.dim, opts) == PLAIN:
+        return {"operator": opts.operator, "title": curvature.kinds.KINDS[opts.operator].title,
+                **_plain_summary(op, opts, key_solve, progress)}
     names = ["all"] + (groups_lib.blocks(groups or groups_lib.infer(params)) if opts.blocks else [])
     masks_TxN = curvature.blocks.masks(op.layout, names)
     exact = [t for t in range(1, len(names)) if masks_TxN[t].sum() <= lanczos_matvecs(opts)]
@@ -118,6 +149,26 @@ def analyse(logits_fn, params, batch, opts: CurvatureOptions = CurvatureOptions(
     if per_target:
         result["blocks"] = {name: per_target[name] for name in names[1:]}
     return result
+
+
+def _plain_summary(op, opts: CurvatureOptions, key: jax.Array, progress=None) -> dict:
+    """The whole operator's fields without a basis (`curvature.lanczos_plain`): top-k after Cullum-Willoughby,
+    the SLQ density from plain runs one probe at a time, the trace by Hutchinson (Hutch++'s sketch is a basis)."""
+    tick = progress or (lambda target, stage: None)
+    keys = jax.random.split(key, 3)
+    values, residuals = curvature.lanczos_plain.top_eigenvalues(op, opts.top_k, key=keys[0], num_steps=opts.num_steps)
+    one = {"dim": op.dim, "method": PLAIN, "top_eigenvalues": [float(v) for v in values],
+           "residuals": [float(r) for r in residuals]}
+    tick("all", curvature.blocks.STAGES[0])
+    if opts.density:
+        one["density"] = _density(*curvature.lanczos_plain.slq_nodes_weights(
+            op, key=keys[1], num_steps=opts.num_steps, num_probes=opts.num_probes))
+        tick("all", curvature.blocks.STAGES[1])
+    if opts.trace:
+        one["trace"] = float(curvature.trace(op, key=keys[2], num_matvecs=opts.num_matvecs, method="hutchinson"))
+        one["trace_method"] = "hutchinson"
+        tick("all", curvature.blocks.STAGES[2])
+    return one
 
 
 def _lanczos_summary(out: dict, i: int, dim: int, opts: CurvatureOptions) -> dict:

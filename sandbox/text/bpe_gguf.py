@@ -11,6 +11,7 @@ rule gives the same ids, but nothing here relies on it. The end-of-text token is
 `eos_token_id` (SmolLM2-Instruct: "<|im_end|>", id 2).
 
     tok = from_gguf(path); tok.encode("<|im_start|>user", allowed_special="all")
+    tok = from_reader(gguf.GGUFReader(path))   # a reader already open for the weights: no second parse
 """
 
 from pathlib import Path
@@ -29,7 +30,16 @@ def from_gguf(path) -> Tokenizer:
     path = Path(path)
     if not path.is_file():
         raise SandboxError(f"GGUF file {path} not found")
-    fields = read_metadata(path, "tokenizer.ggml.")
+    return from_fields(read_metadata(path, "tokenizer.ggml."), path)
+
+
+def from_reader(reader) -> Tokenizer:
+    """`from_gguf` of a file already open as a `gguf.GGUFReader` (its parse is most of the cost)."""
+    return from_fields({k: f.contents() for k, f in reader.fields.items() if k.startswith("tokenizer.ggml.")}, "GGUF")
+
+
+def from_fields(fields: dict, path) -> Tokenizer:
+    """The tokenizer of the `tokenizer.ggml.*` metadata fields (`path` names the file in errors)."""
     model, pre = fields.get("tokenizer.ggml.model"), fields.get("tokenizer.ggml.pre", "default")
     if model != "gpt2":
         raise SandboxError(f"{path}: tokenizer model {model!r} is not byte-level BPE ('gpt2')")

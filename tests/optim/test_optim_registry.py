@@ -1,12 +1,12 @@
 """The optimizer registry, config validation, schedules, clipping, the lr in the state, `sandbox list`."""
 
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import paths
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +16,7 @@ from sandbox import optim
 from sandbox.cli import main
 from sandbox.errors import SandboxError
 
-PRESETS = sorted((pathlib.Path(__file__).parents[1] / "configs" / "optimizer").glob("*.yaml"))
+PRESETS = sorted((paths.ROOT / "configs" / "optimizer").glob("*.yaml"))
 
 
 def test_names_resolve_unambiguously():

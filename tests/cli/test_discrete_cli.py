@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import regex
-from test_train import micro
+from cases import micro
 
 from sandbox.cli import main
 from sandbox.rundir import marker

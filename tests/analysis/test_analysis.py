@@ -66,6 +66,13 @@ def test_curvature_request_checks():
         curvature.check_request(10**12, curvature.CurvatureOptions(top_k=5))
     opts = curvature.CurvatureOptions(top_k=5, num_steps=20, density=True, num_probes=3)
     assert curvature.memory_bytes(1000, opts) == 21 * 1000 * 4  # the 3 probes' runs one at a time on CPU
+    # bases of 81 vectors 10x over free memory, 4 plain vectors within half of it: the plain route, no refusal
+    big = curvature.free_bytes() // (4 * 4 * 2)
+    assert curvature.route(big, curvature.CurvatureOptions(top_k=5)) == curvature.PLAIN
+    curvature.check_request(big, curvature.CurvatureOptions(top_k=5))
+    with pytest.raises(SandboxError, match="--blocks keeps a Lanczos basis per block"):
+        curvature.check_request(big, curvature.CurvatureOptions(top_k=5, blocks=True))
+    assert curvature.route(1000, curvature.CurvatureOptions(top_k=5)) == "lanczos"
     with pytest.raises(SandboxError, match="hessian.operator='newton' is not known"):
         curvature.CurvatureOptions(operator="newton")
 

@@ -6,17 +6,10 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from cases import MICRO, micro
 
 from sandbox.cli import main
 from sandbox.train import checkpoint, config, records, session
-
-MICRO = ["data.corpus=markov", "data.markov.alphabet=4", "data.markov.order=2", "data.markov.concentration=0.1",
-         "data.markov.length=50000", "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64",
-         "model.seq_len=32", "train.batch_size=16", "train.log_every=10"]
-
-
-def micro(*overrides):
-    return config.load("configs/tiny.yaml", MICRO + list(overrides))
 
 
 @pytest.mark.slow

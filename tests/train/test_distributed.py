@@ -7,10 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
+import paths
 import pytest
 from conftest import TINY_RUN_OVERRIDES
 
@@ -18,7 +18,7 @@ from sandbox.errors import SandboxError
 from sandbox.train import checkpoint, config, distributed, session
 
 pytestmark = pytest.mark.slow  # two launches of 2 processes each: 304 s on a heavily loaded 2-core machine
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = paths.ROOT
 OVERRIDES = [*TINY_RUN_OVERRIDES, "optimizer.schedule=constant", "train.steps=4", "train.eval_every=2",
              "train.log_every=1", "train.checkpoint_every=2"]
 

@@ -5,7 +5,7 @@ import math
 import jax
 import numpy as np
 import pytest
-from test_train import micro
+from cases import micro
 
 from sandbox.cli import main
 from sandbox.train import checkpoint, records, session

@@ -6,7 +6,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from test_train import micro
+from cases import micro
 
 from sandbox.errors import SandboxError
 from sandbox.train import checkpoint, loop, records, session
