@@ -34,8 +34,8 @@ class Config:
     regex: str = r"(19|20)\d\d"
     regex_prompt: str = "Python was first released in the year "
     regex_samples: int = 2
-    top_k: int = 3  # Hessian eigenvalues
-    num_steps: int = 12  # Lanczos steps (top-k and each SLQ probe): (m + 1) x 134.5M floats = 7 GB at 12
+    top_k: int = 5  # Hessian eigenvalues
+    num_steps: int = 30  # Lanczos steps (top-k and each SLQ probe); plain Lanczos where bases would not fit
     num_probes: int = 1  # SLQ probes for the density (one basis in memory at a time)
     svd_fractions: list[float] = field(default_factory=lambda: [0.5, 0.75])
     bits: list[int] = field(default_factory=lambda: [8, 4])
