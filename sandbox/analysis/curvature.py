@@ -71,10 +71,11 @@ PLAIN_VECTORS = 4  # vectors a plain Lanczos run (3) or a Hutchinson probe (2) h
 
 
 def route(dim: int, opts: CurvatureOptions) -> str:
-    """"lanczos" (full reorthogonalization; every target in one program) when its bases fit in free memory,
-    else `PLAIN` for the whole operator: a few vectors whatever the number of steps (a large model)."""
+    """"lanczos" (full reorthogonalization; every target in one program) when its bases take at most half the
+    free memory (the rest is the model's own passes), else `PLAIN` for the whole operator: a few vectors
+    whatever the number of steps (a large model)."""
     free = free_bytes()
-    if not opts.plain and (free is None or memory_bytes(dim, opts) <= free):
+    if not opts.plain and (free is None or memory_bytes(dim, opts) <= free // 2):
         return "lanczos"
     return PLAIN
 
