@@ -40,6 +40,7 @@ class Config:
     svd_fractions: list[float] = field(default_factory=lambda: [0.5, 0.75])
     bits: list[int] = field(default_factory=lambda: [8, 4])
     group_size: int = 64
+    diag_probes: int = 4  # Hutchinson probes of the Hessian diagonal behind the OBD prediction (one HVP each)
     seed: int = 0
 
     def __post_init__(self):
@@ -84,7 +85,8 @@ def run(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     settings = {"svd": [{"fraction": f} for f in cfg.svd_fractions],
                 "quantize": [{"bits": b, "symmetric": True, "granularity": "group", "group_size": cfg.group_size}
                              for b in cfg.bits]}
-    sweep = compression.study(compression.lm_target(lm), settings, out_dir / "compress", say)
+    target = compression.lm_target(lm, compression.SweepOptions(diag_probes=cfg.diag_probes))
+    sweep = compression.study(target, settings, out_dir / "compress", say)
     captions.update({f"compress/{sweep['figures'][0]}": (
         "Held-out loss (nats/token; perplexity is its exponential) on the run's eval set against bits per "
         "weight: each linear layer's W replaced by its best rank-k approximation (SVD, Eckart-Young) or rounded "
@@ -105,7 +107,8 @@ def run(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
                     "residuals": hessian["residuals"]},
         "alpha": {name: row["alpha"] for name, row in layer_table.items()},
         "compression": [{"method": r["method"], "setting": r["setting"], "bits_per_weight": r["bits_per_weight"],
-                         "val_loss": r["val_loss"], "perplexity": math.exp(r["val_loss"])} for r in sweep["rows"]],
+                         "val_loss": r["val_loss"], "perplexity": math.exp(r["val_loss"]),
+                         "predicted_delta_loss": r.get("predicted_delta_loss")} for r in sweep["rows"]],
         "residual_rank": ranks, "figures": captions,
     }
     records.write_json(out_dir / "summary.json", summary)
@@ -131,8 +134,9 @@ def _rows(s: dict) -> list[tuple[str, str, str]]:
              f"eval set {s['hessian']['eval_set']} (the default analysis batch)"),
             ("power-law alpha per layer (min .. max)", f"{min(s['alpha'].values()):.2f} .. "
              f"{max(s['alpha'].values()):.2f}", "each linear layer's ESD of W^T W")]
-    rows += [(f"{r['method']} {r['setting']}: perplexity", f"{r['perplexity']:.2f}", f"eval set {ev}")
-             for r in s["compression"]]
+    rows += [(f"{r['method']} {r['setting']}: perplexity (loss change; predicted g.d + d.Hd/2)",
+              f"{r['perplexity']:.2f} ({r['val_loss'] - s['val_loss']:+.4f}; {r['predicted_delta_loss']:+.4f})",
+              f"eval set {ev}") for r in s["compression"]]
     r1 = s["residual_rank"]["rank1_residual"]["mean"]
     rows.append(("distance to rank one r(X), embedding -> last block", f"{r1[0]:.3f} -> {r1[-1]:.3f}",
                  f"the {ev} first batch's sequences"))

@@ -18,7 +18,7 @@ from sandbox import compile_cache
 from sandbox.errors import SandboxError
 
 COMMANDS = ["train", "launch", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra", "attention",
-            "numerics", "bayes", "pretrained"]
+            "numerics", "bayes", "pretrained", "results"]
 
 
 def build_parser() -> argparse.ArgumentParser:
