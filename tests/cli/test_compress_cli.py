@@ -59,8 +59,9 @@ def test_compress_default_output_is_a_new_folder_and_baseline_is_training_val_lo
 @pytest.mark.parametrize("option", ["--eval-batches", "--batch-size"])
 def test_zero_eval_sizes_are_refused_before_any_folder(run_dir, tmp_path, capsys, option):
     out = tmp_path / "zero"
-    assert main(["compress", str(run_dir), "--method", "svd", option, "0", "--out", str(out)]) == 2
-    assert "must be a positive integer, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a usage error: argparse's one line
+        main(["compress", str(run_dir), "--method", "svd", option, "0", "--out", str(out)])
+    assert e.value.code == 2 and f"{option}: must be an integer in [1," in capsys.readouterr().err
     assert not out.exists()
 
 
