@@ -4,16 +4,24 @@ The reference numbers come from transformers' LlamaForCausalLM loaded from the s
 two layers (benchmarks/smollm2_reference.py wrote tests/fixtures/smollm2_reference.npz); torch is not needed.
 """
 
+import dataclasses
+import functools
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sandbox import nn
+from sandbox import losses, nn
+from sandbox.curvature import hessian
 from sandbox.errors import SandboxError
 from sandbox.pretrained import smollm2
+from sandbox.sampling import generate
+from sandbox.train.objective import lm_loss
 
 RNG = np.random.default_rng(0)
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "smollm2_reference.npz"
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +88,68 @@ def test_damaged_gguf_is_one_line(tmp_path, cut):
     with pytest.raises(SandboxError, match="not a readable GGUF file") as e:
         smollm2.load(n_layers=1, path=tmp_path / "bad.gguf")
     assert "\n" not in str(e.value)
+
+
+# --- equal to transformers (2 layers; the full model: benchmarks/smollm2_reference.py --full) -----------------
+
+
+def direction(params):
+    """The fixture's HVP direction (as benchmarks/smollm2_reference.py draws it): leaf i ~ N(0, 1) from
+    fold_in(key(0), i), leaves in the tree's order."""
+    leaves, treedef = jax.tree.flatten(params)
+    return treedef.unflatten([jax.random.normal(jax.random.fold_in(jax.random.key(0), i), leaf.shape, leaf.dtype)
+                              for i, leaf in enumerate(leaves)])
+
+
+@pytest.fixture(scope="module")
+def against_reference(smollm2_2layers):
+    """(reference, ours): the fixture's numbers and the sandbox's own, float32, on the fixture's tokens."""
+    ref = dict(np.load(FIXTURE))
+    cfg, params = smollm2_2layers
+    tokens = jnp.asarray(ref["tokens_BxLp1"])
+    batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
+    loss_fn = lambda p, b: lm_loss(p, b, cfg)  # noqa: E731
+    logits = jax.jit(nn.apply, static_argnums=2)(params, batch["inputs"], cfg)
+    grads = jax.jit(jax.grad(loss_fn))(params, batch)
+    v = direction(params)
+    hv = hessian(loss_fn, params, batch).matvec(v)
+    prompt = jnp.asarray(ref["prompt"])[None]
+    window = dataclasses.replace(cfg, seq_len=prompt.shape[1] + len(ref["greedy"]))
+    seq, _ = generate(params, window, prompt, len(ref["greedy"]), jax.random.key(0), temperature=0.0)
+    names = [str(n) for n in ref["names"]]
+    leaf = lambda tree, name: functools.reduce(lambda t, k: t[k], name.split("/"), tree)  # noqa: E731
+    ours = {"logits": np.asarray(logits), "nll_BxL": np.asarray(losses.cross_entropy(logits, batch["targets"])),
+            "grad_norms": np.asarray([jnp.linalg.norm(leaf(grads, n)) for n in names]),
+            "grad_norm": float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))),
+            "hvp_norms": np.asarray([jnp.linalg.norm(leaf(hv, n)) for n in names]),
+            "vhv": float(sum(jnp.vdot(h, x) for h, x in zip(jax.tree.leaves(hv), jax.tree.leaves(v)))),
+            "greedy": np.asarray(seq)[0, prompt.shape[1]:]}
+    return ref, ours
+
+
+@pytest.mark.slow
+def test_logits_equal_transformers_within_1e4_of_the_largest_logit(against_reference):
+    ref, ours = against_reference
+    err = np.abs(ours["logits"][..., ref["columns"]] - ref["logits_BxLxC"]).max()
+    assert err <= 1e-4 * float(ref["logit_scale"])  # measured: 8e-7 of it
+    assert ref["logits_BxLxC"].shape[-1] > 1000 and float(np.abs(ours["logits"]).max()) == pytest.approx(
+        float(ref["logit_scale"]), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_per_token_nll_gradient_and_hvp_equal_transformers(against_reference):
+    """NLL to 2e-4 nats (float32 logits of size ~85: measured 3e-5); the gradient norm, in all and per parameter,
+    and the HVP's v.Hv and per-parameter norms to 1e-5 relative (measured <= 2e-6) against float64 torch."""
+    ref, ours = against_reference
+    np.testing.assert_allclose(ours["nll_BxL"], ref["nll_BxL"], atol=2e-4)
+    np.testing.assert_allclose(ours["grad_norm"], ref["grad_norm"], rtol=1e-5)
+    np.testing.assert_allclose(ours["grad_norms"], ref["grad_norms"], rtol=1e-5)
+    np.testing.assert_allclose(ours["vhv"], ref["vhv"], rtol=1e-5)
+    np.testing.assert_allclose(ours["hvp_norms"], ref["hvp_norms"], rtol=2e-5)
+
+
+@pytest.mark.slow
+def test_greedy_continuation_equals_transformers(against_reference):
+    ref, ours = against_reference
+    assert float(ref["greedy_margins"].min()) > 1e-2  # no near-tie: the comparison is meaningful
+    np.testing.assert_array_equal(ours["greedy"], ref["greedy"])
