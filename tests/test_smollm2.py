@@ -153,3 +153,28 @@ def test_greedy_continuation_equals_transformers(against_reference):
     ref, ours = against_reference
     assert float(ref["greedy_margins"].min()) > 1e-2  # no near-tie: the comparison is meaningful
     np.testing.assert_array_equal(ours["greedy"], ref["greedy"])
+
+
+# --- the run folder -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_pretrained_cli_writes_a_run_that_analysis_load_opens(tmp_path, smollm2_2layers, capsys):
+    from sandbox import analysis, rundir
+    from sandbox.cli import main
+
+    out = tmp_path / "smollm2"
+    assert main(["pretrained", "smollm2", "--out", str(out), "--layers", "0"]) == 2
+    assert "--layers" in capsys.readouterr().err and not out.exists()
+    assert main(["pretrained", "smollm2", "--out", str(out), "--layers", "1"]) == 0
+    assert rundir.marker(out)["command"] == "pretrained smollm2"
+    run = analysis.load(out)
+    _, params = smollm2_2layers
+    assert run.step == 0 and run.cfg.model.n_layers == 1 and run.eval_set.name == "val/seed0/1x4x128"
+    leaf = lambda tree, path: np.asarray(functools.reduce(lambda t, k: t[k], path, tree))  # noqa: E731
+    for path in (("embed", "tokens"), ("block_0", "attn", "k", "w"), ("norm_final", "scale")):
+        np.testing.assert_array_equal(leaf(run.params, path), leaf(params, path))  # the GGUF's floats, saved
+    text = "<|im_start|>user\nHello, world!<|im_end|>"
+    assert run.tokenizer.decode(run.tokenizer.encode(text, allowed_special="all")) == text
+    assert 0 < run.val_loss() < 30
+    assert main(["pretrained", "smollm2", "--out", str(out), "--layers", "1"]) == 2  # not without --force
