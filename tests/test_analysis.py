@@ -65,7 +65,7 @@ def test_curvature_request_checks():
     with pytest.raises(SandboxError, match="GiB of Lanczos vectors"):  # 10^12 parameters x 81 vectors
         curvature.check_request(10**12, curvature.CurvatureOptions(top_k=5))
     opts = curvature.CurvatureOptions(top_k=5, num_steps=20, density=True, num_probes=3)
-    assert curvature.memory_bytes(1000, opts) == 21 * 1000 * 4  # the 3 probes' runs one at a time on CPU
+    assert curvature.memory_bytes(1000, opts) == 2 * 21 * 1000 * 4  # the 3 probes' runs one at a time on CPU
     with pytest.raises(SandboxError, match="hessian.operator='newton' is not known"):
         curvature.CurvatureOptions(operator="newton")
 
