@@ -29,8 +29,7 @@ import numpy as np  # noqa: E402
 
 from sandbox.nn.config import ModelConfig  # noqa: E402
 from sandbox.nn.transformer import init  # noqa: E402
-from sandbox.regex_sampling import mask_tables  # noqa: E402
-from sandbox.sampling import generate, generate_constrained  # noqa: E402
+from sandbox.sampling import generate, generate_constrained, mask_tables  # noqa: E402
 from sandbox.text import bpe  # noqa: E402
 from sandbox.text.constrained import regex_index  # noqa: E402
 from sandbox.text.corpus import load_text  # noqa: E402

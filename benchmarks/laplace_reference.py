@@ -7,7 +7,7 @@ Fixture: a 2 -> 8 -> 8 -> 3 tanh MLP (123 parameters) with the same float64 weig
 PyTorch, 3-class data; for subset all / last_layer x structure full / diag / kron (and a full
 regression posterior) it stores, at two prior precisions, laplace-torch's dense posterior precision
 (permuted into the JAX flat order: per layer b, then w as Din x Dout row-major), its GLM predictive (probit for
-classification) and its log marginal likelihood. tests/test_bayes_reference.py
+classification) and its log marginal likelihood. tests/bayes/test_bayes_reference.py
 compares sandbox.bayes with these numbers, so CI needs no torch.
 Needs (bench/fixture only): pip install torch==2.13.0; pip install --no-deps laplace-torch asdfghjkl==0.1a4
 backpack-for-pytorch curvlinops-for-pytorch torchmetrics lightning-utilities opt-einsum einops unfoldNd
@@ -191,13 +191,13 @@ def _fmt(t, limit_s):
 def bench(n=2000, n_test=200, limit_s=240):
     import jax
     import jax.numpy as jnp
-    from sandbox.experiments import common_mlp
 
     from sandbox import bayes
+    from sandbox.nn import plain_mlp
 
     sizes, params, x, y, x_test = _mlp_problem(n, n_test)
     jparams = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
-    fn = lambda p, xb: common_mlp.apply(p, xb, "tanh")  # noqa: E731
+    fn = lambda p, xb: plain_mlp.apply(p, xb, "tanh")  # noqa: E731
     num = sum(a.size for d in params.values() for a in d.values())
     print(f"MLP {sizes}: {num} parameters, {n} training points, {n_test} test points, float32, CPU")
     print(f"fit + probit predictive; first call (compilation included) / second call (a new posterior of the same "

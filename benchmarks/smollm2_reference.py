@@ -14,7 +14,6 @@ Needs `pip install torch==2.13.0 transformers accelerate` (benchmarks only; the 
 """
 
 import argparse
-import dataclasses
 import gc
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 from sandbox.curvature import hessian
 from sandbox.nn import transformer
 from sandbox.pretrained import smollm2
-from sandbox.sampling import generate
+from sandbox.sampling import GREEDY, generate
 from sandbox.text import bpe_gguf
 from sandbox.train.objective import lm_loss
 
@@ -135,8 +134,7 @@ def sandbox_values(cfg, params, tokens, prompt, v_tree) -> dict:
     hv = hessian(loss_fn, params, batch).matvec(v_tree)
     logp = jax.nn.log_softmax(logits, -1)
     nll = -jnp.take_along_axis(logp, batch["targets"][..., None], -1)[..., 0]
-    short = dataclasses.replace(cfg, seq_len=prompt.shape[1] + NEW_TOKENS)  # the window: no compute past it
-    seq, _ = generate(params, short, jnp.asarray(prompt), NEW_TOKENS, jax.random.key(0), temperature=0.0)
+    seq, _ = generate(params, cfg, jnp.asarray(prompt), NEW_TOKENS, jax.random.key(0), GREEDY)
     return {"logits": np.asarray(logits), "nll_BxL": np.asarray(nll), "loss": float(loss),
             "grad_norms": {k: float(jnp.linalg.norm(g)) for k, g in flat(grads).items()},
             "grad_norm": float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))),

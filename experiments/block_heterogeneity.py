@@ -18,11 +18,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sandbox.experiments import common_mlp, protocol
+from sandbox.experiments import protocol
 
 from sandbox import curvature, losses, plotting
 from sandbox.errors import SandboxError
-from sandbox.nn import transformer
+from sandbox.nn import plain_mlp, transformer
 from sandbox.nn.config import ModelConfig
 from sandbox.text import markov
 
@@ -90,10 +90,10 @@ def mlp_problem(cfg: Config, seed: int):
     labels_N = jax.random.randint(k_y, (cfg.mlp_points,), 0, cfg.mlp_classes)
     x_NxD = means_CxD[labels_N] + jax.random.normal(k_x, (cfg.mlp_points, cfg.mlp_input_dim))
     sizes = [cfg.mlp_input_dim] + [cfg.mlp_width] * cfg.mlp_depth + [cfg.mlp_classes]
-    params = common_mlp.init(k_init, sizes)
+    params = plain_mlp.init(k_init, sizes)
 
     def loss_fn(p, b):
-        return losses.mean_cross_entropy(common_mlp.apply(p, b[0], "relu"), b[1])
+        return losses.mean_cross_entropy(plain_mlp.apply(p, b[0], "relu"), b[1])
 
     return loss_fn, params, (x_NxD, labels_N), [f"layer_{i}" for i in range(len(sizes) - 1)]
 

@@ -21,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from sandbox.experiments import common_mlp, protocol
+from sandbox.experiments import protocol
 
 from sandbox import curvature, optim, plotting
 from sandbox.errors import SandboxError
+from sandbox.nn import plain_mlp
 
 SOURCE = ("Cohen, Kaur, Li, Kolter, Talwalkar 2021, 'Gradient Descent on Neural Networks Typically "
           "Occurs at the Edge of Stability' (ICLR); Cohen et al. 2022, 'Adaptive Gradient Methods at "
@@ -70,7 +71,7 @@ class Config:
                 raise SandboxError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
         if len(self.band) != 2 or not 0 < self.band[0] < self.band[1]:
             raise SandboxError(f"band must be [low, high] with 0 < low < high, got {self.band}")
-        common_mlp.check_activation(self.activation)
+        plain_mlp.check_activation(self.activation)
 
 
 def problem(cfg: Config, seed):
@@ -82,7 +83,7 @@ def problem(cfg: Config, seed):
     x_NxD = jax.random.normal(k_x, (cfg.num_points, cfg.input_dim))
     labels_N = jax.random.randint(k_y, (cfg.num_points,), 0, cfg.num_classes)
     batch = (x_NxD, cfg.target_scale * jax.nn.one_hot(labels_N, cfg.num_classes))
-    params = common_mlp.init(k_init, [cfg.input_dim] + [cfg.width] * cfg.depth + [cfg.num_classes])
+    params = plain_mlp.init(k_init, [cfg.input_dim] + [cfg.width] * cfg.depth + [cfg.num_classes])
     return batch, params, k_lanczos
 
 
@@ -90,7 +91,7 @@ def _loss_fn(activation: str):
     def loss(params, batch):
         """L = (1/2N) sum_n ||f(x_n) - y_n||^2."""
         x_NxD, y_NxC = batch
-        return 0.5 * jnp.mean(jnp.sum((common_mlp.apply(params, x_NxD, activation) - y_NxC) ** 2, -1))
+        return 0.5 * jnp.mean(jnp.sum((plain_mlp.apply(params, x_NxD, activation) - y_NxC) ** 2, -1))
     return loss
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from sandbox.experiments import protocol
 
-from sandbox import plotting
+from sandbox import analysis, plotting
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
 from sandbox.text import markov
@@ -130,8 +130,8 @@ def one_seed(cfg: Config, seed: int, run_dir: Path, progress: bool) -> protocol.
     data = load_dataset(run_cfg.data, run_cfg.model.seq_len)
     kl_rows = []
     for step in checkpoint.saved_steps(run_dir):
-        saved_cfg, params, _ = checkpoint.load_run(run_dir, step)
-        kl_rows.append({"step": step, **score(params, saved_cfg.model, data.val_N, table, cfg.order)})
+        run = analysis.load(run_dir, step)
+        kl_rows.append({"step": step, **score(run.params, run.cfg.model, data.val_N, table, cfg.order)})
     scale = family_entropy(cfg.alphabet, cfg.concentration)
     bound = cfg.tolerance * max(entropy, scale)
     reached = [r["step"] for r in kl_rows if r["kl"] <= bound]

@@ -24,10 +24,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sandbox.experiments import common_mlp, protocol
+from sandbox.experiments import protocol
 
 from sandbox import curvature, losses, optim, plotting
 from sandbox.errors import SandboxError
+from sandbox.nn import plain_mlp
 
 SOURCE = ("Sagun, Evci, Guney, Dauphin, Bottou 2017, 'Empirical Analysis of the Hessian of "
           "Over-Parametrized Neural Networks' (arXiv:1706.04454): a bulk near zero and about C outliers "
@@ -71,7 +72,7 @@ class Config:
         for name in ("separation", "noise", "learning_rate", "ggn_tolerance"):
             if getattr(self, name) <= 0:
                 raise SandboxError(f"{name} must be positive, got {getattr(self, name)}")
-        common_mlp.check_activation(self.activation)
+        plain_mlp.check_activation(self.activation)
 
 
 def make_data(cfg: Config, num_classes: int, key: jax.Array):
@@ -135,12 +136,12 @@ def measurement(cfg: Config, num_classes: int):
         key = jax.random.fold_in(jax.random.PRNGKey(seed), num_classes)  # one stream per (seed, C)
         k_data, k_init, k_lanczos, k_slq = jax.random.split(key, 4)
         batch = make_data(cfg, num_classes, k_data)
-        model_fn = lambda p, b: common_mlp.apply(p, b[0], cfg.activation)  # noqa: E731
+        model_fn = lambda p, b: plain_mlp.apply(p, b[0], cfg.activation)  # noqa: E731
         output_loss = lambda z, b: losses.mean_cross_entropy(z, b[1])  # noqa: E731
         loss_fn = lambda p, b: output_loss(model_fn(p, b), b)  # noqa: E731
         opt = optim.adam(cfg.learning_rate)
 
-        params = common_mlp.init(k_init, [cfg.input_dim, cfg.width, num_classes])
+        params = plain_mlp.init(k_init, [cfg.input_dim, cfg.width, num_classes])
         params, losses_T = optim.minimize(lambda p: loss_fn(p, batch), params, opt, cfg.train_steps)
         accuracy = jnp.mean(jnp.argmax(model_fn(params, batch), -1) == batch[1])
         hess = curvature.hessian(loss_fn, params, batch)

@@ -31,10 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from sandbox.experiments import common_mlp
 
 from sandbox import bayes, losses, optim, plotting
 from sandbox.errors import SandboxError
+from sandbox.nn import plain_mlp
 from sandbox.train import records
 
 SOURCE = ("Kristiadi, Hein, Hennig 2020, 'Being Bayesian, Even Just a Bit, Fixes Overconfidence in ReLU "
@@ -86,7 +86,7 @@ def make_data(cfg: Config, key):
 def features(params, x_NxD):
     """phi(x) = the last hidden layer's ReLU output, with a constant 1 for the bias: [phi, 1]."""
     hidden = {k: v for k, v in params.items() if k != _last(params)}
-    phi = jax.nn.relu(common_mlp.apply(hidden, x_NxD, "relu"))
+    phi = jax.nn.relu(plain_mlp.apply(hidden, x_NxD, "relu"))
     return jnp.concatenate([phi, jnp.ones_like(phi[:, :1])], 1)
 
 
@@ -102,11 +102,11 @@ def head(params):
 
 @functools.partial(jax.jit, static_argnames=("steps", "width", "num_classes"))
 def train(key, x, y, steps, width, num_classes, learning_rate, weight_decay):
-    params = common_mlp.init(key, [2, width, width, num_classes])
+    params = plain_mlp.init(key, [2, width, width, num_classes])
 
     def neg_log_posterior(p):  # / N: mean CE + (wd / 2) ||theta||^2
         l2 = sum(jnp.sum(leaf ** 2) for leaf in jax.tree_util.tree_leaves(p))
-        return losses.mean_cross_entropy(common_mlp.apply(p, x, "relu"), y) + 0.5 * weight_decay * l2
+        return losses.mean_cross_entropy(plain_mlp.apply(p, x, "relu"), y) + 0.5 * weight_decay * l2
 
     return optim.minimize(neg_log_posterior, params, optax.adam(learning_rate), steps)[0]
 
@@ -137,7 +137,7 @@ def one_seed(cfg: Config, seed: int) -> dict:
     params = train(k_init, x, y, cfg.train_steps, cfg.width, cfg.num_classes, cfg.learning_rate, cfg.weight_decay)
     post = bayes.laplace_head(features(params, x), y, head(params), structure=cfg.structure)
     post = bayes.tune_prior(post, features(params, x_val), y_val)
-    map_probs = lambda xs: jax.nn.softmax(common_mlp.apply(params, xs, "relu"))  # noqa: E731
+    map_probs = lambda xs: jax.nn.softmax(plain_mlp.apply(params, xs, "relu"))  # noqa: E731
     lap_probs = lambda xs: bayes.head_predictive(post, features(params, xs))[0]  # noqa: E731
     angles = jax.random.uniform(k_rays, (cfg.num_rays,), maxval=2 * jnp.pi)
     u_Rx2 = jnp.stack([jnp.cos(angles), jnp.sin(angles)], 1)
@@ -147,8 +147,8 @@ def one_seed(cfg: Config, seed: int) -> dict:
     phi_far = features(params, far)
     phi_inf = (phi_far - features(params, 0 * far)).at[:, -1].set(0.0) / cfg.alpha_max  # bias feature: no growth
     limit_R, bound = limit_and_bound(post, phi_inf)
-    temperature = bayes.fit_temperature(common_mlp.apply(params, x_val, "relu"), y_val)
-    logits_test = common_mlp.apply(params, x_test, "relu")
+    temperature = bayes.fit_temperature(plain_mlp.apply(params, x_val, "relu"), y_val)
+    logits_test = plain_mlp.apply(params, x_test, "relu")
     cal = {name: probs for name, probs in (("map", jax.nn.softmax(logits_test)),
                                           ("temperature", jax.nn.softmax(logits_test / temperature)),
                                           ("laplace", lap_probs(x_test)))}
@@ -191,7 +191,7 @@ def figures(cfg: Config, row: dict, folder: Path) -> list:
     gx, gy = jnp.meshgrid(g, g)
     grid = jnp.stack([gx.ravel(), gy.ravel()], 1)
     lap = bayes.head_predictive(post, features(params, grid))[0]
-    maps = {"MAP": jnp.max(jax.nn.softmax(common_mlp.apply(params, grid, "relu")), -1),
+    maps = {"MAP": jnp.max(jax.nn.softmax(plain_mlp.apply(params, grid, "relu")), -1),
             f"last-layer Laplace ({cfg.structure})": jnp.max(lap, -1)}
     fig, axes = plotting.figure(10, 4.2, ncols=2)
     for ax, (name, conf) in zip(axes, maps.items()):
@@ -203,7 +203,7 @@ def figures(cfg: Config, row: dict, folder: Path) -> list:
     written = [plotting.save(fig, folder / "confidence_maps.png")]
     alphas = jnp.logspace(-1, np.log10(cfg.alpha_max), 30)
     fig, ax = plotting.figure()
-    for name, fn in (("MAP", lambda xs: jax.nn.softmax(common_mlp.apply(params, xs, "relu"))),
+    for name, fn in (("MAP", lambda xs: jax.nn.softmax(plain_mlp.apply(params, xs, "relu"))),
                      ("Laplace", lambda xs: bayes.head_predictive(post, features(params, xs))[0])):
         conf = [float(jnp.mean(jnp.max(fn(a * u_Rx2), -1))) for a in alphas]
         ax.semilogx(alphas, conf, label=f"{name} (mean over {len(u_Rx2)} rays)")

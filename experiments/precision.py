@@ -33,11 +33,12 @@ import jax
 import numpy as np
 from sandbox.experiments import protocol
 
+from sandbox import analysis
 from sandbox.errors import SandboxError
 from sandbox.numerics import formats
-from sandbox.text.data import as_device, get_batch, load_dataset
-from sandbox.train import checkpoint, objective, records, session
+from sandbox.text.data import as_device, get_batch
 from sandbox.train import config as config_lib
+from sandbox.train import objective, records, session
 
 SOURCE = ("Micikevicius et al. 2018, 'Mixed Precision Training' (fp32 master weights, loss scaling); "
           "Zamirai et al. 2020, 'Revisiting BFloat16 Training' (pure bf16 with stochastic rounding or "
@@ -107,17 +108,15 @@ class Config:
 def per_seed_val_loss(run_dir: Path, cfg: Config) -> tuple[list[float], list[dict]]:
     """(each seed's final val loss on the same `eval_batches` val batches, computed in float32 from its final
     weights (bf16/fp16 values under the pure low-precision policies); each seed's final weights)."""
-    run_cfg = checkpoint.load_config(run_dir)
-    data = load_dataset(run_cfg.data, run_cfg.model.seq_len, run_dir)
-    val = as_device(data.val_N)
+    runs = [analysis.load(run_dir, seed_index=i) for i in range(cfg.seeds)]
+    run_cfg, val = runs[0].cfg, as_device(runs[0].data.val_N)
     keys = jax.random.split(jax.random.PRNGKey(12_345), cfg.eval_batches)
     batches = [get_batch(val, k, cfg.batch_size, cfg.seq_len) for k in keys]
     loss = jax.jit(lambda p, b: objective.lm_loss(p, b, run_cfg.model))
     losses, params = [], []
-    for i in range(cfg.seeds):
-        _, p, _ = checkpoint.load_run(run_dir, seed_index=i)
-        losses.append(float(np.mean([loss(p, b) for b in batches])))
-        params.append(p)
+    for run in runs:
+        losses.append(float(np.mean([loss(run.params, b) for b in batches])))
+        params.append(run.params)
     return losses, params
 
 

@@ -31,6 +31,9 @@ def test_run_snippet(tiny_run, tmp_path, capsys):
     eig = scope["result"]["top_eigenvalues"]
     assert eig == sorted(eig, reverse=True) and eig[0] > 0
     assert trained["eval_set"] in capsys.readouterr().out
+    assert scope["result"]["eval_set"] == scope["run"].analysis_set().name == trained["eval_set"] + "[:1,:8]"
+    assert [len(ids) for ids in scope["out"]["ids"]] == [32, 32] and scope["out"]["prompt_ids"][:4] == [
+        int(t) for t in scope["run"].eval_set.batch(0)["inputs"][0, :4]]
 
 
 def test_flax_snippet(capsys):

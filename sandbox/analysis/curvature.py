@@ -2,10 +2,8 @@
 
 Works on any model given as `logits_fn(params, batch) -> logits (..., C)` with integer
 `batch["targets"]` (...): the loss is the mean token cross-entropy L(w) = mean_i CE(z_i, y_i),
-the very objective the sandbox trains. Operators (see `sandbox.curvature`):
-- "hessian": H = d^2 L / dw^2;
-- "ggn": J^T H_z J, the Gauss-Newton part (PSD);
-- "fisher": J^T M J with labels sampled from the model (Monte-Carlo, -> GGN in expectation).
+the very objective the sandbox trains. Operators: the table `curvature.kinds.KINDS` ("hessian";
+"ggn", J^T H_z J with H_z in closed form; "fisher", empirical; "fisher-mc", labels sampled from the model).
 Blocks are the subtrees the model's parameter grouping names (`sandbox.nn.groups`).
 """
 
@@ -15,11 +13,11 @@ import os
 import jax
 import numpy as np
 
-from sandbox import curvature, losses
+from sandbox import curvature
 from sandbox.errors import SandboxError
 from sandbox.nn import groups as groups_lib
 
-OPERATORS = ("hessian", "ggn", "fisher")
+OPERATORS = tuple(curvature.kinds.KINDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +31,7 @@ class CurvatureOptions:
     num_matvecs: int = 60  # matvecs for the trace
     blocks: bool = False  # also per block of the parameter grouping
     seed: int = 0
+    plain: bool = False  # Lanczos without a basis (Cullum-Willoughby) even where the bases would fit
 
     def __post_init__(self):
         from sandbox import validate
@@ -46,41 +45,60 @@ class CurvatureOptions:
 
 def operator(kind: str, logits_fn, params, batch, key: jax.Array) -> curvature.LinearOperator:
     """The `kind` curvature operator of L(w) = mean CE(logits_fn(w, batch), batch["targets"])."""
-    token_ce = lambda z, b: losses.cross_entropy(z, b["targets"]).mean()  # noqa: E731
-    if kind == "hessian":
-        return curvature.hessian(lambda p, b: token_ce(logits_fn(p, b), b), params, batch)
-    if kind == "ggn":
-        return curvature.softmax_ggn(logits_fn, params, batch)  # closed-form H_z of token_ce
-    if kind == "fisher":
-        return curvature.fisher(logits_fn, params, batch, kind="mc", key=key)
-    raise SandboxError(f"unknown operator {kind!r}; valid: {', '.join(OPERATORS)}")
+    return curvature.kinds.operator(kind, logits_fn, curvature.kinds.SOFTMAX_CE, params, batch, key)
 
 
 def memory_bytes(dim: int, opts: CurvatureOptions, itemsize: int = 4) -> int:
-    """Bytes of the Lanczos bases in memory at once: (m + 1) x dim per run (m = max(num_steps, top_k)),
-    twice (the scan's basis and the m rows returned from it: measured on SmolLM2's 2-layer cut, 35M
-    parameters, m = 10, the peak was 4.4 GB beside 1.6 GB of basis), one run per SLQ probe (or one
-    without --density), `linop.vector_batch()` runs at a time (one on CPU)."""
+    """Bytes of the vectors in memory at once: the Lanczos bases, (m + 1) x dim per run (m = max(num_steps,
+    top_k)), one run per SLQ probe (or one without --density), `linop.vector_batch()` runs at a time (one on
+    CPU); or Hutch++'s num_matvecs sketch and probe vectors, whichever is larger."""
     m = min(max(opts.num_steps, opts.top_k), dim)
     runs = opts.num_probes if opts.density else 1
-    return 2 * min(runs, curvature.linop.vector_batch()) * (m + 1) * dim * itemsize
+    bases = min(runs, curvature.linop.vector_batch()) * (m + 1) * dim * itemsize
+    return max(bases, opts.num_matvecs * dim * itemsize if opts.trace else 0)
+
+
+def free_bytes() -> int | None:
+    """Physical memory free now (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+PLAIN = "lanczos-plain"  # no reorthogonalization, Cullum-Willoughby (`curvature.lanczos_plain`)
+PLAIN_VECTORS = 4  # vectors a plain Lanczos run (3) or a Hutchinson probe (2) holds, with one to spare
+
+
+def route(dim: int, opts: CurvatureOptions) -> str:
+    """"lanczos" (full reorthogonalization; every target in one program) when its bases take at most half the
+    free memory (the rest is the model's own passes), else `PLAIN` for the whole operator: a few vectors
+    whatever the number of steps (a large model)."""
+    free = free_bytes()
+    if not opts.plain and (free is None or memory_bytes(dim, opts) <= free // 2):
+        return "lanczos"
+    return PLAIN
 
 
 def check_request(dim: int, opts: CurvatureOptions) -> None:
-    """Refuse, before any work, more eigenvalues than the operator has, or Lanczos bases that would not
-    fit in free memory."""
+    """Refuse, before any work, more eigenvalues than the operator has, per-block spectra whose Lanczos bases
+    would not fit in free memory, or an operator too large for even the plain route's few vectors."""
     if opts.top_k > dim:
         raise SandboxError(f"top_k={opts.top_k} exceeds the operator's dimension {dim:,} (its number of "
                            "eigenvalues); ask for fewer")
-    need = memory_bytes(dim, opts)
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not every OS reports free memory
+    if route(dim, opts) == "lanczos":
         return
-    if need > free:
-        raise SandboxError(f"top_k={opts.top_k}, num_steps={opts.num_steps}, num_probes={opts.num_probes} on "
-                           f"{dim:,} parameters need about {need / 2**30:.1f} GiB of Lanczos vectors, more than "
-                           f"the {free / 2**30:.1f} GiB free; ask for fewer eigenvalues or steps")
+    need, free = memory_bytes(dim, opts), free_bytes() or float("inf")
+    if opts.blocks and opts.plain:
+        raise SandboxError("--blocks runs every block with a Lanczos basis; drop --plain-lanczos or --blocks")
+    if opts.blocks:
+        raise SandboxError(f"--blocks keeps a Lanczos basis per block: top_k={opts.top_k}, num_steps={opts.num_steps}"
+                           f" on {dim:,} parameters need about {need / 2**30:.1f} GiB, more than the "
+                           f"{free / 2**30:.1f} GiB free; ask for fewer steps, or drop --blocks (the whole "
+                           "operator then runs without a basis)")
+    if PLAIN_VECTORS * dim * 4 > free:
+        raise SandboxError(f"{dim:,} parameters need {PLAIN_VECTORS * dim * 4 / 2**30:.1f} GiB of Lanczos vectors "
+                           f"even without a basis, more than the {free / 2**30:.1f} GiB free")
 
 
 def stages(opts: CurvatureOptions, groups: dict | None, params) -> int:
@@ -111,6 +129,9 @@ def analyse(logits_fn, params, batch, opts: CurvatureOptions = CurvatureOptions(
     key_op, key_solve = jax.random.split(jax.random.key(opts.seed))
     op = operator(opts.operator, logits_fn, params, batch, key_op)
     check_request(op.dim, opts)
+    if route(op.dim, opts) == PLAIN:
+        return {"operator": opts.operator, "title": curvature.kinds.KINDS[opts.operator].title,
+                **_plain_summary(op, opts, key_solve, progress)}
     names = ["all"] + (groups_lib.blocks(groups or groups_lib.infer(params)) if opts.blocks else [])
     masks_TxN = curvature.blocks.masks(op.layout, names)
     exact = [t for t in range(1, len(names)) if masks_TxN[t].sum() <= lanczos_matvecs(opts)]
@@ -124,11 +145,31 @@ def analyse(logits_fn, params, batch, opts: CurvatureOptions = CurvatureOptions(
         per_target[names[t]] = _dense_summary(a_bb, opts)
         for stage in _target_stages(opts) if progress else []:
             progress(names[t], stage)
-    result = {"operator": opts.operator, "fisher_kind": "mc" if opts.operator == "fisher" else None,
+    result = {"operator": opts.operator, "title": curvature.kinds.KINDS[opts.operator].title,
               **{k: v for k, v in per_target.pop("all").items() if k != "method"}}
     if per_target:
         result["blocks"] = {name: per_target[name] for name in names[1:]}
     return result
+
+
+def _plain_summary(op, opts: CurvatureOptions, key: jax.Array, progress=None) -> dict:
+    """The whole operator's fields without a basis (`curvature.lanczos_plain`): top-k after Cullum-Willoughby,
+    the SLQ density from plain runs one probe at a time, the trace by Hutchinson (Hutch++'s sketch is a basis)."""
+    tick = progress or (lambda target, stage: None)
+    keys = jax.random.split(key, 3)
+    values, residuals = curvature.lanczos_plain.top_eigenvalues(op, opts.top_k, key=keys[0], num_steps=opts.num_steps)
+    one = {"dim": op.dim, "method": PLAIN, "top_eigenvalues": [float(v) for v in values],
+           "residuals": [float(r) for r in residuals]}
+    tick("all", curvature.blocks.STAGES[0])
+    if opts.density:
+        one["density"] = _density(*curvature.lanczos_plain.slq_nodes_weights(
+            op, key=keys[1], num_steps=opts.num_steps, num_probes=opts.num_probes))
+        tick("all", curvature.blocks.STAGES[1])
+    if opts.trace:
+        one["trace"] = float(curvature.trace(op, key=keys[2], num_matvecs=opts.num_matvecs, method="hutchinson"))
+        one["trace_method"] = "hutchinson"
+        tick("all", curvature.blocks.STAGES[2])
+    return one
 
 
 def _lanczos_summary(out: dict, i: int, dim: int, opts: CurvatureOptions) -> dict:
@@ -162,10 +203,10 @@ def _density(nodes_PxM, weights_PxM) -> dict:
     return {"grid": [float(g) for g in grid], "values": [float(v) for v in values]}
 
 
-def of_run(run, opts: CurvatureOptions = CurvatureOptions(), batch_size: int = 8, progress=None) -> dict:
-    """`analyse` of a trained `Run` on the first batch of its eval set, cut to `batch_size` sequences;
-    the result names that batch ("eval_set")."""
-    evals = run.eval_subset(1, batch_size)
+def of_run(run, opts: CurvatureOptions = CurvatureOptions(), batch_size: int | None = None, progress=None) -> dict:
+    """`analyse` of a `Run` on its default analysis batch (`Run.analysis_set`: the first `batch_size`
+    sequences of the eval set's first batch); the result names that batch ("eval_set")."""
+    evals = run.analysis_set(batch_size)
     result = analyse(run.logits, run.params, evals.batch(0), opts, run.groups(), progress)
-    return {"run_dir": str(run.path), "step": run.step, "eval_set": evals.name, "batch_size": batch_size,
+    return {"run_dir": str(run.path), "step": run.step, "eval_set": evals.name, "batch_size": evals.batch_size,
             "options": dataclasses.asdict(opts), **result}

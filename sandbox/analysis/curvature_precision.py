@@ -19,18 +19,18 @@ from sandbox.numerics import curvature_precision
 FORMATS = ("float32", "bfloat16", "float16")
 
 
-def of_run(run, out_dir: Path, k: int = 8, num_steps: int = 40, batch_size: int = 4, seed: int = 0,
+def of_run(run, out_dir: Path, k: int = 8, num_steps: int = 40, batch_size: int | None = None, seed: int = 0,
            survival: float = 0.1) -> dict:
     """{"top_eigenvalues": {"float64": [...], fmt: {eigenvalues, rel_error, weyl_scale, survived}}, ...} of
-    `run` on the first `batch_size` sequences of its eval set, and a figure in out_dir."""
-    evals = run.eval_subset(1, batch_size)
+    `run` on its default analysis batch (`Run.analysis_set(batch_size)`, as `sandbox hessian`), and a figure."""
+    evals = run.analysis_set(batch_size)
     loss_fn = lambda p, b: losses.cross_entropy(run.logits(p, b), b["targets"]).mean()  # noqa: E731
     out = curvature_precision.top_eigenvalues_by_format(loss_fn, run.params, evals.batch(0), jax.random.key(seed),
                                                         k=k, names=FORMATS, num_steps=num_steps)
     for name in FORMATS:
         rel = out[name]["rel_error"]
         out[name]["survived"] = 0 if rel is None else int(np.sum(np.asarray(rel) < survival))
-    result = {"run_dir": str(run.path), "step": run.step, "eval_set": evals.name, "batch_size": batch_size,
+    result = {"run_dir": str(run.path), "step": run.step, "eval_set": evals.name, "batch_size": evals.batch_size,
               "num_steps": num_steps, "survival_rel_error": survival, "top_eigenvalues": out}
     result["figures"] = [figure(out, Path(out_dir) / "curvature_precision.png")]
     return result

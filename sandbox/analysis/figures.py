@@ -9,13 +9,12 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from sandbox import plotting
+from sandbox.curvature.kinds import KINDS
 from sandbox.train.figures import plot_loss
-
-NAMES = {"hessian": "Hessian", "ggn": "Gauss-Newton (GGN)", "fisher": "Fisher (Monte-Carlo)"}
 
 
 def top_eigenvalues(result: dict, path: Path) -> tuple[str, str]:
-    kind = NAMES[result["operator"]]
+    kind = KINDS[result["operator"]].title
     vals = result["top_eigenvalues"]
     fig, ax = plotting.figure()
     ax.plot(range(1, len(vals) + 1), vals, "o-", label=f"lambda_i ({result.get('eval_set', 'given batch')})")
@@ -23,13 +22,15 @@ def top_eigenvalues(result: dict, path: Path) -> tuple[str, str]:
            title=f"top {len(vals)} {kind} eigenvalues")
     ax.legend(fontsize=8)
     caption = (f"The {len(vals)} largest eigenvalues lambda_1 >= lambda_2 >= ... of the {kind} of the mean "
-               f"cross-entropy, by Lanczos ({_where(result)}). lambda_1 is the sharpness: the loss rises by "
-               "about lambda_1 t^2 / 2 along its eigenvector for a step of length t.")
+               f"cross-entropy, by Lanczos ({_where(result)}). lambda_1 is the sharpness of the loss on this "
+               "batch: the loss rises by about lambda_1 t^2 / 2 along its eigenvector for a step of length t. "
+               "Training's sharpness curve is measured on a fixed train batch instead (the curvature the "
+               "optimizer steps on), another function, so its last value need not equal lambda_1 here.")
     return plotting.save(fig, path), caption
 
 
 def density(result: dict, path: Path) -> tuple[str, str]:
-    kind = NAMES[result["operator"]]
+    kind = KINDS[result["operator"]].title
     fig, ax = plotting.figure()
     _density(ax, result["density"], "SLQ density (all parameters)")
     for v in result["top_eigenvalues"]:
@@ -44,7 +45,7 @@ def density(result: dict, path: Path) -> tuple[str, str]:
 
 
 def block_densities(result: dict, path: Path) -> tuple[str, str]:
-    kind = NAMES[result["operator"]]
+    kind = KINDS[result["operator"]].title
     fig, ax = plotting.figure(7, 4)
     for name, block in result["blocks"].items():
         _density(ax, block["density"], name)
@@ -72,7 +73,8 @@ def sharpness(rows: list[dict], path: Path, optimizer: str = "") -> tuple[str, s
     ax.set(xlabel="training step", ylabel="eigenvalue (nats/token per unit^2)",
            title="sharpness during training")
     ax.legend(fontsize=8)
-    caption = ("Sharpness lambda_max(H), the top Hessian eigenvalue of the train loss on one fixed train batch, "
+    caption = ("Sharpness lambda_max(H), the top Hessian eigenvalue of the train loss on one fixed train batch "
+               "(the loss the optimizer steps on; the final spectrum is on the eval set, so its lambda_1 differs), "
                "against training steps; the dashed line is 2/eta_t, the edge of stability of gradient descent "
                "(along a direction of curvature above 2/eta, a gradient step of size eta overshoots and the loss "
                "grows)."

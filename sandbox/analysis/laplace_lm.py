@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 
 from sandbox import bayes
-from sandbox.analysis.run import load
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
 from sandbox.text.data import as_device, get_batch
@@ -39,12 +38,11 @@ def _entropy(probs_NxV):
     return -jnp.sum(probs_NxV * jnp.log(jnp.maximum(probs_NxV, 1e-30)), -1)
 
 
-def lm_laplace(run_dir, *, structure: str = "kron", fit_windows: int = 32, val_windows: int = 32,
-               num_bins: int = 15, seed: int = 0, step: int | None = None):
-    """(result dict, {name: probs_NxV on the test half}, labels_N) for the run's last-layer Laplace."""
+def lm_laplace(run, *, structure: str = "kron", fit_windows: int = 32, val_windows: int = 32,
+               num_bins: int = 15, seed: int = 0):
+    """(result dict, {name: probs_NxV on the test half}, labels_N) for the last-layer Laplace of a `Run`."""
     if min(fit_windows, val_windows) < 2:
         raise SandboxError(f"fit_windows ({fit_windows}) and val_windows ({val_windows}) must be >= 2")
-    run = load(run_dir, step)
     cfg, params, step, data = run.cfg, run.params, run.step, run.data
     k_fit, k_val = jax.random.split(jax.random.key(seed))
     fit = get_batch(as_device(data.train_N), k_fit, fit_windows, cfg.model.seq_len)
@@ -71,7 +69,7 @@ def lm_laplace(run_dir, *, structure: str = "kron", fit_windows: int = 32, val_w
     gap = _entropy(probs["Laplace"]) - _entropy(probs["MAP"])
     wrong = jnp.argmax(probs["MAP"], -1) != labels
     result = {
-        "run_dir": str(run_dir), "step": step, "structure": structure, "vocab_size": int(w.shape[1]),
+        "run_dir": str(run.path), "step": step, "structure": structure, "vocab_size": int(w.shape[1]),
         "d_model": int(w.shape[0]), "head_parameters": int(w.size), "fit_tokens": int(phi_fit.shape[0]),
         "tune_tokens": int(half), "test_tokens": int(labels.size),
         "windows": f"fit: {fit_windows} train-split windows, tune/test: {val_windows} val-split windows "

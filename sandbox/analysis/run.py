@@ -1,11 +1,16 @@
-"""A trained run, opened once for analysis: config, params, tokenizer, data and its eval set.
+"""A run folder, opened once: config, params, and — read only when first asked for — tokenizer, data, eval set.
 
     run = analysis.load("runs/tiny-20260101-120000")
     run.val_loss()                      # the number training logged last, on the same eval set
     run.eval_set.name                   # "val/seed0/8x32x64": what every "val loss" was measured on
+    run.analysis_set().name             # "val/seed0/8x32x64[:1,:8]": every curvature number's default batch
+
+`load` is the one way a command, an experiment or a notebook opens a run (a pretrained model's
+folder included): opening reads the config and the verified checkpoint; the tokenizer, the corpus and
+the eval set are read the first time something uses them, so `sample` or `spectra` never tokenize a corpus.
 """
 
-import dataclasses
+import functools
 from pathlib import Path
 
 from sandbox.nn import transformer
@@ -13,23 +18,42 @@ from sandbox.text.data import Dataset, EvalSet, load_dataset
 from sandbox.text.tokenizer import run_tokenizer
 from sandbox.train import checkpoint, objective
 
+ANALYSIS_BATCH_SIZE = 8  # sequences of the eval set's first batch that curvature commands use by default
 
-@dataclasses.dataclass
+
 class Run:
-    cfg: object  # the resolved `sandbox.train.config.Config`
-    params: dict
-    step: int
-    data: Dataset  # tokenizer, train and val token streams
-    eval_set: EvalSet  # the run's own evaluation set (the one training's val loss used)
-    path: Path | None = None
+    """A trained (or pretrained) model with its config, its tokenizer and its named eval set."""
+
+    def __init__(self, cfg, params, step: int, path: Path | None = None, seed_index: int = 0,
+                 data: Dataset | None = None):
+        self.cfg = cfg  # the resolved `sandbox.train.config.Config`
+        self.params = params
+        self.step = step
+        self.path = path
+        self.seed_index = seed_index
+        if data is not None:  # already in memory (a notebook, an experiment): nothing is read
+            self.__dict__["data"] = data
 
     @property
     def name(self) -> str:
         return self.path.name if self.path is not None else "run"
 
-    @property
+    @functools.cached_property
     def tokenizer(self):
-        return self.data.tokenizer
+        """The tokenizer the run was trained with (read from the folder; the data's, if already loaded)."""
+        if "data" in self.__dict__:
+            return self.data.tokenizer
+        return run_tokenizer(self.cfg.data, self.path)
+
+    @functools.cached_property
+    def data(self) -> Dataset:
+        """The run's corpus split and tokenized as training saw it (read on first use)."""
+        return load_dataset(self.cfg.data, self.cfg.model.seq_len, self.tokenizer)
+
+    @functools.cached_property
+    def eval_set(self) -> EvalSet:
+        """The run's own evaluation set: the one training's val loss used for this seed."""
+        return objective.eval_set(self.cfg, self.data.val_N, seed_index=self.seed_index)
 
     def logits(self, params, batch):
         """logits_BxLxV of the run's transformer on batch["inputs"]."""
@@ -46,7 +70,13 @@ class Run:
         """The run's eval set, or a prefix of it (a named subset); sizes beyond it draw a new named set."""
         if (num_batches or 1) <= self.eval_set.num_batches and (batch_size or 1) <= self.eval_set.batch_size:
             return self.eval_set.take(num_batches, batch_size)
-        return objective.eval_set(self.cfg, self.data.val_N, num_batches, batch_size)
+        return objective.eval_set(self.cfg, self.data.val_N, num_batches, batch_size, self.seed_index)
+
+    def analysis_set(self, batch_size: int | None = None) -> EvalSet:
+        """The default batch of every curvature number (hessian, numerics curvature, the quickstart's
+        spectrum): the first `batch_size` (default `ANALYSIS_BATCH_SIZE`) sequences of the eval set's
+        first batch, so two commands asked about one checkpoint answer about the same function."""
+        return self.eval_subset(1, batch_size or min(ANALYSIS_BATCH_SIZE, self.cfg.train.batch_size))
 
     def val_loss(self, params=None, evals: EvalSet | None = None) -> float:
         """Mean loss over `evals` (default: the run's eval set) at `params` (default: the run's)."""
@@ -54,13 +84,12 @@ class Run:
 
 
 def load(run_dir: str | Path, step: int | None = None, seed_index: int = 0) -> Run:
-    """Open a run folder: its checkpoint at `step` (default: the latest), its tokenizer and the eval set
-    of seed `seed_index` (the one training measured that seed's val loss on)."""
+    """Open a run folder: its verified checkpoint at `step` (default: the latest) for seed `seed_index`
+    of a multi-seed run; tokenizer, data and that seed's eval set are read when first used."""
     cfg, params, step = checkpoint.load_run(run_dir, step, seed_index)
-    data = load_dataset(cfg.data, cfg.model.seq_len, run_tokenizer(cfg.data, run_dir))
-    return Run(cfg, params, step, data, objective.eval_set(cfg, data.val_N, seed_index=seed_index), Path(run_dir))
+    return Run(cfg, params, step, Path(run_dir), seed_index)
 
 
 def from_training(cfg, params, data: Dataset, step: int, path: Path | None = None) -> Run:
     """A Run from objects already in memory (a notebook, an experiment): no file is read."""
-    return Run(cfg, params, step, data, objective.eval_set(cfg, data.val_N), path)
+    return Run(cfg, params, step, path, data=data)

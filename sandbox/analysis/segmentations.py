@@ -33,10 +33,8 @@ def sequence_logprobs(params, cfg, context_ids, sequences) -> np.ndarray:
 def segmentation_probabilities(params, cfg, tokenizer, text: str, context_ids=None, limit: int = 2000) -> dict:
     """Every segmentation of `text` with its log-probability under the LM after `context_ids`
     (default: the end-of-text token; the context must be non-empty so the first token is scored)."""
-    from sandbox.text.constrained import token_bytes
-
     if context_ids is None:
-        eot = token_bytes(tokenizer)[1]
+        eot = tokenizer.eot_id
         if eot is None:
             raise SandboxError("this tokenizer has no end-of-text token: give a context to condition on")
         context_ids = [eot]
@@ -62,13 +60,12 @@ def count_report(tokenizer, text: str, run_dir=None, limit: int = 2000) -> dict:
     out = {"bytes": len(data), "count": count_segmentations(data, token_table(tokenizer)),
            "canonical": [tokenizer.decode_bytes([i]) for i in tokenizer.encode(text)]}
     if run_dir is not None:
-        from sandbox.text.tokenizer import run_tokenizer
-        from sandbox.train.checkpoint import load_run
+        from sandbox.analysis.run import load
 
-        cfg, params, _ = load_run(run_dir)
-        if getattr(run_tokenizer(cfg.data, run_dir), "merges", None) != tokenizer.merges:
+        run = load(run_dir)
+        if run.tokenizer.token_bytes() != tokenizer.token_bytes():
             raise SandboxError(f"run {run_dir} was not trained with this tokenizer: give the run's tokenizer.json")
-        out["lm"] = segmentation_probabilities(params, cfg.model, tokenizer, text, limit=limit)
+        out["lm"] = segmentation_probabilities(run.params, run.cfg.model, tokenizer, text, limit=limit)
     return out
 
 

@@ -26,7 +26,7 @@ from sandbox.curvature.linop import Layout
 from sandbox.errors import SandboxError
 
 STRUCTURES = ("full", "diag", "kron", "lowrank")
-CURVATURES = ("ggn", "hessian", "fisher")
+CURVATURES = ("ggn", "hessian", "fisher")  # of `curvature.kinds.KINDS`: the ones diag and kron can also build
 FULL_MAX_BYTES = 4 * 2 ** 30  # a dense P x P precision above this is refused
 
 
@@ -233,16 +233,12 @@ def curvature_operator(model_fn: Callable, params, data, *, likelihood: str = "c
 
 
 def _operator(f, theta, x, y, lik, curv, sigma_noise):
-    """The toolkit's curvature operator of the summed NLL over theta_s."""
+    """The toolkit's `curv` operator (`curvature.kinds`) of the summed NLL over theta_s: N times the
+    kind's matrix of the mean NLL (the table's kinds are of a mean loss; Fisher: (1/N) sum_n g_n g_n^T)."""
     model = lambda th, b: f(th, b[0])  # noqa: E731
-    nll = lambda z, b: lik_lib.neg_log_lik(lik, z, b[1], sigma_noise)  # noqa: E731
-    batch = (x, y)
-    if curv == "ggn":
-        return ops.ggn(model, nll, theta, batch)
-    if curv == "hessian":
-        return ops.hessian(lambda th, b: nll(model(th, b), b), theta, batch)
-    n = x.shape[0]  # the toolkit's empirical Fisher is (1/N) sum_n g_n g_n^T of a mean loss
-    op = ops.fisher(model, theta, batch, output_loss_fn=lambda z, b: nll(z, b) / n)
+    n = x.shape[0]
+    mean_nll = lambda z, b: lik_lib.neg_log_lik(lik, z, b[1], sigma_noise) / n  # noqa: E731
+    op = ops.kinds.operator(curv, model, mean_nll, theta, (x, y))
     return op.scaled(jnp.full(theta.shape, np.sqrt(n), theta.dtype))
 
 

@@ -22,16 +22,16 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from sandbox import bayes, plotting, rundir
+    from sandbox import analysis, bayes, plotting, rundir
     from sandbox.analysis import laplace_lm
-    from sandbox.train import checkpoint, records
+    from sandbox.train import records
 
-    checkpoint.load_config(args.run_dir)  # not a run folder: one clear message before anything is made
+    run = analysis.load(args.run_dir, args.step)  # not a run folder: one clear message before anything is made
     out = Path(args.out) if args.out else rundir.new_child(Path(args.run_dir), "bayes")
     with rundir.claim(out, "bayes", args.force, inputs=[args.run_dir]) as out:
         result, probs, labels = laplace_lm.lm_laplace(
-            args.run_dir, structure=args.structure, fit_windows=args.fit_windows, val_windows=args.val_windows,
-            num_bins=args.num_bins, seed=args.seed, step=args.step)
+            run, structure=args.structure, fit_windows=args.fit_windows, val_windows=args.val_windows,
+            num_bins=args.num_bins, seed=args.seed)
         records.write_json(out / "bayes.json", result)
         figures = [plotting.save(bayes.reliability_diagram(probs, labels, args.num_bins,
                                                            "next-token reliability (validation)"),

@@ -11,6 +11,8 @@ def add_parser(subparsers):
     p.add_argument("report", choices=["formats", "errors", "fd", "curvature"], help="which report")
     p.add_argument("--run", help="curvature: a run folder made by `sandbox train`")
     p.add_argument("--top-k", type=int, default=8, help="curvature: number of top eigenvalues")
+    p.add_argument("--batch-size", type=int, help="curvature: sequences of the eval set's first batch (default: 8, "
+                                                  "the batch `sandbox hessian` uses)")
     p.add_argument("--out", help="output folder (default: numerics-REPORT; curvature: RUN/numerics-curvature-<time>)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
     p.set_defaults(func=run)
@@ -44,7 +46,8 @@ def _print(kind: str, result: dict) -> None:
     elif kind == "curvature":
         top = result["top_eigenvalues"]
         low = [n for n in top if n != "float64"]
-        print(f"top Hessian eigenvalues of {result['run_dir']} (step {result['step']}) with HVPs in each format")
+        print(f"top Hessian eigenvalues of {result['run_dir']} (step {result['step']}) on eval set "
+              f"{result['eval_set']}, with HVPs in each format")
         print(f"{'k':>3s} {'float64':>11s} " + " ".join(f"{n + ' (rel err)':>22s}" for n in low))
         cell = lambda n, i: (f"{'inf/NaN':>22s}" if top[n]["nonfinite"]  # noqa: E731
                              else f"{top[n]['eigenvalues'][i]:11.4g} ({top[n]['rel_error'][i]:8.1e})")
@@ -94,6 +97,8 @@ def _curvature(args):
     if not args.run:
         raise SandboxError("the curvature report needs --run RUN_DIR (a run folder made by `sandbox train`)")
     validate.positive_int("", "--top-k", args.top_k)
+    if args.batch_size is not None:
+        validate.positive_int("", "--batch-size", args.batch_size)
     run = analysis.load(args.run)
     out = Path(args.out) if args.out else rundir.new_child(Path(args.run), "numerics-curvature")
-    return out, lambda out: curvature_precision.of_run(run, out, k=args.top_k), [args.run]
+    return out, lambda out: curvature_precision.of_run(run, out, k=args.top_k, batch_size=args.batch_size), [args.run]

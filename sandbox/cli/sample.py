@@ -4,7 +4,7 @@ The prompt and the continuation are printed under their own headings; control ch
 byte-level model may produce are shown as escapes (\\x00), never written raw to the terminal.
 """
 
-import math
+from sandbox.errors import SandboxError
 
 
 def add_parser(subparsers):
@@ -19,73 +19,44 @@ def add_parser(subparsers):
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     p.add_argument("--entropy", action="store_true", help="also print each token's predictive entropy (nats)")
     p.add_argument("--regex", default=None, metavar="PATTERN", help="generate only text matching PATTERN in full")
-    p.add_argument("-n", type=int, default=8, help="with --regex: number of samples (default 8)")
+    p.add_argument("-n", type=int, default=None, help="number of samples (default 1; 8 with --regex)")
     p.add_argument("--canonical-only", action="store_true", help="with --regex: only canonical token sequences")
     p.set_defaults(func=run)
 
 
-def _check(args):
-    from sandbox.errors import SandboxError
+def run(args) -> int:
+    from sandbox import analysis
+    from sandbox.analysis import sample
+    from sandbox.sampling import SamplingOptions
 
-    if args.num_tokens <= 0:
-        raise SandboxError(f"--num-tokens must be positive, got {args.num_tokens}")
-    if not math.isfinite(args.temperature) or args.temperature < 0:
-        raise SandboxError(f"--temperature must be a finite number >= 0, got {args.temperature}")
-    if args.top_k is not None and args.top_k <= 0:
-        raise SandboxError(f"--top-k must be positive, got {args.top_k}")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise SandboxError(f"--top-p must lie in (0, 1], got {args.top_p}")
+    options = SamplingOptions(args.temperature, args.top_k, args.top_p)
     if not args.prompt:
         raise SandboxError("--prompt must not be empty")
-
-
-def run(args) -> int:
-    import jax
-    import jax.numpy as jnp
-
-    from sandbox.errors import SandboxError
-    from sandbox.sampling import generate
-    from sandbox.text.tokenizer import run_tokenizer
-    from sandbox.train.checkpoint import load_run
-
-    _check(args)
+    if args.entropy and args.regex is not None:
+        raise SandboxError("--entropy is for plain sampling; it is not measured with --regex")
+    run = analysis.load(args.run_dir, args.step)
+    n = args.n if args.n is not None else (8 if args.regex is not None else 1)
+    out = sample.of_run(run, args.prompt, args.num_tokens, options, args.seed, n, args.regex, args.canonical_only)
+    cut = f"; its first {out['cut']} tokens cut to fit the context of {run.cfg.model.seq_len}" if out["cut"] else ""
+    print(f"--- prompt ({len(out['prompt_ids'])} tokens{cut}) ---")
+    print(_visible(run.tokenizer.decode(out["prompt_ids"])))
     if args.regex is not None:
-        return _regex(args)
-    cfg, params, step = load_run(args.run_dir, args.step)
-    tok = run_tokenizer(cfg.data, args.run_dir)
-    prompt = tok.encode(args.prompt)
-    if not prompt or min(prompt) < 0 or max(prompt) >= cfg.model.vocab_size:
-        raise SandboxError(f"the prompt holds symbols outside this run's vocabulary of {cfg.model.vocab_size}")
-    if args.top_k is not None and args.top_k > cfg.model.vocab_size:
-        raise SandboxError(f"--top-k {args.top_k} exceeds the vocabulary size {cfg.model.vocab_size}")
-    prompt = prompt[-cfg.model.seq_len:]
-    tokens, entropies = generate(params, cfg.model, jnp.asarray([prompt], jnp.int32), args.num_tokens,
-                                 jax.random.PRNGKey(args.seed), args.temperature, args.top_k, args.top_p)
-    new = [int(t) for t in tokens[0, len(prompt):]]
-    print(f"--- prompt ({len(prompt)} tokens) ---")
-    print(_visible(tok.decode(prompt)))
-    print(f"--- continuation ({len(new)} tokens, checkpoint step {step}, temperature {args.temperature:g}) ---")
-    print(_visible(tok.decode(new)))
-    if args.entropy:
-        print(f"\nper-token predictive entropy (nats), checkpoint step {step}:")
-        for t, h in zip(new, entropies[0].tolist()):
-            print(f"{tok.decode([t])!r:>10}  {h:.3f}")
-        print(f"mean {float(entropies.mean()):.3f} nats/token")
-    return 0
-
-
-def _regex(args) -> int:
-    from sandbox.errors import SandboxError
-    from sandbox.regex_sampling import sample_run
-
-    if args.n <= 0:
-        raise SandboxError(f"-n must be positive, got {args.n}")
-    out = sample_run(args.run_dir, args.regex, args.prompt, args.n, args.num_tokens, args.seed, args.temperature,
-                     args.top_k, args.top_p, args.canonical_only, args.step)
-    for text, ok, canon in zip(out["texts"], out["matched"], out["canonical"]):
-        print(f"{'match' if ok else 'NO MATCH'}  {'canonical' if canon else 'non-canonical'}  {text!r}")
-    print(f"{sum(out['matched'])}/{len(out['texts'])} match in full; canonical token sequences: "
-          f"{out['canonical_fraction']:.0%} (automaton: {out['index_states']} states)")
+        print(f"--- {n} samples matching {args.regex!r} (checkpoint step {run.step}, "
+              f"temperature {args.temperature:g}) ---")
+        for text, ok, canon in zip(out["texts"], out["matched"], out["canonical"]):
+            print(f"{'match' if ok else 'NO MATCH'}  {'canonical' if canon else 'non-canonical'}  {text!r}")
+        print(f"{sum(out['matched'])}/{len(out['texts'])} match in full; canonical token sequences: "
+              f"{out['canonical_fraction']:.0%} (automaton: {out['index_states']} states)")
+        return 0
+    for i, (text, ids, ents) in enumerate(zip(out["texts"], out["ids"], out["entropies"])):
+        print(f"--- continuation{f' {i + 1}/{n}' if n > 1 else ''} ({len(ids)} tokens, checkpoint step {run.step}, "
+              f"temperature {args.temperature:g}) ---")
+        print(_visible(text))
+        if args.entropy:
+            print(f"\nper-token predictive entropy (nats), checkpoint step {run.step}:")
+            for t, h in zip(ids, ents):
+                print(f"{run.tokenizer.decode([t])!r:>10}  {h:.3f}")
+            print(f"mean {sum(ents) / len(ents):.3f} nats/token")
     return 0
 
 

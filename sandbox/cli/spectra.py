@@ -28,11 +28,10 @@ def run(args) -> int:
         out = Path(args.out) if args.out else rundir.new_child(Path("."), "spectra-minilm")
         inputs = []
     else:
-        from sandbox.nn import transformer
-        from sandbox.train import checkpoint
+        from sandbox import analysis
 
-        _, params, _ = checkpoint.load_run(args.target, args.step)  # the weights alone: no data is read
-        title, groups, inputs = Path(args.target).name, transformer.param_groups(params), [args.target]
+        run = analysis.load(args.target, args.step)  # the weights alone: no data is read
+        title, params, groups, inputs = run.name, run.params, run.groups(), [args.target]
         out = Path(args.out) if args.out else rundir.new_child(Path(args.target), "spectra")
     with rundir.claim(out, "spectra", args.force, inputs=inputs):
         table, figures = spectra.of_params(params, out, title, groups)

@@ -1,6 +1,9 @@
 """`sandbox tokenize`: train a byte-level BPE tokenizer, encode with it, explain a word, measure it.
 
-    sandbox tokenize train PATH_OR_CORPUS --vocab-size N [--pattern gpt2|gpt4] --out FILE [--force]
+FILE is a sandbox tokenizer, an HF `tokenizer.json` (byte-level BPE), a tiktoken `.tiktoken`
+file (split pattern "gpt2" for r50k_base/p50k_base, else "gpt4") or a GGUF model file.
+
+    sandbox tokenize train PATH_OR_CORPUS --vocab-size N [--pattern gpt2|gpt4|smollm] --out FILE [--force]
     sandbox tokenize encode FILE TEXT [--allow-special]
     sandbox tokenize explain FILE WORD
     sandbox tokenize stats FILE PATH_OR_CORPUS
@@ -12,6 +15,8 @@ from pathlib import Path
 
 from sandbox.errors import SandboxError
 
+PATTERNS = ["gpt2", "gpt4", "smollm"]  # pretokenize.PATTERNS, not imported: the CLI starts without numpy
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser("tokenize", help="train, apply and inspect byte-level BPE tokenizers")
@@ -19,11 +24,11 @@ def add_parser(subparsers):
     t = actions.add_parser("train", help="learn a BPE tokenizer on a corpus and save it as JSON")
     t.add_argument("corpus", metavar="PATH_OR_CORPUS", help="embedded corpus name (pydoc) or a UTF-8 file/folder")
     t.add_argument("--vocab-size", type=int, required=True, help="number of token ids, special tokens included")
-    t.add_argument("--pattern", choices=["gpt2", "gpt4"], default="gpt4", help="split pattern (default gpt4)")
+    t.add_argument("--pattern", choices=PATTERNS, default="gpt4", help="split pattern (default gpt4)")
     t.add_argument("--out", required=True, help="tokenizer file to write")
     t.add_argument("--force", action="store_true", help="replace --out if it is a tokenizer file the sandbox made")
     e = actions.add_parser("encode", help="print the token ids and tokens of a text")
-    e.add_argument("file", metavar="FILE")
+    e.add_argument("file", metavar="FILE", help="sandbox tokenizer, HF tokenizer.json, .tiktoken or .gguf file")
     e.add_argument("text", metavar="TEXT")
     e.add_argument("--allow-special", action="store_true", help="encode special tokens in TEXT as special tokens")
     x = actions.add_parser("explain", help="show the merges that encode a word, step by step")
@@ -44,10 +49,11 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     from sandbox.text import bpe
+    from sandbox.text.adapters import load_tokenizer
 
     if args.action == "train":
         return _train(args, bpe)
-    tok = bpe.load(args.file)
+    tok = load_tokenizer(args.file)
     if args.action == "encode":
         ids = tok.encode(args.text, allowed_special="all" if args.allow_special else frozenset())
         print("ids:", " ".join(map(str, ids)))

@@ -7,7 +7,7 @@
     out = curvature.blocks.spectra(op, masks_TxN, key=key, k=10, num_steps=80)  # many blocks, one program
 """
 
-from sandbox.curvature import blocks
+from sandbox.curvature import blocks, kinds, lanczos_plain
 from sandbox.curvature.eigh import eigh
 from sandbox.curvature.ggn_softmax import softmax_ggn
 from sandbox.curvature.jacobian import Jacobian, jacobian, singular_values
@@ -28,7 +28,8 @@ from sandbox.curvature.slq import kernel_density, slq_nodes_weights, smooth_dens
 from sandbox.curvature.trace import diagonal, trace
 
 __all__ = [
-    "Eigenpairs", "blocks", "Jacobian", "Layout", "LinearOperator", "Tridiagonal", "bottom_eigenpairs",
+    "Eigenpairs", "blocks", "kinds", "lanczos_plain", "Jacobian", "Layout", "LinearOperator", "Tridiagonal",
+    "bottom_eigenpairs",
     "dense", "diagonal", "eigh", "kernel_density", "eigenpairs", "fisher", "from_dense", "ggn", "hessian", "jacobian",
     "lanczos", "power_iteration", "preconditioned_sharpness", "sharpness", "singular_values",
     "slq_nodes_weights", "smooth_density", "softmax_ggn", "spectral_density", "top_eigenpairs", "trace",

@@ -22,7 +22,7 @@ import numpy as np
 
 from sandbox.curvature.lanczos import Tridiagonal, lanczos, tridiagonal_eigh
 from sandbox.curvature.linop import Layout, LinearOperator, ensure_finite, map_rows
-from sandbox.curvature.trace import _hutchpp
+from sandbox.curvature.trace import hutchpp
 from sandbox.errors import SandboxError
 
 STAGES = ("top eigenvalues", "density", "trace")
@@ -100,7 +100,7 @@ def _spectra(op, masks_TxN, key, k, num_steps, num_probes, num_matvecs, tick):
             out["weights_TxPxM"] = jnp.where(active_SxM, s_SxMxM[:, 0] ** 2, 0.0)
             notify(t, STAGES[1], out["nodes_TxPxM"])
         if num_matvecs:
-            out["trace_T"] = _hutchpp(target, key, num_matvecs, None)
+            out["trace_T"] = hutchpp(target, key, num_matvecs)
             notify(t, STAGES[2], out["trace_T"])
         return out
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from sandbox.curvature.linop import LinearOperator
-from sandbox.curvature.operators import _operator
+from sandbox.curvature.operators import from_rule, linearize
 
 
 def softmax_hessian_vp(z_NxV: jax.Array, u_NxV: jax.Array) -> jax.Array:
@@ -35,7 +35,7 @@ def softmax_ggn(model_fn: Callable, params, batch) -> LinearOperator:
     The labels are not needed (H_z does not depend on them); `batch` may be a list of batches,
     as for `curvature.ggn`. Equals `curvature.ggn(model_fn, mean_cross_entropy, ...)` exactly.
     """
-    return _operator(_SoftmaxGgn(model_fn), params, batch)
+    return from_rule(_SoftmaxGgn(model_fn), params, batch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +43,5 @@ class _SoftmaxGgn:
     model_fn: Callable
 
     def __call__(self, layout, flat, batch, v_N):
-        z_NxV, jvp_fn = jax.linearize(lambda w: self.model_fn(layout.unravel(w), batch), flat)
-        vjp_fn = jax.linear_transpose(jvp_fn, flat)
-        return vjp_fn(softmax_hessian_vp(z_NxV, jvp_fn(v_N)))[0]
+        z_NxV, jvp_fn, vjp_fn = linearize(self.model_fn, layout, flat, batch)
+        return vjp_fn(softmax_hessian_vp(z_NxV, jvp_fn(v_N)))

@@ -106,12 +106,14 @@ def eigenpairs(op: LinearOperator, k: int = 5, *, key: jax.Array, num_steps: int
     num_steps = min(op.dim, num_steps or max(2 * k + 20, 40))
     if num_steps < k:
         raise SandboxError(f"num_steps={num_steps} is smaller than k={k}; use num_steps >= k")
-    out = _eigenpairs(op, key, k, num_steps, which)
+    out = ritz_pairs(op, key, k, num_steps, which)
     return ensure_finite(out, "the Lanczos eigenpairs")
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_steps", "which"))
-def _eigenpairs(op, key, k, num_steps, which):
+def ritz_pairs(op, key, k: int, num_steps: int, which: str = "top") -> Eigenpairs:
+    """The k top or bottom Ritz pairs of `num_steps` Lanczos steps from a Gaussian start: traceable (a
+    training step under `jit` may call it), unchecked; `eigenpairs` is the checked entry point."""
     op = op.linearized()  # the pass at w once, not once per step
     v0_N = jax.random.normal(key, (op.dim,), op.dtype)
     tri = lanczos(op, v0_N, num_steps)

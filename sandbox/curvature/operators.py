@@ -26,13 +26,13 @@ from sandbox.errors import SandboxError
 def hessian(loss_fn: Callable, params, batch) -> LinearOperator:
     """Hessian of `loss_fn(params, batch) -> scalar` at `params`, averaged over a list of batches."""
     _check_scalar(loss_fn, params, _first(batch))
-    return _operator(_Hvp(loss_fn), params, batch)
+    return from_rule(_Hvp(loss_fn), params, batch)
 
 
 def ggn(model_fn: Callable, output_loss_fn: Callable, params, batch) -> LinearOperator:
     """GGN J^T H_l J of L(w) = output_loss_fn(model_fn(w, batch), batch); PSD for convex l."""
     _check_scalar(lambda p, b: output_loss_fn(model_fn(p, b), b), params, _first(batch))
-    return _operator(_Ggn(model_fn, output_loss_fn), params, batch)
+    return from_rule(_Ggn(model_fn, output_loss_fn), params, batch)
 
 
 def fisher(model_fn: Callable, params, batch, *, output_loss_fn: Callable | None = None,
@@ -49,15 +49,18 @@ def fisher(model_fn: Callable, params, batch, *, output_loss_fn: Callable | None
         if output_loss_fn is None:
             raise SandboxError("fisher(kind='empirical') needs output_loss_fn(outputs, batch)")
         _check_scalar(lambda p, b: output_loss_fn(model_fn(p, b), b), params, _first(batch))
-        return _operator(_EmpiricalFisher(model_fn, output_loss_fn), params, batch)
+        return from_rule(_EmpiricalFisher(model_fn, output_loss_fn), params, batch)
     if kind == "mc":
         if key is None:
             raise SandboxError("fisher(kind='mc') needs a PRNG key, e.g. key=jax.random.key(0)")
-        return _operator(_McFisher(model_fn, num_samples), params, batch, key)
+        return from_rule(_McFisher(model_fn, num_samples), params, batch, key)
     raise SandboxError(f"unknown Fisher kind {kind!r}; valid kinds: 'empirical', 'mc'")
 
 
-def _operator(per_batch: Callable, params, batch, *extra) -> LinearOperator:
+def from_rule(per_batch: Callable, params, batch, *extra) -> LinearOperator:
+    """The curvature operator whose product with v on one batch is `per_batch(layout, flat, batch, v_N,
+    *extra)` (flat: the raveled params), averaged over a list of batches (scanned when they share
+    shapes). The extension point: a new curvature matrix is one such rule (see `ggn_softmax`)."""
     layout = Layout.of(params)
     flat = layout.ravel(params)
     if not isinstance(batch, list):
@@ -118,8 +121,8 @@ class _Hvp:
         return jax.jvp(grad_fn, (flat,), (v_N,))[1]
 
 
-def _linearize(model_fn, layout, flat, batch):
-    """z = f(w), u -> J u and its transpose w -> J^T w, from one linearization."""
+def linearize(model_fn, layout, flat, batch):
+    """(z = f(w), u -> J u, w -> J^T w) of model_fn at the raveled params `flat`, from one linearization."""
     z, jvp_fn = jax.linearize(lambda w: model_fn(layout.unravel(w), batch), flat)
     vjp_fn = jax.linear_transpose(jvp_fn, flat)
     return z, jvp_fn, lambda u: vjp_fn(u)[0]
@@ -131,7 +134,7 @@ class _Ggn:
     output_loss_fn: Callable
 
     def __call__(self, layout, flat, batch, v_N):
-        z, jvp_fn, vjp_fn = _linearize(self.model_fn, layout, flat, batch)
+        z, jvp_fn, vjp_fn = linearize(self.model_fn, layout, flat, batch)
         loss_grad = jax.grad(lambda out: self.output_loss_fn(out, batch))
         hju = jax.jvp(loss_grad, (z,), (jvp_fn(v_N),))[1]
         return vjp_fn(hju)
@@ -143,7 +146,7 @@ class _EmpiricalFisher:
     output_loss_fn: Callable
 
     def __call__(self, layout, flat, batch, v_N):
-        z, jvp_fn, vjp_fn = _linearize(self.model_fn, layout, flat, batch)
+        z, jvp_fn, vjp_fn = linearize(self.model_fn, layout, flat, batch)
         # grad of the mean loss is g_i / N per row, so g_i g_i^T / N = N r_i r_i^T.
         r = jax.grad(lambda out: self.output_loss_fn(out, batch))(z)
         num_rows = r.size // r.shape[-1]
@@ -157,7 +160,7 @@ class _McFisher:
     num_samples: int
 
     def __call__(self, layout, flat, batch, v_N, key):
-        z, jvp_fn, vjp_fn = _linearize(self.model_fn, layout, flat, batch)
+        z, jvp_fn, vjp_fn = linearize(self.model_fn, layout, flat, batch)
         probs = jax.nn.softmax(z, axis=-1)
         labels = jax.random.categorical(key, z, axis=-1, shape=(self.num_samples, *z.shape[:-1]))
         g_S = probs - jax.nn.one_hot(labels, z.shape[-1], dtype=z.dtype)

@@ -11,14 +11,14 @@ at the edge of stability"). Both are traceable, so a training step under `jit` c
 import jax
 import jax.numpy as jnp
 
-from sandbox.curvature.lanczos import _eigenpairs
+from sandbox.curvature.lanczos import ritz_pairs
 from sandbox.curvature.operators import hessian
 
 
 def sharpness(loss_fn, params, batch, key: jax.Array, num_steps: int = 20) -> jax.Array:
     """lambda_max of the Hessian of loss_fn(params, batch) by `num_steps` Lanczos steps."""
     op = hessian(loss_fn, params, batch)
-    return _eigenpairs(op, key, 1, min(num_steps, op.dim), "top").values_K[0]
+    return ritz_pairs(op, key, 1, min(num_steps, op.dim), "top").values_K[0]
 
 
 def preconditioned_sharpness(loss_fn, params, batch, key: jax.Array, precond,
@@ -27,4 +27,4 @@ def preconditioned_sharpness(loss_fn, params, batch, key: jax.Array, precond,
     positive pytree like params (e.g. Adam's sqrt(nu_hat) + eps from `optim.preconditioner`)."""
     op = hessian(loss_fn, params, batch)
     d_N = 1 / jnp.sqrt(op.ravel(precond))
-    return _eigenpairs(op.scaled(d_N), key, 1, min(num_steps, op.dim), "top").values_K[0]
+    return ritz_pairs(op.scaled(d_N), key, 1, min(num_steps, op.dim), "top").values_K[0]

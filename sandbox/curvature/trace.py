@@ -27,7 +27,7 @@ def trace(op: LinearOperator, *, key: jax.Array, num_matvecs: int = 99, method: 
     if num_matvecs < (3 if method == "hutch++" else 1):
         raise SandboxError(f"num_matvecs={num_matvecs} is too small for {method} "
                            f"(needs >= {3 if method == 'hutch++' else 1})")
-    fn = _hutchpp if method == "hutch++" else _hutchinson
+    fn = hutchpp if method == "hutch++" else hutchinson
     return ensure_finite(fn(op, key, num_matvecs, batch_size), "the trace estimate")
 
 
@@ -36,7 +36,7 @@ def diagonal(op: LinearOperator, *, key: jax.Array, num_matvecs: int = 1, batch_
 
     Traceable: works inside `jit` (e.g. Sophia-H's Hessian diagonal from a closure loss).
     """
-    return op.unravel(_diagonal(op, key, num_matvecs, batch_size))
+    return op.unravel(hutchinson_diagonal(op, key, num_matvecs, batch_size))
 
 
 def _matmat(op, v_PxN, batch_size):
@@ -45,21 +45,24 @@ def _matmat(op, v_PxN, batch_size):
 
 
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "batch_size"))
-def _hutchinson(op, key, num_matvecs, batch_size):
+def hutchinson(op, key, num_matvecs: int, batch_size: int | None = None):
+    """tr A by Hutchinson with `num_matvecs` Rademacher probes: traceable, unchecked (see `trace`)."""
     op = op.linearized()  # the pass at w once, not once per chunk of probes
     z_PxN = jax.random.rademacher(key, (num_matvecs, op.dim), op.dtype)
     return jnp.mean(jnp.sum(z_PxN * _matmat(op, z_PxN, batch_size), axis=1))
 
 
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "batch_size"))
-def _diagonal(op, key, num_matvecs, batch_size):
+def hutchinson_diagonal(op, key, num_matvecs: int, batch_size: int | None = None):
+    """diag A (flat) by E[z * A z] over `num_matvecs` Rademacher probes: traceable, unchecked."""
     op = op.linearized()
     z_PxN = jax.random.rademacher(key, (num_matvecs, op.dim), op.dtype)
     return jnp.mean(z_PxN * _matmat(op, z_PxN, batch_size), axis=0)
 
 
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "batch_size"))
-def _hutchpp(op, key, num_matvecs, batch_size):
+def hutchpp(op, key, num_matvecs: int, batch_size: int | None = None):
+    """tr A by Hutch++ with `num_matvecs` matvecs: traceable, unchecked (see `trace`)."""
     op = op.linearized()
     n = op.dim
     r = min(num_matvecs // 3, n)                # sketch size

@@ -14,6 +14,7 @@ a byte that is no token is dropped, as HF drops it.
     ids = tok.encode(s); s == tok.decode(ids); tok.save(path); tok = load(path)
 """
 
+import functools
 import json
 import operator
 import struct
@@ -61,10 +62,14 @@ class Tokenizer:
         pattern_string(pattern)  # refuse an unknown split pattern now, not at the first encode
         if rule not in RULES:
             raise SandboxError(f"unknown merge rule {rule!r}: choose one of {', '.join(RULES)}")
+        if not isinstance(eot, str):
+            raise SandboxError(f"the end-of-text token {eot!r} must be a string")
         self.pattern, self.rule, self.eot = pattern, rule, eot
         self.whole_pieces = whole_pieces or rule == "tiktoken"
         self.merges = [(int(a), int(b)) for a, b in merges]
         self.vocab = _replay(self.merges) if vocab is None else list(vocab)
+        while self.vocab and self.vocab[-1] is None:  # special tokens after the last token: ids past the vocab
+            self.vocab.pop()
         if vocab is None:
             if len(set(special_tokens)) != len(special_tokens):
                 raise SandboxError(f"special tokens {special_tokens} must be distinct non-empty strings")
@@ -72,8 +77,8 @@ class Tokenizer:
         self.special_tokens = dict(special_tokens)
         self._decoder = _decoder(self.vocab, self.special_tokens)
         self.ranks = {t: i for i, t in enumerate(self.vocab) if t is not None}
-        if len(self.ranks) != sum(t is not None for t in self.vocab):
-            raise SandboxError("two token ids have the same bytes: a byte-level vocabulary spells each token once")
+        if len(self.ranks) != sum(t is not None for t in self.vocab) or b"" in self.ranks:
+            raise SandboxError("a token is empty or two ids have the same bytes: each token is spelled once")
         spelled = [(self._token(a), self._token(b)) for a, b in self.merges]
         if (bad := next((k for k, (a, b) in enumerate(spelled) if a + b not in self.ranks), None)) is not None:
             raise SandboxError(f"merge #{bad} {spelled[bad]} does not make a token of this vocabulary")
@@ -365,7 +370,12 @@ def _getter(keys: list) -> Callable[[dict], tuple]:
 
 def _alternation(tokens) -> regex.Pattern:
     """A regex matching any of the literal `tokens`, longest first."""
-    return regex.compile("|".join(regex.escape(t) for t in sorted(tokens, key=len, reverse=True)))
+    return _compiled_alternation(frozenset(tokens))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_alternation(tokens: frozenset) -> regex.Pattern:
+    return regex.compile("|".join(regex.escape(t) for t in sorted(tokens, key=lambda t: (-len(t), t))))
 
 
 def _write_atomic(path, write, overwrite: bool) -> Path:

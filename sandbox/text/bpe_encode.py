@@ -31,6 +31,7 @@ import numpy as np
 
 NONE = np.iinfo(np.int32).max  # the rank of a pair that is not a token
 _LONG = 64  # a longer piece goes through merge_piece: a round per merge would cost more than its heap
+FEW = 64  # fewer short pieces go through merge_piece too: numpy's fixed cost per round outweighs them
 _DEAD = np.iinfo(np.int64).max  # the key of a part merged away: above every live key
 
 
@@ -123,19 +124,17 @@ class PairRanks:
         return np.where(self.keys[i] == flat, self.values[i], NONE).reshape(key.shape)
 
 
-def merge_pieces(pieces: list[bytes], pair_rank: PairRanks) -> list[bytes]:
+def merge_pieces(pieces: list[bytes], pair_rank: PairRanks, few: int = FEW) -> list[bytes]:
     """merge_piece of every piece (under `pair_rank`'s rule), each piece's ids packed as native int32
-    (`array("i", b)`): the short ones together, in vectorized rounds (module docstring). Bytes, not
-    lists: the garbage collector does not track them, so thousands of results do not set off
-    collections."""
+    (`array("i", b)`): the short ones together, in vectorized rounds (module docstring), unless
+    there are fewer than `few`. Bytes, not lists: the garbage collector does not track them, so
+    thousands of results do not set off collections."""
     out = [b""] * len(pieces)
-    short = []
-    for i, piece in enumerate(pieces):
-        if len(piece) > _LONG:
-            out[i] = _packed(merge_piece(piece, pair_rank.ranks, merge_ranks=pair_rank.merge_ranks))
-        elif piece:
-            short.append(i)
-    if short:
+    short = [i for i, piece in enumerate(pieces) if 0 < len(piece) <= _LONG]
+    one_by_one = [i for i, piece in enumerate(pieces) if len(piece) > _LONG] + (short if len(short) < few else [])
+    for i in one_by_one:
+        out[i] = _packed(merge_piece(pieces[i], pair_rank.ranks, merge_ranks=pair_rank.merge_ranks))
+    if len(short) >= few:
         for i, ids in zip(short, _merge_rounds([pieces[i] for i in short], pair_rank)):
             out[i] = ids
     return out

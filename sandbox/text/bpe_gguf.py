@@ -6,9 +6,12 @@ byte-level alphabet (`tokens`, the list index is the id), a type per token (1 no
 (`tokenizer.ggml.pre`). The ids are the file's, so they index the model's embedding; control and
 user-defined tokens become special tokens (matched whole, where allowed); encoding follows the
 merge list (HF's and llama.cpp's rule, not tiktoken's: a pair merges iff listed, earliest
-first). SmolLM2's merge order happens to follow its ids, but nothing here relies on it.
+first). SmolLM2's merge order happens to follow its ids, and on the reference corpus tiktoken's
+rule gives the same ids, but nothing here relies on it. The end-of-text token is the file's
+`eos_token_id` (SmolLM2-Instruct: "<|im_end|>", id 2).
 
     tok = from_gguf(path); tok.encode("<|im_start|>user", allowed_special="all")
+    tok = from_reader(gguf.GGUFReader(path))   # a reader already open for the weights: no second parse
 """
 
 from pathlib import Path
@@ -27,7 +30,16 @@ def from_gguf(path) -> Tokenizer:
     path = Path(path)
     if not path.is_file():
         raise SandboxError(f"GGUF file {path} not found")
-    fields = read_metadata(path, "tokenizer.ggml.")
+    return from_fields(read_metadata(path, "tokenizer.ggml."), path)
+
+
+def from_reader(reader) -> Tokenizer:
+    """`from_gguf` of a file already open as a `gguf.GGUFReader` (its parse is most of the cost)."""
+    return from_fields({k: f.contents() for k, f in reader.fields.items() if k.startswith("tokenizer.ggml.")}, "GGUF")
+
+
+def from_fields(fields: dict, path) -> Tokenizer:
+    """The tokenizer of the `tokenizer.ggml.*` metadata fields (`path` names the file in errors)."""
     model, pre = fields.get("tokenizer.ggml.model"), fields.get("tokenizer.ggml.pre", "default")
     if model != "gpt2":
         raise SandboxError(f"{path}: tokenizer model {model!r} is not byte-level BPE ('gpt2')")
@@ -41,7 +53,7 @@ def from_gguf(path) -> Tokenizer:
     vocab = [None if t in special and special[t] == i else chars_to_bytes(t) for i, t in enumerate(tokens)]
     ids = {t: i for i, t in enumerate(tokens) if vocab[i] is not None}
     pairs = [tuple(ids.get(p) for p in m.split(" ")) for m in merges]
-    if bad := next((m for m, p in zip(merges, pairs) if len(p) != 2 or None in p), None):
+    if (bad := next((m for m, p in zip(merges, pairs) if len(p) != 2 or None in p), None)) is not None:
         raise SandboxError(f"{path}: merge {bad!r} is not two tokens of the vocabulary")
     eos = fields.get("tokenizer.ggml.eos_token_id")
     eot = tokens[eos] if isinstance(eos, int) and 0 <= eos < len(tokens) and tokens[eos] in special else ENDOFTEXT

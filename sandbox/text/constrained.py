@@ -21,20 +21,9 @@ import numpy as np
 
 from sandbox.errors import SandboxError
 from sandbox.text.regex_dfa import ByteDFA, compile_regex
+from sandbox.text.tokenizer import Tokenizer
 
 UNREACHABLE = np.iinfo(np.int32).max // 2
-
-
-def token_bytes(tokenizer) -> tuple[list[bytes | None], int | None]:
-    """(bytes of every token id, None for special tokens; the end-of-text id or None)."""
-    from sandbox.text.bpe import ENDOFTEXT, Tokenizer
-    from sandbox.text.tokenizer import ByteTokenizer
-
-    if isinstance(tokenizer, Tokenizer):
-        return list(tokenizer.vocab) + [None] * len(tokenizer.special_tokens), tokenizer.special_tokens.get(ENDOFTEXT)
-    if isinstance(tokenizer, ByteTokenizer):
-        return [bytes([i]) for i in range(256)], None
-    return [tokenizer.decode([i]).encode("utf-8") for i in range(tokenizer.vocab_size)], None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,11 +127,11 @@ def build_index(dfa: ByteDFA, tokens: list[bytes | None], eot: int | None) -> To
     return TokenIndex(dfa, next_SxV.astype(np.int32), steps_S.astype(np.int32), eot)
 
 
-def regex_index(pattern: str, tokenizer) -> TokenIndex:
+def regex_index(pattern: str, tokenizer: Tokenizer) -> TokenIndex:
     """Compile `pattern` and index it for `tokenizer`; SandboxError if no token sequence spells a match."""
     dfa = compile_regex(pattern)
-    tokens, eot = token_bytes(tokenizer)
-    index = build_index(dfa, tokens, eot)
+    tokens = tokenizer.token_bytes()
+    index = build_index(dfa, tokens, tokenizer.eot_id)
     if index.steps_S[index.initial] >= UNREACHABLE:
         raise SandboxError(f"no sequence of this tokenizer's {len(tokens)} tokens spells a string that matches "
                            f"regex {pattern!r}: the tokenizer cannot complete it")

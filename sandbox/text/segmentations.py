@@ -16,10 +16,8 @@ from sandbox.errors import SandboxError
 
 
 def token_table(tokenizer) -> dict[bytes, int]:
-    """bytes -> id of every ordinary token (special tokens are not text)."""
-    from sandbox.text.constrained import token_bytes
-
-    return {t: i for i, t in enumerate(token_bytes(tokenizer)[0]) if t}
+    """bytes -> id of every ordinary token (special tokens are not text) of a `tokenizer.Tokenizer`."""
+    return {t: i for i, t in enumerate(tokenizer.token_bytes()) if t}
 
 
 def lattice(data: bytes, table: dict[bytes, int]) -> list[list[tuple[int, int]]]:
@@ -57,11 +55,12 @@ def segmentations(data: bytes, table: dict[bytes, int], limit: int = 10_000) -> 
 
 
 def word_counts(tokenizer, text: str, max_words: int = 5000) -> dict[str, int]:
-    """Segmentation count of each distinct word (pre-tokenizer piece) of `text`, the first max_words."""
+    """Segmentation count of each distinct word (piece of the BPE tokenizer's split pattern) of
+    `text`, the first max_words."""
     from sandbox.text.pretokenize import split
 
     table = token_table(tokenizer)
-    words = list(dict.fromkeys(split(text, getattr(tokenizer, "pattern", "gpt4"))))[:max_words]
+    words = list(dict.fromkeys(split(text, tokenizer.pattern)))[:max_words]
     return {w: count_segmentations(w.encode("utf-8"), table) for w in words}
 
 

@@ -33,11 +33,10 @@ def capture_text(source, text: str):
                                                                   model.cfg)
         labels = [model.tokenizer.id_to_token(int(i)) for i in ids[0]]
     else:
-        from sandbox.text.tokenizer import run_tokenizer
-        from sandbox.train.checkpoint import load_run
+        from sandbox.analysis.run import load
 
-        cfg, params, _ = load_run(source)
-        tok = run_tokenizer(cfg.data, source)
+        run = load(source)
+        cfg, params, tok = run.cfg, run.params, run.tokenizer
         ids = tok.encode(text)[: min(MAX_TOKENS, cfg.model.seq_len)]
         if not ids or max(ids) >= cfg.model.vocab_size:
             raise SandboxError(f"the text holds symbols outside this run's vocabulary of {cfg.model.vocab_size}")
