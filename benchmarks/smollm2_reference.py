@@ -190,7 +190,7 @@ def equalities(n_layers: int | None) -> None:
         write_fixture(ref, tokens, prompt)
 
 
-def bench(reps: int) -> None:
+def bench(reps: int, only: str | None = None) -> None:
     """Forward on 4 x 128 tokens and one HVP of the mean loss on them: sandbox (jit) vs transformers eager
     (forward) and torch's double backward (HVP), interleaved so both see the same machine load."""
     tokens = np.asarray(jax.random.randint(jax.random.key(1), (4, 129), 0, 49152), np.int32)
@@ -199,7 +199,7 @@ def bench(reps: int) -> None:
     fwd = jax.jit(transformer.apply, static_argnums=2)
     op = hessian(lambda p, b: lm_loss(p, b, cfg), params, batch)
     v_N = op.ravel(direction(params))
-    hvp = jax.jit(op.mv)
+    hvp = jax.jit(lambda op, v_N: op.mv(v_N))  # the operator (params, batch) an argument, not a baked-in constant
     model = load_hf(None)
     inputs, targets = torch.as_tensor(tokens[:, :-1]).long(), torch.as_tensor(tokens[:, 1:]).long()
     tparams = list(model.parameters())
@@ -215,10 +215,10 @@ def bench(reps: int) -> None:
         return torch.autograd.grad(sum((g * v).sum() for g, v in zip(grads, tv)), tparams)
 
     cases = {"forward": (lambda: fwd(params, batch["inputs"], cfg).block_until_ready(), torch_forward),
-             "hvp": (lambda: hvp(v_N).block_until_ready(), torch_hvp)}
+             "hvp": (lambda: hvp(op, v_N).block_until_ready(), torch_hvp)}
     print(f"full model, 4 x 128 tokens, {reps} interleaved repetitions (median), torch threads "
           f"{torch.get_num_threads()}")
-    for name, (ours, theirs) in cases.items():
+    for name, (ours, theirs) in cases.items() if only is None else [(only, cases[only])]:
         ours(), theirs()  # compile / warm up
         times = {"sandbox": [], "torch": []}
         for _ in range(reps):
@@ -236,9 +236,10 @@ def main():
     parser.add_argument("--full", action="store_true", help="compare on all 30 layers (printed, no fixture)")
     parser.add_argument("--bench", action="store_true", help="time forward and HVP on the full model")
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--only", choices=("forward", "hvp"), help="--bench: time only this case")
     args = parser.parse_args()
     if args.bench:
-        bench(args.reps)
+        bench(args.reps, args.only)
     else:
         equalities(None if args.full else 2)
 
