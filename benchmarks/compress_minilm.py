@@ -32,8 +32,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from sandbox.compress import methods, sweep  # noqa: E402
 from sandbox.compress import model as cmodel  # noqa: E402
-from sandbox.compress import sweep  # noqa: E402
 from sandbox.pretrained import fidelity, minilm  # noqa: E402
 
 FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
@@ -64,7 +64,7 @@ def svd_sweep(model, sentences):
 def forward_speed(model, sentences, repeats):
     ids, mask = model.tokenize(sentences)
     ids, mask = jnp.asarray(ids), jnp.asarray(mask)
-    decs = cmodel.decompose(cmodel.linear_layers(model.params), "svd")
+    decs = methods.get("svd").prepare(cmodel.linear_layers(model.params), None)
     half, info = sweep.compress(model.params, "svd", {"fraction": 0.5}, decs)
     encode = jax.jit(minilm.encode, static_argnames="cfg")
     run = lambda p: encode(p, ids, mask, cfg=model.cfg).block_until_ready()

@@ -11,7 +11,16 @@ below (2 + 2 b1)/((1 - b1) lr) = 38/lr at b1 = 0.9 (Cohen et al. 2022). All runs
 family are vmapped over the learning rate and all over the `seeds` independent seeds (data,
 initial weights, Lanczos start); each is one jitted scan, with Lanczos every `sharpness_every`
 steps inside it, and the whole experiment is one compiled program. Gradient descent is
-heavy-ball with beta = 0. Verdict: every run passes its band at every seed.
+heavy-ball with beta = 0.
+
+The claim, in one sentence: trained long enough, full-batch GD's sharpness rises to 2/lr and then hovers at it
+(and the analogous thresholds for heavy ball and Adam). The rule, per run (optimizer, lr) and seed, fixed before
+the fresh seeds ran: (1) the run does not diverge (a non-finite loss is a failed run, recorded with its step,
+not an exception); (2) the sharpness reaches the threshold within the stated budget of `steps`; (3) where it
+reached it, its median from the first crossing on lies in `band` x threshold. A seed passes when every run
+does. A run that stays below the threshold is reported with its peak ratio and its final / initial loss, so a
+run that converged before sharpening reached 2/lr (Cohen et al. note this can happen at small lr) is visible
+as such; it still fails "reaches", since the rule is not changed after the fact.
 """
 
 from dataclasses import dataclass, field
@@ -146,19 +155,44 @@ def all_runs(cfg: Config, seeds: list[int], loss_fn):
     return jax.tree.map(np.asarray, jax.jit(jax.vmap(one_seed))(jnp.asarray(seeds)))
 
 
-def judge(sharp_C, threshold: float, cfg: Config) -> dict:
-    """First measurement at or above the threshold, and the median sharpness from there on."""
-    sharp_C = np.asarray(sharp_C, dtype=np.float64)
+def judge(sharp_C, losses_T, threshold: float, cfg: Config) -> dict:
+    """The rule on one run: diverged?, first measurement at or above the threshold, median from there on."""
+    sharp_C, losses_T = np.asarray(sharp_C, np.float64), np.asarray(losses_T, np.float64)
+    out = {"threshold": threshold, "budget_steps": len(losses_T), "diverged_step": None, "crossing_step": None,
+           "peak_ratio": None, "median_after_crossing": None, "ratio": None,
+           "reached": False, "hovers": None, "verdict": protocol.FAIL}
+    bad = np.flatnonzero(~np.isfinite(losses_T))
+    if bad.size:
+        out["diverged_step"] = int(bad[0]) + 1
+        return out
+    out["peak_ratio"] = float(sharp_C.max() / threshold)
+    out["final_ratio"] = float(sharp_C[-1] / threshold)
     above = np.flatnonzero(sharp_C >= threshold)
     if above.size == 0:
-        return {"threshold": threshold, "crossing_step": None, "max_sharpness": float(sharp_C.max()),
-                "median_after_crossing": None, "ratio": None, "verdict": "fail"}
+        return out
     median = float(np.median(sharp_C[above[0]:]))
-    ratio = median / threshold
-    ok = cfg.band[0] <= ratio <= cfg.band[1]
-    return {"threshold": threshold, "crossing_step": int((above[0] + 1) * cfg.sharpness_every),
-            "max_sharpness": float(sharp_C.max()), "median_after_crossing": median, "ratio": ratio,
-            "verdict": "pass" if ok else "fail"}
+    hovers = bool(cfg.band[0] <= median / threshold <= cfg.band[1])
+    return {**out, "crossing_step": int((above[0] + 1) * cfg.sharpness_every), "median_after_crossing": median,
+            "ratio": median / threshold, "reached": True, "hovers": hovers,
+            "verdict": protocol.PASS if hovers else protocol.FAIL}
+
+
+def why_not(results: list) -> str:
+    """Which runs failed and how, from the measurements ("" when none did)."""
+    lines = []
+    for r in results:
+        for d in r.details["runs"]:
+            name = f"seed {r.seed}, {d['optimizer']} lr={d['learning_rate']:g}"
+            if d["diverged_step"] is not None:
+                lines.append(f"{name} diverged at step {d['diverged_step']}")
+            elif not d["reached"]:
+                lines.append(f"{name} never reached its threshold in {d['budget_steps']} steps: its sharpness "
+                             f"peaked at {d['peak_ratio']:.3f} and ended at {d['final_ratio']:.3f} x threshold while "
+                             f"the loss fell to {d['final_loss'] / d['initial_loss']:.2g} x its initial value "
+                             "(progressive sharpening stopped below the edge)")
+            elif not d["hovers"]:
+                lines.append(f"{name} crossed but its median sits at {d['ratio']:.3f} x threshold")
+    return "; ".join(lines)
 
 
 def runs(cfg: Config, seeds: list[int]) -> list[dict]:
@@ -214,15 +248,12 @@ def figures(rows: list[dict], seeds: list[int], every: int, folder: Path) -> lis
 def run(cfg: Config, out_dir: Path, progress: bool) -> dict:
     seeds = protocol.seed_list(cfg)
     rows = runs(cfg, seeds)
-    for r in rows:
-        if not np.isfinite(r["losses_SxT"]).all():
-            raise SandboxError(f"{label(r)} diverged (NaN loss) at some seed; lower its learning rate")
     results = []
     for j, seed in enumerate(seeds):
         measured, details, ok = {}, [], True
         for r in rows:
-            verdict = judge(r["sharpness_SxK"][j], r["threshold"], cfg)
             losses_T = r["losses_SxT"][j]
+            verdict = judge(r["sharpness_SxK"][j], losses_T, r["threshold"], cfg)
             measured[f"{label(r)}: median / threshold"] = verdict["ratio"]
             measured[f"{label(r)}: crossing step"] = verdict["crossing_step"]
             hyper = {"momentum": {"beta": r["beta"]}, "adam": {"b1": r["beta"]}}.get(r["optimizer"], {})
@@ -241,9 +272,11 @@ def run(cfg: Config, out_dir: Path, progress: bool) -> dict:
                     f"GD 2/lr, heavy-ball (2 + 2 beta)/lr, Adam (preconditioned) (2 + 2 b1)/((1 - b1) lr) "
                     f"= {(2 + 2 * b1) / (1 - b1):g}/lr"),
         source=SOURCE,
-        rule=(f"per seed, every run's sharpness reaches its threshold and its median from the first "
-              f"crossing on lies in [{lo}, {hi}] x threshold"),
+        rule=(f"per seed, every run: no divergence (a non-finite loss fails the run), its sharpness reaches its "
+              f"threshold within the budget of {cfg.steps} steps, and its median from the first crossing on lies "
+              f"in [{lo}, {hi}] x threshold"),
         reason=("the threshold is where the quadratic model of the update becomes unstable (an eigenvalue "
                 "of the update map leaves the unit disc), so the sharpness cannot stay above it for long; "
                 "Cohen et al. report it oscillating slightly above, hence a band skewed upward"))
-    return protocol.write(out_dir, "edge_of_stability", cfg, expected, results, names)
+    return protocol.write(out_dir, "edge_of_stability", cfg, expected, results, names,
+                          not_reproduced=why_not(results))

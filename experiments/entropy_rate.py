@@ -7,12 +7,16 @@ conditional to the model's, so the KL, measured on every validation position wit
 context, is the model's remaining excess loss. The engine trains the LM (`sandbox.train`),
 checkpointing every `eval_every` steps; each checkpoint is then scored against the true table.
 
-Criterion: KL <= tolerance * max(H, E[H]) at some checkpoint within the step budget, where E[H]
-is the mean row entropy of the Dirichlet family the tables are drawn from; `steps_needed` is the
-first checkpoint that meets it. Each seed draws a new source (and data order and weights), so
-near-deterministic sources (H << E[H]) occur; they are kept, and held to the family's scale in
-nats rather than to a vanishing fraction of their own H. Seeds run one after another (one engine
-run each); the verdict needs every seed.
+The claim, in one sentence: trained long enough, the model's cross-entropy comes within 3% of the source's
+entropy rate H (issue 7's reading of "the entropy rate is the floor"). Cross-entropy - H = KL to the true
+conditionals exactly, so the rule is KL <= tolerance * H at the final checkpoint (the budget's end: no checkpoint
+is selected on the data it is scored on), H the seed's own source's entropy rate, not the family's.
+Scope, stated before running: no learner that sees N training symbols can be expected to get below the
+estimation floor KL_est = A^k (A - 1) / (2 N), the asymptotic expected KL of the maximum-likelihood table (each
+of the A^k rows has A - 1 free parameters, fitted from N pi(s) symbols: sum_s pi(s) (A - 1) / (2 N pi(s))).
+A source with tolerance * H < 2 KL_est (a near-deterministic one) asks for an accuracy the data cannot give;
+its seed is "not applicable" (its numbers still reported). Each seed draws a new source, data order and
+weights; the verdict needs every applicable seed.
 """
 
 from dataclasses import dataclass
@@ -52,7 +56,7 @@ class Config:
     steps: int = 600
     eval_every: int = 100  # also the checkpoint interval: one KL point per checkpoint
     eval_batches: int = 32
-    tolerance: float = 0.03  # pass: KL(true || model) <= tolerance * max(H, E[H]) within the budget
+    tolerance: float = 0.03  # pass: KL(true || model) <= tolerance * H at the final checkpoint
     seed: int = 0  # the first seed: source, data order and initial weights
     seeds: int = 3  # independent seeds, one engine run each (the source changes with the seed)
 
@@ -121,6 +125,18 @@ def family_entropy(alphabet: int, concentration: float) -> float:
     return float(jax.scipy.special.digamma(alphabet * a + 1.0) - jax.scipy.special.digamma(a + 1.0))
 
 
+def estimation_floor(alphabet: int, order: int, train_symbols: int) -> float:
+    """A^k (A - 1) / (2 N): the expected KL (nats) of the maximum-likelihood k-th order table from N symbols."""
+    return alphabet**order * (alphabet - 1) / (2 * train_symbols)
+
+
+def judge(final_kl: float, entropy: float, floor: float, tolerance: float) -> bool | None:
+    """The rule: KL <= tolerance * H; None (not applicable) where tolerance * H < 2 x the estimation floor."""
+    if tolerance * entropy < 2 * floor:
+        return None
+    return final_kl <= tolerance * entropy
+
+
 def one_seed(cfg: Config, seed: int, run_dir: Path, progress: bool) -> protocol.SeedResult:
     """Train on the source of `seed` for the step budget; score every checkpoint against the true table."""
     run_cfg = cfg.run_config(seed)
@@ -132,22 +148,25 @@ def one_seed(cfg: Config, seed: int, run_dir: Path, progress: bool) -> protocol.
     for step in checkpoint.saved_steps(run_dir):
         run = analysis.load(run_dir, step)
         kl_rows.append({"step": step, **score(run.params, run.cfg.model, data.val_N, table, cfg.order)})
-    scale = family_entropy(cfg.alphabet, cfg.concentration)
-    bound = cfg.tolerance * max(entropy, scale)
+    bound = cfg.tolerance * entropy
+    floor = estimation_floor(cfg.alphabet, cfg.order, len(data.train_N))
     reached = [r["step"] for r in kl_rows if r["kl"] <= bound]
     final = kl_rows[-1]
     measured = {
-        "entropy_rate": entropy, "kl_bound": bound, "final_kl": final["kl"],
+        "entropy_rate": entropy, "kl_bound": bound, "final_kl": final["kl"], "estimation_floor": floor,
         "final_excess_percent": 100 * final["kl"] / entropy,
         "steps_needed": reached[0] if reached else None,
         "final_val_cross_entropy": final["expected_cross_entropy"],
     }
-    details = {"bound_from": "entropy rate" if entropy >= scale else "family entropy",
-               "family_entropy": scale, "kl_over_training": kl_rows,
+    passed = judge(final["kl"], entropy, floor, cfg.tolerance)
+    details = {"family_entropy": family_entropy(cfg.alphabet, cfg.concentration), "kl_over_training": kl_rows,
                "engine_final_val_loss": train_summary["final_val_loss"],
                "train_wall_seconds": train_summary["wall_seconds"], "num_params": train_summary["num_params"],
                "metrics": [r for r in records.read_metrics(run_dir / "metrics.jsonl") if "val_loss" in r]}
-    return protocol.SeedResult(seed, measured, bool(reached), details)
+    if passed is None:
+        details["not_applicable"] = (f"{cfg.tolerance:g} H = {bound:.2e} nats is below twice the estimation floor "
+                                     f"{floor:.2e}: a near-deterministic source")
+    return protocol.SeedResult(seed, measured, passed, details)
 
 
 def figure(results: list[protocol.SeedResult], tolerance: float, path: Path) -> str:
@@ -160,12 +179,10 @@ def figure(results: list[protocol.SeedResult], tolerance: float, path: Path) -> 
         ax.semilogy(steps, [x["kl"] for x in rows], "o-", color=f"C{i}", label=f"seed {r.seed} (H = {h:.3f})")
         ax.axhline(r.measured["kl_bound"], color=f"C{i}", linestyle="--", linewidth=1)
         ax_rel.semilogy(steps, [100 * x["kl"] / h for x in rows], "o-", color=f"C{i}", label=f"seed {r.seed}")
-        if r.details["bound_from"] == "family entropy":
-            ax_rel.axhline(100 * r.measured["kl_bound"] / h, color=f"C{i}", linestyle="--", linewidth=1)
     ax.set(xlabel="step", ylabel="KL(true || model), nats / token",
            title="KL to the true conditionals per seed (dashed: its bound)")
     ax_rel.axhline(100 * tolerance, color="k", linestyle="--", linewidth=1,
-                   label=f"{tolerance:.0%} of H (coloured: of the family's E[H])")
+                   label=f"{tolerance:.0%} of H")
     ax_rel.set(xlabel="step", ylabel="excess over the entropy rate (%)", title="KL / H per seed")
     ax.legend(fontsize=7)
     ax_rel.legend(fontsize=7)
@@ -181,20 +198,22 @@ def run(cfg: Config, out_dir: Path, progress: bool) -> dict:
             print(f"seed {seed}: H = {m['entropy_rate']:.4f}, final KL = {m['final_kl']:.2e} "
                   f"(bound {m['kl_bound']:.2e}), steps needed: {m['steps_needed']}")
     name = figure(results, cfg.tolerance, out_dir / "figures" / "kl.png")
+    bad = [r for r in results if r.passed is False]
+    why = (f"at {len(bad)} of {len(results)} seeds the final KL is "
+           + ", ".join(f"{r.measured['final_excess_percent']:.1f}%" for r in bad)
+           + f" of H after {cfg.steps} steps (H = " + ", ".join(f"{r.measured['entropy_rate']:.3f}" for r in bad)
+           + " nats): the model is still above the 3% line at the budget's end on those sources") if bad else ""
     expected = protocol.Expected(
         prediction=("a transformer trained on a k-th order Markov source approaches its exact entropy rate H: "
                     f"its expected val cross-entropy comes within {cfg.tolerance:.0%} of H, i.e. "
                     f"KL(true conditional || model) <= {cfg.tolerance:g} H, within {cfg.steps} steps"),
         source=SOURCE,
-        rule=(f"per seed: at some checkpoint (every {cfg.eval_every} steps, budget {cfg.steps}, cosine schedule "
-              f"over the budget) the mean KL over the val positions with a full context is <= {cfg.tolerance:g} "
-              f"max(H, E[H]), E[H] = psi(A a + 1) - psi(a + 1) the family's mean row entropy "
-              f"({family_entropy(cfg.alphabet, cfg.concentration):.4f} nats here); steps_needed is the first "
-              "such checkpoint"),
+        rule=(f"per seed: at the final checkpoint (step {cfg.steps}, cosine schedule over the budget) the mean KL "
+              f"over the val positions with a full context is <= {cfg.tolerance:g} H, H the seed's own source's "
+              f"entropy rate; not applicable where {cfg.tolerance:g} H < 2 A^k (A - 1) / (2 N), the "
+              "maximum-likelihood table's expected KL from the N training symbols"),
         reason=("cross-entropy - H = KL to the true conditionals exactly, so the claim is a bound on the KL, "
-                "measured against the exact table (no label noise). Its scale is the source's entropy, as the "
-                "3% claim says; but H -> 0 for a near-deterministic source while the model still has the same "
-                "A^k-row table to learn, so 3% of H would demand ever finer accuracy of exactly the sources "
-                "that are least random. Such a source (H < E[H] of its Dirichlet family) is kept and held to "
-                "3% of E[H] in nats, the accuracy asked of a typical source (details.bound_from says which)"))
-    return protocol.write(out_dir, "entropy_rate", cfg, expected, results, [name])
+                "measured against the exact table (no label noise); the final checkpoint, not the best of several "
+                "scored on the same data (selection). The scope condition is where the claim's accuracy exceeds "
+                "what the data can give any estimator; it was fixed before the fresh seeds ran"))
+    return protocol.write(out_dir, "entropy_rate", cfg, expected, results, [name], not_reproduced=why)

@@ -14,6 +14,15 @@ zero over the classes, so the class means span C - 1 large directions and a smal
 pass band is C - 1 or C. The GGN must also carry the outliers: its top eigenvalues close to the
 Hessian's, its top eigenvectors spanning the Hessian's outlier subspace. Each seed draws new data,
 weights and Lanczos starts; a seed passes when every C passes, the experiment when every seed does.
+
+The claim, in one sentence: after training, the Hessian of a C-class softmax classifier is a bulk plus C - 1
+(or C) outliers that come from the class means of the Gauss-Newton term. Two checks were added before the
+fresh seeds ran, because the count and the GGN's closeness are nearly automatic once the training loss is
+small: a gap rule (the outliers stand apart: lambda_{C-1} / lambda_{C+1} exceeds every two-step ratio
+lambda_i / lambda_{i+2} of the bulk eigenvalues measured beside them, i = C+1 .. 2C-2) and Papyan's mechanism
+directly (the top C - 1 eigenvectors of H span >= `min_overlap` of the top C - 1 directions of the class-mean
+part D^T D). The regime is after `train_steps` Adam steps; at 3 steps (early training) the counts reach 2C
+and the GGN is 30-63% off, and that run is reported as such, not hidden by the default.
 """
 
 import dataclasses
@@ -151,10 +160,15 @@ def measurement(cfg: Config, num_classes: int):
         h_pairs = curvature.top_eigenpairs(hess, k, key=k_lanczos, num_steps=cfg.lanczos_steps)
         g_pairs = curvature.top_eigenpairs(gn, k, key=k_lanczos, num_steps=cfg.lanczos_steps)
         edge = curvature.top_eigenpairs(within, 1, key=k_lanczos, num_steps=cfg.lanczos_steps)[0][0]
-        between = curvature.eigh(d_QxN @ d_QxN.T)[0][::-1][:k]  # nonzero spectrum of D^T D
+        d_vals, d_vecs = curvature.eigh(d_QxN @ d_QxN.T)  # ascending; D^T D's nonzero spectrum
+        between = d_vals[::-1][:k]
+        # the top C - 1 directions of D^T D: v = D^T u / sqrt(lambda) for D D^T's top eigenpairs (u, lambda)
+        top_u = d_vecs[:, ::-1][:, :num_classes - 1]
+        means_NxK = d_QxN.T @ top_u / jnp.sqrt(d_vals[::-1][:num_classes - 1])
+        mean_overlap = jnp.sum((h_pairs[1][:num_classes - 1] @ means_NxK) ** 2) / (num_classes - 1)
         density = curvature.spectral_density(hess, key=k_slq, num_steps=cfg.slq_steps,
                                              num_probes=cfg.slq_probes)
-        return losses_T[-1], accuracy, h_pairs, g_pairs, edge, between, density
+        return losses_T[-1], accuracy, h_pairs, g_pairs, edge, between, mean_overlap, density
 
     return jax.jit(measure)
 
@@ -165,10 +179,19 @@ def one_mixture(cfg: Config, num_classes: int, seeds: list[int]) -> list[dict]:
     return [judge(cfg, num_classes, seed, jax.tree.map(np.asarray, measure(jnp.int32(seed)))) for seed in seeds]
 
 
+def gap_ratios(h_vals, num_classes: int) -> tuple[float, float]:
+    """(lambda_{C-1} / lambda_{C+1}, the largest two-step ratio lambda_i / lambda_{i+2} of the bulk beside it,
+    i = C+1 .. 2C-2; 1 where there is none), from the top 2C eigenvalues (1-indexed)."""
+    c = num_classes
+    gap = float(h_vals[c - 2] / h_vals[c])
+    bulk = [float(h_vals[i] / h_vals[i + 2]) for i in range(c, 2 * c - 2)]
+    return gap, max(bulk, default=1.0)
+
+
 def judge(cfg: Config, num_classes: int, seed: int, measured) -> dict:
     """Count the outliers above the bulk edge and check that the GGN carries them."""
     k = 2 * num_classes
-    loss, accuracy, (h_vals, h_vecs), (g_vals, g_vecs), edge, between, density = measured
+    loss, accuracy, (h_vals, h_vecs), (g_vals, g_vecs), edge, between, mean_overlap, density = measured
     h_vals, g_vals = np.asarray(h_vals, np.float64), np.asarray(g_vals, np.float64)
     edge = float(edge)
     if not (np.isfinite(h_vals).all() and np.isfinite(g_vals).all() and np.isfinite(edge)):
@@ -179,7 +202,10 @@ def judge(cfg: Config, num_classes: int, seed: int, measured) -> dict:
     overlap = float(np.sum((h_vecs[:top] @ g_vecs[:top].T) ** 2) / top)
     rel_err = float(np.max(np.abs(g_vals[:top] - h_vals[:top]) / h_vals[:top]))
     about_c = lambda count: num_classes - 1 <= count <= num_classes  # noqa: E731
-    ok = about_c(count_h) and about_c(count_g) and rel_err <= cfg.ggn_tolerance and overlap >= cfg.min_overlap
+    gap, bulk_spacing = gap_ratios(h_vals, num_classes)
+    checks = {"count_hessian": about_c(count_h), "count_ggn": about_c(count_g),
+              "ggn_eigenvalues": rel_err <= cfg.ggn_tolerance, "ggn_subspace": overlap >= cfg.min_overlap,
+              "gap": gap > bulk_spacing, "class_mean_subspace": float(mean_overlap) >= cfg.min_overlap}
     return {
         "num_classes": num_classes, "num_params": int(h_vecs.shape[1]), "train_loss": float(loss),
         "train_accuracy": float(accuracy), "bulk_edge": edge, "outliers_hessian": count_h, "outliers_ggn": count_g,
@@ -187,7 +213,8 @@ def judge(cfg: Config, num_classes: int, seed: int, measured) -> dict:
         "top_hessian": h_vals.tolist(), "top_ggn": g_vals.tolist(),
         "top_class_means": np.asarray(between, np.float64).tolist(),
         "ggn_max_relative_error_on_outliers": rel_err, "outlier_subspace_overlap": overlap,
-        "passed": bool(ok),
+        "gap_ratio": gap, "bulk_two_step_ratio": bulk_spacing, "class_mean_overlap": float(mean_overlap),
+        "checks": {name: bool(v) for name, v in checks.items()}, "passed": bool(all(checks.values())),
         "_density": tuple(np.asarray(a) for a in density),
     }
 
@@ -249,19 +276,28 @@ def run(cfg: Config, out_dir: Path, progress: bool) -> dict:
         measured = {}
         for r in per_c:
             for key in ("outliers_hessian", "outliers_ggn", "separation_ratio", "ggn_max_relative_error_on_outliers",
-                        "outlier_subspace_overlap"):
+                        "outlier_subspace_overlap", "gap_ratio", "bulk_two_step_ratio", "class_mean_overlap",
+                        "train_loss"):
                 measured[f"C={r['num_classes']}: {key}"] = r[key]
         results.append(protocol.SeedResult(seed, measured, all(r["passed"] for r in per_c), {"per_C": per_c}))
     expected = protocol.Expected(
         prediction=("the Hessian has a bulk near zero and about C outliers, C - 1 or C for a softmax classifier "
                     "(its logit gradients sum to zero over the C classes), carried by the GGN's class-mean part"),
         source=SOURCE,
-        rule=("per seed and C: the number of eigenvalues of H, and of the GGN G, above the bulk edge "
-              "lambda_max(G_within) is C - 1 or C; the GGN's top eigenvalues lie within "
+        rule=(f"per seed and C, after {cfg.train_steps} Adam steps: the number of eigenvalues of H, and of the GGN G, "
+              "above the bulk edge lambda_max(G_within) is C - 1 or C; the GGN's top eigenvalues lie within "
               f"{cfg.ggn_tolerance:.0%} of the Hessian's on them and its top eigenvectors span >= "
-              f"{cfg.min_overlap:.0%} of the Hessian's outlier subspace"),
+              f"{cfg.min_overlap:.0%} of the Hessian's outlier subspace; gap: lambda_{{C-1}} / lambda_{{C+1}} above "
+              "every two-step ratio lambda_i / lambda_{i+2} of the bulk (i = C+1 .. 2C-2); H's top C - 1 "
+              f"eigenvectors span >= {cfg.min_overlap:.0%} of the top C - 1 directions of the class-mean part D^T D"),
         reason=("G = G_class-means + G_within, both PSD (Papyan's split of the GGN by class). An eigenvalue of G "
                 "above lambda_max(G_within) can only come from the class means (Weyl: lambda_k(G) <= "
                 "lambda_k(G_means) + lambda_max(G_within)), so the edge is where the within-class bulk ends; it "
-                "is measured, not a ratio tuned to a seed, and does not look at gaps inside the bulk"))
-    return protocol.write(out_dir, "hessian_outliers", cfg, expected, results, names)
+                "is measured, not a ratio tuned to a seed; the gap is judged against the bulk's own spacing, and "
+                "the class-mean overlap tests the mechanism itself, not only that G is close to H"))
+    bad = [(seed, r) for seed in seeds for r in results[seeds.index(seed)].details["per_C"] if not r["passed"]]
+    why = "; ".join(f"seed {seed}, C={r['num_classes']}: fails {[k for k, v in r['checks'].items() if not v]} "
+                    f"(train loss {r['train_loss']:.3g}, {r['outliers_hessian']} outliers, GGN error "
+                    f"{r['ggn_max_relative_error_on_outliers']:.2f}, class-mean overlap {r['class_mean_overlap']:.2f}, "
+                    f"gap {r['gap_ratio']:.2f} vs bulk {r['bulk_two_step_ratio']:.2f})" for seed, r in bad)
+    return protocol.write(out_dir, "hessian_outliers", cfg, expected, results, names, not_reproduced=why)

@@ -10,6 +10,12 @@ and writes `summary.json`:
     {"experiment", "expected": {prediction, source, rule, reason, combine},
      "seeds": [s0, s1, ...], "per_seed": [{"seed", "measured", "verdict", "details"}, ...],
      "aggregate": {quantity: {"mean", "std", "min", "max", "n"}}, "verdict", "figures", "setup"}
+
+Verdicts: a seed "pass"es or "fail"s its rule, or is "not applicable" (`passed=None`: the rule's stated
+precondition does not hold there, e.g. a source outside the claim's scope; its reason in `details`). The
+experiment's `verdict` is "pass" when enough applicable seeds pass; otherwise "not reproduced" when the
+experiment says why from what it measured (`not_reproduced`, written beside it), else "fail". A run that
+diverges is a failed seed, not an exception.
 """
 
 import dataclasses
@@ -22,7 +28,8 @@ import numpy as np
 from sandbox.errors import SandboxError
 from sandbox.train import records
 
-PASS, FAIL = "pass", "fail"
+PASS, FAIL, NOT_REPRODUCED, NOT_APPLICABLE = "pass", "fail", "not reproduced", "not applicable"
+VERDICTS = (PASS, FAIL, NOT_REPRODUCED)
 
 
 @dataclass(frozen=True)
@@ -57,16 +64,20 @@ class Expected:
 @dataclass
 class SeedResult:
     """One seed's outcome: `measured` maps quantity names to scalars (aggregated over seeds; None
-    where a seed has no value), `details` holds anything else (curves, lists), kept per seed."""
+    where a seed has no value), `details` holds anything else (curves, lists), kept per seed.
+    `passed` is None where the rule does not apply to this seed (its reason in details)."""
 
     seed: int
     measured: dict
-    passed: bool
+    passed: bool | None
     details: dict = field(default_factory=dict)
 
+    @property
+    def verdict(self) -> str:
+        return NOT_APPLICABLE if self.passed is None else PASS if self.passed else FAIL
+
     def as_dict(self) -> dict:
-        return {"seed": self.seed, "measured": self.measured, "verdict": PASS if self.passed else FAIL,
-                "details": self.details}
+        return {"seed": self.seed, "measured": self.measured, "verdict": self.verdict, "details": self.details}
 
 
 def check_seeds(seed: int, seeds: int) -> None:
@@ -100,24 +111,32 @@ def aggregate(results: list[SeedResult]) -> dict:
     return out
 
 
-def verdict(results: list[SeedResult], expected: Expected) -> str:
-    """PASS if the fraction of passing seeds reaches expected.min_pass_fraction (default: all)."""
+def verdict(results: list[SeedResult], expected: Expected, not_reproduced: str = "") -> str:
+    """PASS if the fraction of applicable seeds that pass reaches expected.min_pass_fraction (default: all);
+    otherwise NOT_REPRODUCED where `not_reproduced` says why, else FAIL. No applicable seed: not reproduced."""
     if not results:
         raise SandboxError("no seed was run")
-    passed = sum(r.passed for r in results)
-    return PASS if passed >= expected.min_pass_fraction * len(results) - 1e-9 else FAIL
+    applicable = [r for r in results if r.passed is not None]
+    passed = sum(bool(r.passed) for r in applicable)
+    if applicable and passed >= expected.min_pass_fraction * len(applicable) - 1e-9:
+        return PASS
+    return NOT_REPRODUCED if not_reproduced or not applicable else FAIL
 
 
 def summary(name: str, cfg, expected: Expected, results: list[SeedResult], figures: list[str] = (),
-            extra: dict | None = None) -> dict:
-    """The summary dict (see the module docstring); `extra` adds experiment-wide fields."""
+            extra: dict | None = None, not_reproduced: str = "") -> dict:
+    """The summary dict (see the module docstring); `extra` adds experiment-wide fields; `not_reproduced`
+    is why the claim does not hold here, from the measurements (used only if the rule fails)."""
+    final = verdict(results, expected, not_reproduced)
     out = {
         "experiment": name,
         "expected": expected.as_dict(),
         "seeds": [r.seed for r in results],
         "per_seed": [r.as_dict() for r in results],
         "aggregate": aggregate(results),
-        "verdict": verdict(results, expected),
+        "verdict": final,
+        **({"not_reproduced": not_reproduced or "no seed is within the rule's scope"}
+           if final == NOT_REPRODUCED else {}),
         "figures": [str(f) for f in figures],
         **(extra or {}),
         "setup": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg),
@@ -126,9 +145,9 @@ def summary(name: str, cfg, expected: Expected, results: list[SeedResult], figur
 
 
 def write(out_dir: Path, name: str, cfg, expected: Expected, results: list[SeedResult],
-          figures: list[str] = (), extra: dict | None = None) -> dict:
+          figures: list[str] = (), extra: dict | None = None, not_reproduced: str = "") -> dict:
     """Build the summary and write it to `out_dir/summary.json` (atomically); returns it."""
-    out = summary(name, cfg, expected, results, figures, extra)
+    out = summary(name, cfg, expected, results, figures, extra, not_reproduced)
     records.write_json(Path(out_dir) / "summary.json", out)
     return out
 
@@ -138,3 +157,29 @@ def spread(agg: dict, digits: int = 3) -> str:
     f = f"{{:.{digits}g}}"
     return (f"{f.format(agg['mean'])} ± {f.format(agg['std'])} "
             f"({f.format(agg['min'])}..{f.format(agg['max'])})")
+
+
+LAYOUT = ("experiment", "expected", "seeds", "per_seed", "aggregate", "verdict", "figures")
+
+
+def read(folder: Path) -> dict:
+    """The summary.json of an experiment folder, checked to follow this layout (SandboxError if not)."""
+    path = Path(folder) / "summary.json"
+    if not path.is_file():
+        raise SandboxError(f"{folder} has no summary.json: not an experiment's result folder (sandbox run NAME)")
+    out = records.read_json(path)
+    missing = [key for key in LAYOUT if key not in out]
+    if missing or out["verdict"] not in VERDICTS:
+        raise SandboxError(f"{path} does not follow the experiments' result layout (missing {missing or 'a verdict'})")
+    return out
+
+
+def row(folder: Path, summary: dict) -> tuple[str, ...]:
+    """(folder, experiment, seeds, per-seed verdicts counted, verdict, why not reproduced) for a table."""
+    counts = {}
+    for s in summary["per_seed"]:
+        counts[s["verdict"]] = counts.get(s["verdict"], 0) + 1
+    seeds = summary["seeds"]
+    span = ", ".join(map(str, seeds)) if len(seeds) <= 4 else f"{seeds[0]}..{seeds[-1]} ({len(seeds)})"
+    return (str(folder), summary["experiment"], span, ", ".join(f"{n} {v}" for v, n in counts.items()),
+            summary["verdict"], summary.get("not_reproduced", ""))

@@ -46,12 +46,14 @@ def find(path: str | Path) -> Path:
 
 def _read_yaml(path: Path) -> DictConfig:
     path = find(path)
+    if path.exists() and not path.is_file():
+        raise SandboxError(f"config file {path} is a folder, device or pipe, not a file")
     if not path.is_file():
         raise SandboxError(f"config file {path} not found")
     try:
         raw = OmegaConf.load(path)
-    except Exception as e:  # YAML syntax errors come in several types
-        raise SandboxError(f"config file {path} is not valid YAML: {e}") from None
+    except Exception as e:  # YAML syntax errors come in several types, their text over several lines
+        raise SandboxError(f"config file {path} is not valid YAML: {' '.join(str(e).split())[:300]}") from None
     if not isinstance(raw, DictConfig):
         raise SandboxError(f"config file {path} must hold a mapping of sections (model, data, ...)")
     return raw

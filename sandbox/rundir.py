@@ -1,8 +1,10 @@
 """Folders the sandbox writes: owned (a marker names the command that made them) and locked.
 
 The rules, for every command:
-- a command writes only into a folder that is new, empty, or, with `force`, one the sandbox made
-  itself (it holds `MARKER`) and that is not an input of the same command (nor holds one);
+- a command writes only into a folder that is new, empty, or, with `force`, one the same command
+  made (its `MARKER` names the command and lists every file the command wrote), that holds nothing
+  else, that is not a training run (unless the command is `train`) and that is not an input of the
+  same command (nor holds one);
 - while a command writes a folder it holds an OS lock on `LOCK` inside it (`fcntl.flock`: released
   by the kernel on any exit, so a killed process leaves no stale lock); a second writer is refused;
 - analyses never write over earlier results: by default each writes a new `new_child` folder;
@@ -81,11 +83,12 @@ def lock(path: Path):
 
 
 @contextmanager
-def claim(path: Path, command: str, force: bool = False, inputs=()):
+def claim(path: Path, command: str, force: bool = False, inputs=(), extra: dict | None = None):
     """Make `path` this command's output folder and hold its lock while the body writes it.
 
     New or empty folders are taken; a folder with results only with `force`, and only if the
-    sandbox made it (it holds MARKER) and it is not one of `inputs`. Refusals change nothing.
+    same command made it (see the module's rules) and it is not one of `inputs`; `extra` joins the
+    marker. Refusals change nothing.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -96,17 +99,82 @@ def claim(path: Path, command: str, force: bool = False, inputs=()):
         raise SandboxError(f"{path} already exists and is not empty; choose another --out, "
                            "or pass --force to replace it (only folders the sandbox made can be replaced)")
     if _holds_results(path) and marker(path) is None:
-        raise SandboxError(f"{path} was not made by the sandbox (it has no {MARKER}); "
-                           "--force only replaces the sandbox's own folders. Choose another --out")
+        _refuse_replacing(path, command)  # a folder of someone else's: not even a lock file is written there
     path.mkdir(parents=True, exist_ok=True)
-    with lock(path):
+    with lock(path):  # first the lock: a live writer is named as such, and its files settle first
+        if _holds_results(path):
+            _refuse_replacing(path, command)
         for item in path.iterdir():
             if item.name != LOCK:
                 shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
         note = {"command": command, "created": datetime.datetime.now().isoformat(timespec="seconds"),
-                "pid": os.getpid()}
-        replace_atomically(path / MARKER, lambda tmp: tmp.write_text(json.dumps(note) + "\n"))
+                "pid": os.getpid(), "files": [], **(extra or {})}
+        _write_marker(path, note)
+        with recording(path, before=set()):
+            yield path
+
+
+def files(path: Path) -> set[str]:
+    """The paths (relative to `path`) of every file and link under folder `path`, bookkeeping aside."""
+    path = Path(path)
+    return {str(p.relative_to(path)) for p in path.rglob("*")
+            if (p.is_symlink() or not p.is_dir()) and p.relative_to(path).parts[0] not in _BOOKKEEPING}
+
+
+def _write_marker(path: Path, note: dict) -> None:
+    replace_atomically(Path(path) / MARKER, lambda tmp: tmp.write_text(json.dumps(note) + "\n"))
+
+
+def annotate(path: Path, **fields) -> None:
+    """Set `fields` in the marker of folder `path` (whose lock the caller holds)."""
+    _write_marker(path, {**(marker(path) or {}), **fields})
+
+
+def _stats(path: Path) -> dict[str, tuple]:
+    out = {}
+    for name in files(path):
+        try:
+            st = os.lstat(Path(path) / name)
+            out[name] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            pass
+    return out
+
+
+@contextmanager
+def recording(path: Path, before: set | None = None):
+    """Add to the marker of `path` every file the body creates or rewrites (also when it fails), so that
+    `--force` later knows them as the sandbox's; files that vanished are dropped from the list."""
+    path = Path(path)
+    seen = _stats(path) if before is None else {}
+    try:
         yield path
+    finally:
+        note = marker(path)
+        if note is not None:
+            now = _stats(path)
+            written = {name for name, st in now.items() if seen.get(name) != st}
+            note["files"] = sorted((set(note.get("files") or ()) | written) & set(now))
+            _write_marker(path, note)
+
+
+def _refuse_replacing(path: Path, command: str) -> None:
+    """Raise unless `force` may replace folder `path` for `command` (see the module's rules)."""
+    note = marker(path)
+    if note is None:
+        raise SandboxError(f"{path} was not made by the sandbox (it has no {MARKER}); "
+                           "--force only replaces the sandbox's own folders. Choose another --out")
+    if note.get("command") != command:
+        raise SandboxError(f"{path} was made by `sandbox {note.get('command')}`, not `sandbox {command}`; --force "
+                           "only replaces a folder of the same command. Choose another --out (nothing was changed)")
+    if command != "train" and (path / "checkpoints").exists():
+        raise SandboxError(f"{path} holds checkpoints (a training run); only `sandbox train --force` may replace it. "
+                           "Choose another --out (nothing was changed)")
+    foreign = sorted(files(path) - set(note.get("files") or ()))
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise SandboxError(f"{path} holds files `sandbox {command}` did not write: {', '.join(foreign[:3])}{more}; "
+                           "--force never deletes them. Move them away or choose another --out (nothing was changed)")
 
 
 def output_file(path: Path, force: bool, made_by_sandbox, inputs=()) -> Path:

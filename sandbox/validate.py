@@ -41,6 +41,16 @@ def non_negative_int(section: str, name: str, value) -> int:
     return value
 
 
+SEED_MAX = 2**63 - 1  # jax.random.PRNGKey takes a signed 64-bit integer
+
+
+def seed(section: str, name: str, value) -> int:
+    """value is an integer in [0, 2^63 - 1]."""
+    if not is_int(value) or not 0 <= value <= SEED_MAX:
+        raise SandboxError(f"{_field(section, name)} must be an integer in [0, 2^63 - 1], got {value!r}")
+    return value
+
+
 def positive_number(section: str, name: str, value) -> float:
     """value is a finite number > 0."""
     if not is_number(value) or not math.isfinite(value) or value <= 0:

@@ -13,6 +13,9 @@ Jacobian is ever formed:
   dW = a d^T and db = d (d = J_s^T u), so a = dW d / ||d||^2, exact up to rounding whatever d's size (zero
   only if the layer's output does not reach the outputs at all, when the layer adds nothing to the GGN).
 Sums over a chunk of examples are matrix products (A += a^T a, B += g^T g, diag += (a^2)^T (sum_k g^2)).
+The input sum sum_n a_n a_n^T = N A (`input_moment`) is also, doubled, the Hessian 2 X^T X of a layer's squared
+output error on inputs X that GPTQ and SparseGPT compress against (`sandbox.compress.model.calibrate`, `.obs`):
+one function computes both.
 Leaves that are not part of a dense {"w", "b"} pair get their GGN diagonal from K vjps over those leaves only.
 A dense layer without a bias is not supported by kron: a's scale is then not identifiable from derivatives
 of the outputs (a -> c a, g -> g / c leaves every weight derivative unchanged but moves A and B).
@@ -24,6 +27,13 @@ import numpy as np
 
 from sandbox.bayes import likelihood as lik_lib
 from sandbox.errors import SandboxError
+
+
+def input_moment(a_NxD, mask_N=None):
+    """sum_n m_n a_n a_n^T (m = 1 without a mask): N times KFAC's input factor A, half the layer Hessian 2 X^T X.
+    Array-library agnostic: numpy float64 rows stay numpy (calibration), jax arrays stay jax (traced fits)."""
+    weighted = a_NxD if mask_N is None else a_NxD * mask_N[:, None]
+    return weighted.T @ a_NxD
 
 
 def split_layers(paths: tuple, shapes: tuple) -> tuple:
@@ -95,7 +105,7 @@ def chunk_sums(f, leaves, xc, yc, mc, layers, others, lik, curvature, sigma_nois
     a, g, rest = jax.vmap(one)(xc, yc)
     rest = [jnp.tensordot(mc, r, axes=1) for r in rest]
     if structure == "kron":
-        return [(jnp.einsum("m,mi,mj->ij", mc, ai, ai), jnp.einsum("m,mko,mkp->op", mc, gi, gi))
+        return [(input_moment(ai, mc), jnp.einsum("m,mko,mkp->op", mc, gi, gi))
                 for ai, gi in zip(a, g)], rest
     g2 = [jnp.sum(gi ** 2, 1) for gi in g]
     return [(jnp.einsum("m,mi,mo->io", mc, ai ** 2, gi), mc @ gi) for ai, gi in zip(a, g2)], rest
@@ -104,4 +114,4 @@ def chunk_sums(f, leaves, xc, yc, mc, layers, others, lik, curvature, sigma_nois
 def softmax_head_factors(phi_NxD, probs_NxC):
     """KFAC of a linear softmax head z = phi W (exact J_s = I): A = phi^T phi / N, B = sum_n Lambda_n."""
     n = phi_NxD.shape[0]
-    return phi_NxD.T @ phi_NxD / n, jnp.diag(jnp.sum(probs_NxC, 0)) - probs_NxC.T @ probs_NxC
+    return input_moment(phi_NxD) / n, jnp.diag(jnp.sum(probs_NxC, 0)) - probs_NxC.T @ probs_NxC

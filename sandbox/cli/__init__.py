@@ -18,11 +18,18 @@ from sandbox import compile_cache
 from sandbox.errors import SandboxError
 
 COMMANDS = ["train", "launch", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra", "attention",
-            "numerics", "bayes", "pretrained"]
+            "numerics", "bayes", "results", "pretrained"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`error: ...`, exit 2), pointing at --help."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sandbox", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="sandbox", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -44,13 +51,21 @@ def _describe(e: OSError) -> str:
     return f"{e.strerror or e}:{where} (check the path, its permissions and the free disk space)"
 
 
-def _out_of_memory(e: Exception) -> str | None:
+# what sizes each command's request, named in its out-of-memory message
+_SIZED_BY = {"train": "train.batch_size, model.seq_len, the model's size or train.num_seeds",
+             "sample": "-n or --num-tokens", "hessian": "--batch-size, --num-steps or --num-probes",
+             "bayes": "--fit-windows or --val-windows", "compress": "--batch-size or --calib-batches",
+             "numerics": "--top-k", "run": "the experiment's overrides (or --quick)"}
+
+
+def out_of_memory(e: Exception, command: str) -> str | None:
     """One line for XLA's resource errors (its exception type is only importable with jax loaded)."""
     text = str(e)
     if type(e).__name__ in ("XlaRuntimeError", "JaxRuntimeError") and ("RESOURCE_EXHAUSTED" in text
                                                                        or "Out of memory" in text):
         first = next((line for line in text.splitlines() if line.strip()), text)
-        return f"the device ran out of memory ({first[:200]}); lower the batch size or the model's size"
+        lower = _SIZED_BY.get(command, "the size of the request")
+        return f"the device ran out of memory ({first[:200]}); lower {lower}"
     return None
 
 
@@ -74,7 +89,7 @@ def main(argv=None) -> int:
         print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        message = _out_of_memory(e)
+        message = out_of_memory(e, args.command)
         if message is None:
             raise
         if args.debug:

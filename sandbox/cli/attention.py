@@ -1,10 +1,13 @@
 """`sandbox attention RUN --text TEXT`: attention of every layer and head as graphs, with figures."""
 
 
+from sandbox.cli import argtypes
+
+
 def add_parser(subparsers):
     p = subparsers.add_parser("attention", help="attention entropy, Markov chains, rollout and flow of a text")
     p.add_argument("run_dir", metavar="RUN", help="a run folder made by `sandbox train`, or `minilm`")
-    p.add_argument("--text", required=True, help="the text to attend over (cut to 24 tokens)")
+    p.add_argument("--text", required=True, type=argtypes.utf8_text, help="the text to attend over (cut to 24 tokens)")
     p.add_argument("--out", default=None, help="output folder (default RUN/attention-<timestamp>; needed for minilm)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
     p.set_defaults(func=run)

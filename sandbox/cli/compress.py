@@ -1,4 +1,4 @@
-"""`sandbox compress RUN_DIR|minilm --method svd,svd-whiten,asvd,quantize,prune [sweep options] [--out DIR]`.
+"""`sandbox compress RUN_DIR|minilm --method svd,svd-whiten,asvd,quantize,prune,gptq,sparsegpt [options] [--out DIR]`.
 
 Sweeps each method over its settings, scores every compressed model (val loss on the run's eval
 set for a trained run, embedding fidelity for MiniLM) and writes compress.json plus figures into
@@ -6,6 +6,8 @@ OUT (default: a new RUN_DIR/compress-<timestamp>, or compress-minilm-<timestamp>
 """
 
 from pathlib import Path
+
+from sandbox.cli import argtypes
 
 
 def add_parser(subparsers):
@@ -22,16 +24,23 @@ def add_parser(subparsers):
     p.add_argument("--budget", action="store_true", help="SVD: read --fractions as one global parameter budget")
     p.add_argument("--bits", default="8,4", help="quantize: integer widths (4, 8)")
     p.add_argument("--granularity", default="tensor,channel,group", help="quantize: tensor, channel, group")
-    p.add_argument("--group-size", type=int, default=32, help="quantize: rows per group (must divide D_in)")
+    p.add_argument("--group-size", type=argtypes.count(1, 2**31 - 1), default=32,
+                   help="quantize: rows per group (must divide D_in)")
     p.add_argument("--asymmetric", action="store_true", help="quantize: asymmetric (zero point) instead of symmetric")
+    p.add_argument("--act-order", action="store_true", help="gptq: quantize input rows in decreasing activation energy")
     p.add_argument("--floats", default="bfloat16,float16", help="quantize: float casts to add ('' for none)")
     p.add_argument("--sparsities", default="0.1,0.3,0.5,0.7,0.9", help="prune: magnitude sparsities")
     p.add_argument("--nm", default="2:4", help="prune: N:M patterns ('' for none)")
-    p.add_argument("--step", type=int, help="run: checkpoint step (default: latest)")
-    p.add_argument("--eval-batches", type=int, help="run: eval batches (default: the run's eval set's)")
-    p.add_argument("--batch-size", type=int, help="run: windows per eval/calibration batch (default: train.batch_size)")
-    p.add_argument("--calib-batches", type=int, default=4, help="run: batches of calibration activations (train split)")
-    p.add_argument("--sentences", type=int, default=300, help="minilm: evaluation sentences")
+    p.add_argument("--step", type=argtypes.STEP, help="run: checkpoint step (default: latest)")
+    p.add_argument("--eval-batches", type=argtypes.count(1, 100_000),
+                   help="run: eval batches (default: the run's eval set's)")
+    p.add_argument("--batch-size", type=argtypes.count(1, 1_000_000),
+                   help="run: windows per eval/calibration batch (default: train.batch_size)")
+    p.add_argument("--calib-batches", type=argtypes.count(1, 100_000), default=4,
+                   help="run: batches of calibration activations (train split)")
+    p.add_argument("--diag-probes", type=argtypes.count(1, 100_000), default=32,
+                   help="run: Hutchinson probes of the Hessian diagonal behind predicted_delta_loss_diag")
+    p.add_argument("--sentences", type=argtypes.count(1, 100_000), default=300, help="minilm: evaluation sentences")
     p.add_argument("--out", help="output folder (default: a new RUN_DIR/compress-<timestamp>)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
     p.set_defaults(func=run)
@@ -67,9 +76,10 @@ def options(args):
         ranks=_list(args.ranks, int, "--ranks"), energies=_list(args.energies, float, "--energies"),
         budget=args.budget, bits=_list(args.bits, int, "--bits"),
         granularities=_list(args.granularity, str.strip, "--granularity"), group_size=args.group_size,
-        symmetric=not args.asymmetric, floats=_list(args.floats, str.strip, "--floats"),
+        symmetric=not args.asymmetric, act_order=args.act_order, floats=_list(args.floats, str.strip, "--floats"),
         sparsities=_list(args.sparsities, float, "--sparsities"), nm=_nm(args.nm),
-        eval_batches=args.eval_batches, batch_size=args.batch_size, calib_batches=args.calib_batches)
+        eval_batches=args.eval_batches, batch_size=args.batch_size, calib_batches=args.calib_batches,
+        diag_probes=args.diag_probes)
 
 
 def run(args) -> int:

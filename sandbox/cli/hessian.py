@@ -8,14 +8,16 @@ OUT defaults to a new RUN_DIR/hessian-<timestamp>; an existing --out is replaced
 
 from pathlib import Path
 
+from sandbox.cli import argtypes
+
 
 def add_parser(subparsers):
     from sandbox.analysis.curvature import OPERATORS
 
     p = subparsers.add_parser("hessian", help="Hessian/GGN/Fisher spectra of a run's checkpoint")
     p.add_argument("run_dir", help="a run folder made by `sandbox train`")
-    p.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
-    p.add_argument("--top-k", type=int, default=10, help="number of top eigenvalues (Lanczos)")
+    p.add_argument("--step", type=argtypes.STEP, help="checkpoint step (default: the latest)")
+    p.add_argument("--top-k", type=argtypes.SIZE, default=10, help="number of top eigenvalues (Lanczos)")
     p.add_argument("--density", action="store_true", help="spectral density by SLQ")
     p.add_argument("--trace", action="store_true", help="trace by Hutch++")
     p.add_argument("--blocks", action="store_true",
@@ -28,29 +30,34 @@ def add_parser(subparsers):
                         "(Monte-Carlo labels)")
     p.add_argument("--out", help="output folder (default: a new RUN_DIR/hessian-<timestamp>)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
-    p.add_argument("--batch-size", type=int, help="sequences of the eval set's first batch to use (default: 8, the "
-                                                  "default analysis batch every curvature command shares)")
-    p.add_argument("--num-steps", type=int, default=80, help="Lanczos steps (eigenvalues, SLQ)")
-    p.add_argument("--num-probes", type=int, default=4, help="SLQ probes")
-    p.add_argument("--num-matvecs", type=int, default=60, help="matvecs for the trace")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=argtypes.SIZE, help="sequences of the eval set's first batch to use "
+                   "(default: 8, the default analysis batch every curvature command shares)")
+    p.add_argument("--num-steps", type=argtypes.SIZE, default=80, help="Lanczos steps (eigenvalues, SLQ)")
+    p.add_argument("--num-probes", type=argtypes.SIZE, default=4, help="SLQ probes")
+    p.add_argument("--num-matvecs", type=argtypes.SIZE, default=60, help="matvecs for the trace")
+    p.add_argument("--seed", type=argtypes.SEED, default=0)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from sandbox import analysis, rundir, validate
+    from sandbox import analysis, rundir
     from sandbox.analysis import curvature, figures
     from sandbox.analysis.progress import reporter
+    from sandbox.analysis.run import ANALYSIS_BATCH_SIZE
     from sandbox.curvature import Layout
-    from sandbox.train import records
+    from sandbox.errors import SandboxError
+    from sandbox.train import memory, records
 
-    if args.batch_size is not None:
-        validate.positive_int("", "--batch-size", args.batch_size)
+    if args.top_k > args.num_steps:
+        raise SandboxError(f"--top-k {args.top_k} exceeds --num-steps {args.num_steps}: Lanczos finds at most as "
+                           "many eigenvalues as its steps; raise --num-steps or lower --top-k")
     opts = curvature.CurvatureOptions(args.operator, args.top_k, args.num_steps, args.density, args.num_probes,
                                       args.trace, args.num_matvecs, args.blocks, args.seed,
                                       args.plain_lanczos)
     run = analysis.load(args.run_dir, args.step)
     curvature.check_request(Layout.of(run.params).dim, opts)
+    batch = args.batch_size or min(ANALYSIS_BATCH_SIZE, run.cfg.train.batch_size)
+    memory.check_activations(run.cfg, batch, 3, "--batch-size")  # refused before --out is made
     out = Path(args.out) if args.out else rundir.new_child(Path(args.run_dir), "hessian")
     with rundir.claim(out, "hessian", args.force, inputs=[args.run_dir]), \
             reporter(curvature.stages(opts, run.groups(), run.params), f"{args.operator} spectra") as tick:

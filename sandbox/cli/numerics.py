@@ -3,6 +3,8 @@
 
 from pathlib import Path
 
+from sandbox.cli import argtypes
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser("numerics", help="floating point: format constants, naive vs stable op errors, "
@@ -10,9 +12,9 @@ def add_parser(subparsers):
                                                "(table + figure)")
     p.add_argument("report", choices=["formats", "errors", "fd", "curvature"], help="which report")
     p.add_argument("--run", help="curvature: a run folder made by `sandbox train`")
-    p.add_argument("--top-k", type=int, default=8, help="curvature: number of top eigenvalues")
-    p.add_argument("--batch-size", type=int, help="curvature: sequences of the eval set's first batch (default: 8, "
-                                                  "the batch `sandbox hessian` uses)")
+    p.add_argument("--top-k", type=argtypes.SIZE, default=8, help="curvature: number of top eigenvalues")
+    p.add_argument("--batch-size", type=argtypes.SIZE, help="curvature: sequences of the eval set's first batch "
+                                                            "(default: 8, the batch `sandbox hessian` uses)")
     p.add_argument("--out", help="output folder (default: numerics-REPORT; curvature: RUN/numerics-curvature-<time>)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
     p.set_defaults(func=run)

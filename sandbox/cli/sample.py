@@ -4,22 +4,28 @@ The prompt and the continuation are printed under their own headings; control ch
 byte-level model may produce are shown as escapes (\\x00), never written raw to the terminal.
 """
 
+from sandbox.cli import argtypes
 from sandbox.errors import SandboxError
+
+MAX_NEW_TOKENS = 100_000  # one model call per token: beyond this a request is hours, not minutes
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser("sample", help="generate text from a trained run")
     p.add_argument("run_dir", help="a run folder made by `sandbox train`")
-    p.add_argument("--prompt", required=True, help="text to continue")
-    p.add_argument("--num-tokens", type=int, default=200, help="how many tokens to generate (default 200)")
+    p.add_argument("--prompt", required=True, type=argtypes.utf8_text, help="text to continue")
+    p.add_argument("--num-tokens", type=argtypes.count(1, MAX_NEW_TOKENS), default=200,
+                   help=f"how many tokens to generate (default 200, at most {MAX_NEW_TOKENS:,})")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 is greedy")
-    p.add_argument("--top-k", type=int, default=None, help="keep only the k most likely tokens")
+    p.add_argument("--top-k", type=argtypes.SIZE, default=None, help="keep only the k most likely tokens")
     p.add_argument("--top-p", type=float, default=None, help="nucleus: keep the smallest set with mass >= p")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    p.add_argument("--seed", type=argtypes.SEED, default=0, help="sampling seed")
+    p.add_argument("--step", type=argtypes.STEP, default=None, help="checkpoint step (default: latest)")
     p.add_argument("--entropy", action="store_true", help="also print each token's predictive entropy (nats)")
-    p.add_argument("--regex", default=None, metavar="PATTERN", help="generate only text matching PATTERN in full")
-    p.add_argument("-n", type=int, default=None, help="number of samples (default 1; 8 with --regex)")
+    p.add_argument("--regex", default=None, metavar="PATTERN", type=argtypes.utf8_text,
+                   help="generate only text matching PATTERN in full")
+    p.add_argument("-n", type=argtypes.count(1, 10_000), default=None,
+                   help="number of samples (default 1; 8 with --regex)")
     p.add_argument("--canonical-only", action="store_true", help="with --regex: only canonical token sequences")
     p.set_defaults(func=run)
 
@@ -34,6 +40,9 @@ def run(args) -> int:
         raise SandboxError("--prompt must not be empty")
     if args.entropy and args.regex is not None:
         raise SandboxError("--entropy is for plain sampling; it is not measured with --regex")
+    if args.canonical_only and args.regex is None:
+        raise SandboxError("--canonical-only goes with --regex PATTERN (it keeps only canonical token sequences "
+                           "of a regex's matches)")
     run = analysis.load(args.run_dir, args.step)
     n = args.n if args.n is not None else (8 if args.regex is not None else 1)
     out = sample.of_run(run, args.prompt, args.num_tokens, options, args.seed, n, args.regex, args.canonical_only)

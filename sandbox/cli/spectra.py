@@ -5,12 +5,14 @@ OUT defaults to a new RUN_DIR/spectra-<timestamp> (spectra-minilm-<timestamp> fo
 
 from pathlib import Path
 
+from sandbox.cli import argtypes
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser("spectra", help="per-layer weight spectra (ESD, power-law alpha, stable rank) "
                                               "of a run or MiniLM")
     p.add_argument("target", help="a run folder, or 'minilm' for the pretrained all-MiniLM-L6-v2")
-    p.add_argument("--step", type=int, help="run: checkpoint step (default: latest)")
+    p.add_argument("--step", type=argtypes.STEP, help="run: checkpoint step (default: latest)")
     p.add_argument("--out", help="output folder (default: a new RUN_DIR/spectra-<timestamp>)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
     p.set_defaults(func=run)

@@ -13,6 +13,7 @@ file (split pattern "gpt2" for r50k_base/p50k_base, else "gpt4") or a GGUF model
 import time
 from pathlib import Path
 
+from sandbox.cli import argtypes
 from sandbox.errors import SandboxError
 
 PATTERNS = ["gpt2", "gpt4", "smollm"]  # pretokenize.PATTERNS, not imported: the CLI starts without numpy
@@ -22,26 +23,30 @@ def add_parser(subparsers):
     p = subparsers.add_parser("tokenize", help="train, apply and inspect byte-level BPE tokenizers")
     actions = p.add_subparsers(dest="action", required=True)
     t = actions.add_parser("train", help="learn a BPE tokenizer on a corpus and save it as JSON")
-    t.add_argument("corpus", metavar="PATH_OR_CORPUS", help="embedded corpus name (pydoc) or a UTF-8 file/folder")
-    t.add_argument("--vocab-size", type=int, required=True, help="number of token ids, special tokens included")
+    t.add_argument("corpus", metavar="PATH_OR_CORPUS", type=argtypes.regular_file,
+                   help="embedded corpus name (pydoc) or a UTF-8 file/folder")
+    t.add_argument("--vocab-size", type=argtypes.count(1, 2**24), required=True,
+                   help="number of token ids, special tokens included")
     t.add_argument("--pattern", choices=PATTERNS, default="gpt4", help="split pattern (default gpt4)")
     t.add_argument("--out", required=True, help="tokenizer file to write")
     t.add_argument("--force", action="store_true", help="replace --out if it is a tokenizer file the sandbox made")
     e = actions.add_parser("encode", help="print the token ids and tokens of a text")
-    e.add_argument("file", metavar="FILE", help="sandbox tokenizer, HF tokenizer.json, .tiktoken or .gguf file")
-    e.add_argument("text", metavar="TEXT")
+    e.add_argument("file", metavar="FILE", type=argtypes.regular_file,
+                   help="sandbox tokenizer, HF tokenizer.json, .tiktoken or .gguf file")
+    e.add_argument("text", metavar="TEXT", type=argtypes.utf8_text)
     e.add_argument("--allow-special", action="store_true", help="encode special tokens in TEXT as special tokens")
     x = actions.add_parser("explain", help="show the merges that encode a word, step by step")
-    x.add_argument("file", metavar="FILE")
-    x.add_argument("word", metavar="WORD")
+    x.add_argument("file", metavar="FILE", type=argtypes.regular_file)
+    x.add_argument("word", metavar="WORD", type=argtypes.utf8_text)
     s = actions.add_parser("stats", help="bytes per token, unigram entropy and Zipf slope on a corpus")
-    s.add_argument("file", metavar="FILE")
-    s.add_argument("corpus", metavar="PATH_OR_CORPUS")
+    s.add_argument("file", metavar="FILE", type=argtypes.regular_file)
+    s.add_argument("corpus", metavar="PATH_OR_CORPUS", type=argtypes.regular_file)
     c = actions.add_parser("count", help="count the ways TEXT splits into tokens; LM probability of each (--run)")
-    c.add_argument("file", metavar="FILE")
-    c.add_argument("text", metavar="TEXT")
+    c.add_argument("file", metavar="FILE", type=argtypes.regular_file)
+    c.add_argument("text", metavar="TEXT", type=argtypes.utf8_text)
     c.add_argument("--run", default=None, help="a run trained with this tokenizer: score every segmentation")
-    c.add_argument("--corpus", default=None, help="also plot the counts over the corpus's words into --out")
+    c.add_argument("--corpus", default=None, type=argtypes.regular_file,
+                   help="also plot the counts over the corpus's words into --out")
     c.add_argument("--out", default=None, help="folder for the --corpus figure")
     c.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
     p.set_defaults(func=run)
@@ -58,7 +63,7 @@ def run(args) -> int:
         ids = tok.encode(args.text, allowed_special="all" if args.allow_special else frozenset())
         print("ids:", " ".join(map(str, ids)))
         print("tokens:", " ".join(_show(tok.decode_bytes([i])) for i in ids))
-        print(f"{len(ids)} tokens for {len(args.text.encode('utf-8', 'surrogatepass'))} bytes")
+        print(f"{len(ids)} tokens for {len(args.text.encode('utf-8'))} bytes")
     elif args.action == "count":
         _count(args, tok)
     elif args.action == "explain":
@@ -123,7 +128,8 @@ def _count(args, tok) -> None:
     if args.corpus and not args.out:
         raise SandboxError("--corpus needs --out, the folder to write the figure into")
     rep = count_report(tok, args.text, args.run)
-    print(f"{rep['count']} segmentations of {rep['bytes']} bytes; canonical ({len(rep['canonical'])} tokens): "
+    print(f"{argtypes.exact(rep['count'])} segmentations of {rep['bytes']} bytes; "
+          f"canonical ({len(rep['canonical'])} tokens): "
           + " ".join(_show(t) for t in rep["canonical"]))
     if "lm" in rep:
         lm = rep["lm"]

@@ -3,6 +3,8 @@
 import time
 from pathlib import Path
 
+from sandbox.cli import argtypes
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser("train", help="train a transformer LM from a YAML config")
@@ -13,12 +15,14 @@ def add_parser(subparsers):
                    help="replace --out if it is a folder the sandbox made (never any other folder)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint "
                    "(only train.steps and the eval/log/checkpoint/sharpness cadence may be changed)")
-    p.add_argument("--from-step", type=int, metavar="STEP",
+    p.add_argument("--from-step", type=argtypes.STEP, metavar="STEP",
                    help="with --resume: continue from the checkpoint at STEP when the later ones are damaged "
                    "(they are deleted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--num-processes", type=int, metavar="N", help="a multi-process run: how many processes in all")
-    p.add_argument("--process-id", type=int, metavar="I", help="a multi-process run: this process, 0..N-1")
+    p.add_argument("--num-processes", type=argtypes.count(1, 4096), metavar="N",
+                   help="a multi-process run: how many processes in all")
+    p.add_argument("--process-id", type=argtypes.count(0, 4095), metavar="I",
+                   help="a multi-process run: this process, 0..N-1")
     p.add_argument("--coordinator", metavar="HOST:PORT", help="a multi-process run: process 0's address")
     p.set_defaults(func=run)
 
@@ -30,6 +34,12 @@ def run(args) -> int:
 
     distributed.initialize(args.num_processes, args.process_id, args.coordinator)
     if args.resume:
+        if args.config and "=" not in args.config:
+            raise SandboxError(f"--resume {args.resume} continues the run with its own config.yaml; give no config "
+                               f"file ({args.config}), only KEY=VALUE overrides of train.steps and the cadence")
+        for flag, given in (("--out", args.out), ("--force", args.force)):
+            if given:
+                raise SandboxError(f"{flag} goes with a new run; --resume continues {args.resume} in place")
         overrides = ([args.config] if args.config else []) + args.overrides
         run_dir = Path(args.resume)
         summary = session.resume(run_dir, overrides, progress=not args.no_progress, from_step=args.from_step)
@@ -41,7 +51,8 @@ def run(args) -> int:
         cfg = config_lib.load(args.config, args.overrides)
         default = Path(cfg.run.out_root) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(args.out) if args.out else default
-        summary = session.start(cfg, run_dir, force=args.force, progress=not args.no_progress)
+        vocab_given = any(o.partition("=")[0].strip() == "model.vocab_size" for o in args.overrides)
+        summary = session.start(cfg, run_dir, force=args.force, progress=not args.no_progress, vocab_given=vocab_given)
     distributed.barrier("run written")  # the others wait for process 0's summary, then all shut down together
     if not distributed.is_primary():
         return 0

@@ -11,6 +11,8 @@ from matplotlib.ticker import LogLocator, NullLocator
 
 from sandbox import plotting
 
+SYMLOG_LINEAR = 1e-5  # nats/token: below this the loss changes are float32 rounding of the eval loss
+
 
 def plot_tradeoff(rows: list[dict], metric: str, base: float, path: Path, title: str, unit: str = "") -> str:
     """`metric` against bits per weight, one line per method; the uncompressed model as a dashed line."""
@@ -96,4 +98,56 @@ def plot_alpha(table: dict, path: Path, title: str) -> str:
                        Patch(color="tab:green", alpha=0.2, label="2 <= alpha <= 6: 'well trained' (WeightWatcher)")],
               fontsize=7)
     ax.set_title(title, fontsize=9)
+    return plotting.save(fig, path)
+
+
+def plot_predicted(rows: list[dict], agreement: dict, path: Path, title: str) -> str:
+    """Measured against predicted loss change, one colour per method, the full-Hessian and the diagonal
+    (OBD) model side by side, on symmetric-log axes, with y = x: where the points leave the line the
+    quadratic model has broken (large changes) or the diagonal misses the coupling between weights.
+    Both axes are logarithmic beyond +-SYMLOG_LINEAR and linear inside (changes of either sign)."""
+    fig, axes = plotting.figure(10.0, 4.4, 1, 2, sharex=True, sharey=True)
+    values = [r[k] for r in rows for k in ("delta_loss", "predicted_delta_loss", "predicted_delta_loss_diag")]
+    values = [v for v in values if math.isfinite(v)] or [0.0, 1.0]
+    colors = colormaps["tab10"]
+    models = (("predicted_delta_loss", "full Hessian: g^T d + d^T H d / 2", ""),
+              ("predicted_delta_loss_diag", "diagonal (OBD): g^T d + sum H_ii d_i^2 / 2", "_diag"))
+    for ax, (key, name, suffix) in zip(axes, models):
+        for j, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
+            pts = [(r[key], r["delta_loss"]) for r in rows if r["method"] == method]
+            ax.plot(*zip(*pts), "o", ms=4, color=colors(j % 10), label=method, alpha=0.8)
+        ax.plot([min(values), max(values)], [min(values), max(values)], "k--", lw=1, label="y = x")
+        ax.set_xscale("symlog", linthresh=SYMLOG_LINEAR)
+        ax.set_yscale("symlog", linthresh=SYMLOG_LINEAR)
+        ax.set_xlabel(f"predicted loss change (nats/token), {name}", fontsize=8)
+        ax.set_title(f"Spearman {agreement['spearman' + suffix]:.3f}; median relative error "
+                     f"{agreement['small_median_rel_error' + suffix]:.2g} on {agreement['small_rows']} changes "
+                     f"<= {agreement['small_threshold']:g}", fontsize=8)
+    axes[0].set_ylabel("measured loss change (nats/token)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return plotting.save(fig, path)
+
+
+def plot_hessian_beside_adam(views: dict, path: Path, title: str) -> str:
+    """Left: eigenvalues of a layer's H = 2 X^T X beside its diagonal and Adam's input marginal (each over
+    its largest, descending). Right: principal angles between H's top-k eigenvectors and the k axes Adam
+    (or diag H) ranks first: 0 degrees = the same directions, 90 = orthogonal."""
+    fig, (left, right) = plotting.figure(10.0, 4.0, 1, 2)
+    for key, label in (("eigenvalues", "eigenvalues of H = 2 X^T X (GPTQ)"),
+                       ("diagonal", "diag H (OBD, act-order)"), ("adam", "Adam: sum_j P_ij^2 per input i")):
+        left.plot(np.arange(1, len(views[key]) + 1), views[key], label=label, lw=1.2)
+    left.set_yscale("log")
+    left.set_xlabel("index i (descending)")
+    left.set_ylabel("value / largest (dimensionless)")
+    left.legend(fontsize=7)
+    left.set_title(f"Spearman(diag H, Adam) = {views['spearman_diag_adam']:.3f}", fontsize=8)
+    k = np.arange(1, views["k"] + 1)
+    right.plot(k, views["angles_adam"], "o-", label="H's top-k eigenvectors vs Adam's top-k axes")
+    right.plot(k, views["angles_diagonal"], "s--", label="H's top-k eigenvectors vs diag H's top-k axes")
+    right.set_ylim(0, 90)
+    right.set_xlabel("principal angle number (ascending)")
+    right.set_ylabel("principal angle (degrees)")
+    right.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
     return plotting.save(fig, path)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from sandbox.bayes import kfac
 from sandbox.compress import prune, quantize, svd
 from sandbox.errors import SandboxError
 from sandbox.nn import groups as groups_lib
@@ -112,6 +113,9 @@ def _layer_inputs(forward, paths: tuple, params, batch) -> dict:
 def calibrate(forward, params, batches, row_masks=None, groups: dict | None = None) -> dict:
     """{path: {"gram": X^T X, "abs_mean": mean |x| per input channel, "count": T}} over `batches`.
 
+    X^T X is `sandbox.bayes.kfac.input_moment` of the layer's input rows: T times KFAC's input factor of the
+    layer on the same rows, and half GPTQ's layer Hessian (`obs.layer_hessian`).
+
     `forward(params, batch)` runs under jit with stand-ins for the linear weights that hand out their
     inputs; the statistics are summed on the host in float64. `row_masks[i]` (B x L bool), if given,
     drops padding rows of batch i from the statistics.
@@ -129,7 +133,7 @@ def calibrate(forward, params, batches, row_masks=None, groups: dict | None = No
                 rows = np.asarray(x, np.float64)
                 rows = rows[mask] if mask is not None and rows.shape[0] == mask.size else rows
                 s = stats[path]
-                s["gram"], s["abs_sum"] = s["gram"] + rows.T @ rows, s["abs_sum"] + np.abs(rows).sum(axis=0)
+                s["gram"], s["abs_sum"] = s["gram"] + kfac.input_moment(rows), s["abs_sum"] + np.abs(rows).sum(axis=0)
                 s["count"] += rows.shape[0]
     return {
         path: {"gram": s["gram"], "abs_mean": s["abs_sum"] / s["count"], "count": s["count"]}
@@ -137,21 +141,10 @@ def calibrate(forward, params, batches, row_masks=None, groups: dict | None = No
     }
 
 
-def decompose(layers: dict, method: str, stats=None, damp: float = 1e-6, alpha: float = 0.5) -> dict:
-    """Per-layer (A, s, V^T) for "svd", "svd-whiten" (needs stats' Gram) or "asvd" (needs abs_mean)."""
-    if method != "svd" and stats is None:
-        raise SandboxError(f"method {method!r} needs calibration activations; none were given")
-    out = {}
-    for path, p in layers.items():
-        w = jnp.asarray(p["w"], jnp.float32)
-        if method == "svd":
-            out[path] = svd.plain_decomposition(w)
-        elif method == "svd-whiten":
-            out[path] = svd.whitened_decomposition(w, svd.damped(jnp.asarray(stats[path]["gram"], jnp.float32), damp))
-        else:
-            scale = svd.scale_from_abs_mean(jnp.asarray(stats[path]["abs_mean"], jnp.float32), alpha)
-            out[path] = svd.asvd_decomposition(w, scale)
-    return out
+def decompose(layers: dict, decomposition, stats=None) -> dict:
+    """{path: decomposition(W as float32, stats[path] or None)}: each layer's (A, s, V^T), for `choose_ranks`."""
+    return {path: decomposition(jnp.asarray(p["w"], jnp.float32), None if stats is None else stats[path])
+            for path, p in layers.items()}
 
 
 def choose_ranks(layers: dict, decompositions: dict, setting: dict) -> dict:

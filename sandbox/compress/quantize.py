@@ -68,22 +68,31 @@ def quantize(w_MxN, bits: int = 8, symmetric: bool = True, granularity: str = "c
 
 def _rtn(w_MxN, bits, symmetric, granularity, group_size):
     g = _grouped(w_MxN, granularity, group_size)
-    lo, hi = np.min(g, axis=1, keepdims=True), np.max(g, axis=1, keepdims=True)
+    step, zero, q_min, q_max = grid(g, bits, symmetric, axis=1)
+    q, w_hat = to_grid(g, step, zero, q_min, q_max)
+    predicted = np.float32(np.sqrt(np.mean(np.broadcast_to(step, g.shape) ** 2) / 12.0))
+    stored = np.int8 if symmetric else np.uint8  # q in [-(2^{b-1}-1), 2^{b-1}-1] or [0, 2^b - 1]
+    return w_hat.reshape(w_MxN.shape), q.astype(stored).reshape(w_MxN.shape), step, zero, predicted
+
+
+def grid(values, bits: int, symmetric: bool, axis) -> tuple:
+    """(step, zero, q_min, q_max): the b-bit grid of the values' range along `axis` (kept as size 1), as above.
+    The one grid of RTN and GPTQ (which draws it from weights already updated by earlier rows)."""
+    lo, hi = np.min(values, axis=axis, keepdims=True), np.max(values, axis=axis, keepdims=True)
     tiny = np.float32(1e-30)
     if symmetric:
         q_max = 2 ** (bits - 1) - 1
-        q_min = -q_max
         step = np.maximum(np.maximum(-lo, hi), tiny) / np.float32(q_max)
-        zero = np.zeros_like(step)
-    else:
-        q_min, q_max = 0, 2**bits - 1
-        step = np.maximum(hi - lo, tiny) / np.float32(q_max)
-        zero = np.round(-lo / step)
-    q = np.clip(np.round(g / step) + zero, q_min, q_max)
-    w_hat = ((q - zero) * step).reshape(w_MxN.shape)
-    predicted = np.float32(np.sqrt(np.mean(np.broadcast_to(step, g.shape) ** 2) / 12.0))
-    stored = np.int8 if symmetric else np.uint8  # q in [-(2^{b-1}-1), 2^{b-1}-1] or [0, 2^b - 1]
-    return w_hat, q.astype(stored).reshape(w_MxN.shape), step, zero, predicted
+        return step, np.zeros_like(step), -q_max, q_max
+    q_max = 2**bits - 1
+    step = np.maximum(hi - lo, tiny) / np.float32(q_max)
+    return step, np.round(-lo / step), 0, q_max
+
+
+def to_grid(w, step, zero, q_min: int, q_max: int) -> tuple:
+    """(q, w'): the integers q = clip(round(w / step) + zero, q_min, q_max) and w' = (q - zero) step."""
+    q = np.clip(np.round(w / step) + zero, q_min, q_max)
+    return q, (q - zero) * step
 
 
 def error_stats(w, w_hat) -> dict:

@@ -3,8 +3,11 @@
 A `Target` is what any model brings: its params, `evaluate(params) -> {metric: value, ...}`,
 the name and unit of the main metric (val_loss in nats/token for an LM, mean_cosine for a sentence
 encoder), a `calibrate()` that returns per-layer activation statistics for activation-aware SVD,
-its parameter grouping (which subtrees are linear maps; inferred from names if None), and how
-factorized layers are scored (`rank_multiple`, see `sandbox.compress.model.densify`).
+its parameter grouping (which subtrees are linear maps; inferred from names if None), how
+factorized layers are scored (`rank_multiple`, see `sandbox.compress.model.densify`), and, for a metric
+that is a loss, a `second_order()` that returns its second-order model (`sandbox.compress.taylor`): then every
+row also records delta_loss (measured) beside predicted_delta_loss and predicted_delta_loss_diag, the
+summary their agreement, and a figure plots one against the other.
 """
 
 import dataclasses
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sandbox.compress import figures, methods, spectra, sweep
+from sandbox.compress import figures, methods, spectra, sweep, taylor
 from sandbox.compress import model as cmodel
 
 
@@ -30,6 +33,8 @@ class Target:
     groups: dict | None = None
     unit: str = ""
     rank_multiple: int | None = None
+    second_order: Callable[[], taylor.Taylor] | None = None
+    small_change: float = 0.01  # |delta_loss| up to which the quadratic model is judged ("small changes")
 
 
 def dense_weights(params, groups: dict | None = None) -> dict:
@@ -77,6 +82,7 @@ def _study(target: Target, plan: dict, out: Path, progress=print) -> dict:
     base = target.evaluate(target.params)
     progress(f"uncompressed: {target.metric} = {base[target.metric]:.5f}")
     stats = target.calibrate() if any(methods.get(m).needs_calibration for m in plan) else None
+    model = target.second_order() if target.second_order is not None else None
     rows = []
     for method, settings in plan.items():
         def report(row, method=method):
@@ -84,8 +90,10 @@ def _study(target: Target, plan: dict, out: Path, progress=print) -> dict:
                      f"bits {row['bits_per_weight']:6.2f}  {target.metric} {row[target.metric]:.5f}")
 
         for row in sweep.run(target.params, method, settings, target.evaluate, stats, report, target.groups,
-                             target.rank_multiple):
+                             target.rank_multiple, None if model is None else model.predict):
             row["change"] = row[target.metric] - base[target.metric]
+            if model is not None:
+                row["delta_loss"] = row["change"]
             rows.append(row)
     esds = layer_esds(target.params, target.groups)
     table = spectra_table(target.params, target.groups, esds)
@@ -94,6 +102,13 @@ def _study(target: Target, plan: dict, out: Path, progress=print) -> dict:
                                    f"{target.name}: {target.metric} against compression"
                                    + (f"\n(measured on eval set {measured_on})" if measured_on else ""), target.unit)]
     names += write_spectra_figures(esds, table, out, target.name)
+    prediction = {}
+    if model is not None:
+        agreement = {**taylor.agreement(rows, target.small_change), "hessian_diagonal": model.diagonal}
+        prediction = {"prediction": agreement}
+        names.append(figures.plot_predicted(rows, agreement, out / "predicted_vs_measured.png",
+                                            f"{target.name}: loss change predicted (g^T d + d^T H d / 2) "
+                                            f"vs measured" + (f" on {measured_on}" if measured_on else "")))
     return {
         "target": target.name,
         **target.info,
@@ -102,6 +117,7 @@ def _study(target: Target, plan: dict, out: Path, progress=print) -> dict:
         "base": base,
         "rows": rows,
         "spectra": table,
+        **prediction,
         "figures": names,
         "seconds": time.perf_counter() - t0,
     }

@@ -36,15 +36,19 @@ def compress(params, method: str, setting: dict, prepared=None, groups: dict | N
 
 
 def run(params, method: str, settings: list, evaluate, stats=None, progress=None,
-        groups: dict | None = None, rank_multiple: int | None = None) -> list[dict]:
-    """Rows {"method", "setting", "kept_fraction", "bits_per_weight", **evaluate(compressed)} per setting."""
+        groups: dict | None = None, rank_multiple: int | None = None, predict=None) -> list[dict]:
+    """Rows {"method", "setting", "kept_fraction", "bits_per_weight", **evaluate(compressed)} per setting,
+    and **predict(compressed) if given (in the original layer shapes, e.g. `taylor.Taylor.predict`)."""
     m = get(method)
     prepared = m.prepare(cmodel.linear_layers(params, groups), stats)
     rows = []
     for setting in settings:
         compressed, info = compress(params, method, setting, prepared, groups)
         row = {"method": method, "setting": m.label(setting), **{k: v for k, v in info.items() if k != "ranks"}}
-        row.update(evaluate(cmodel.densify(compressed, groups, rank_multiple)))
+        scored = cmodel.densify(compressed, groups, rank_multiple)
+        row.update(evaluate(scored))
+        if predict is not None:
+            row.update(predict(scored if rank_multiple is None else cmodel.densify(compressed, groups)))
         if "ranks" in info:
             row["ranks"] = {k: int(v) for k, v in info["ranks"].items()}
         rows.append(row)

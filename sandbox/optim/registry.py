@@ -95,6 +95,10 @@ def _is_real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+_DECAY_RATES = {"b1", "b2", "b3", "beta", "beta1", "beta2", "momentum", "decay", "rho", "decay_rate"}
+_NON_NEGATIVE = {"eps", "eps_root", "epsilon", "weight_decay"}
+
+
 def _wrong_value(parameter: inspect.Parameter, value) -> str | None:
     """Why `value` cannot be `parameter` (judged by its default, else a plain annotation), or None."""
     default, annotation = parameter.default, parameter.annotation
@@ -109,6 +113,10 @@ def _wrong_value(parameter: inspect.Parameter, value) -> str | None:
         return "must be a number"
     if expected in (int, float) and not math.isfinite(value):
         return "must be a finite number"
+    if _is_real(value) and parameter.name in _DECAY_RATES and not 0 <= value < 1:
+        return "must lie in [0, 1) (a decay rate: 1 or more never forgets, or diverges)"
+    if _is_real(value) and parameter.name in _NON_NEGATIVE and value < 0:
+        return "must be >= 0"
     if expected is str and annotation in (str, inspect.Parameter.empty) and not isinstance(value, str):
         return "must be a string"
     return None

@@ -24,6 +24,13 @@ from sandbox.text.regex_dfa import ByteDFA, compile_regex
 from sandbox.text.tokenizer import Tokenizer
 
 UNREACHABLE = np.iinfo(np.int32).max // 2
+MAX_INDEX_BYTES = 2**30  # the index's arrays: S x (trie nodes + 3 V) x 8 bytes and S^2 for the state graph
+
+
+def index_bytes(num_states: int, tokens: list[bytes | None]) -> int:
+    """An upper bound on the bytes `build_index` allocates (the trie has at most sum of token lengths nodes)."""
+    trie = 1 + sum(len(t) for t in tokens if t)
+    return num_states * (trie + 3 * len(tokens)) * 8 + num_states**2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +138,11 @@ def regex_index(pattern: str, tokenizer: Tokenizer) -> TokenIndex:
     """Compile `pattern` and index it for `tokenizer`; SandboxError if no token sequence spells a match."""
     dfa = compile_regex(pattern)
     tokens = tokenizer.token_bytes()
+    need = index_bytes(dfa.num_states, tokens)
+    if need > MAX_INDEX_BYTES:
+        raise SandboxError(f"regex {pattern!r} is too large for this tokenizer: its index of {dfa.num_states:,} "
+                           f"states x {len(tokens):,} tokens needs about {need / 2**30:.1f} GiB (at most "
+                           f"{MAX_INDEX_BYTES / 2**30:.0f} GiB); simplify the pattern")
     index = build_index(dfa, tokens, tokenizer.eot_id)
     if index.steps_S[index.initial] >= UNREACHABLE:
         raise SandboxError(f"no sequence of this tokenizer's {len(tokens)} tokens spells a string that matches "

@@ -1,12 +1,20 @@
-"""Regular expression -> minimal deterministic automaton over bytes.
+"""Regular expression -> minimal deterministic automaton over bytes, with Python's meaning.
 
-`interegular` parses the pattern (Python's syntax: literals, classes, escapes \\d \\w \\s (ASCII),
-`. * + ? {m,n} | ( )`, flags (?i) and (?s); anchors are implicit: the whole string must match).
+Python's own parser (`sre_parse`, the parser of `re`) reads the pattern, so every pattern `re`
+rejects is rejected with its message, and the language is the one `re.fullmatch` accepts on text
+that is valid UTF-8 (anchors are implicit: the whole string must match). The set of characters a
+one-character item matches (a literal, a class, `.`, `\\d \\w \\s` and their negations, all Unicode,
+under (?i) with Python's case folding, e.g. the Kelvin sign for k and 'ſ' for s) is asked of `re`
+itself: the runs that `(?:item)+` finds in the string of every code point. Backreferences,
+lookaround, anchors, conditionals, possessive quantifiers and atomic groups (whose meaning is not
+a regular language over the automaton, or not one this construction follows) are refused by name.
 The rest is the sandbox's own:
 1. Thompson's construction: each AST node becomes an NFA fragment with one start and one end,
    joined by epsilon moves; a character class becomes UTF-8 byte-range paths (`utf8_ranges`).
 2. Subset construction over byte classes: bytes that every edge treats alike form one class,
-   and a DFA state is the epsilon-closed set of NFA states reachable by a byte string.
+   and a DFA state is the epsilon-closed set of NFA states reachable by a byte string. At most
+   `MAX_DFA_STATES` states are made (a pattern like (a|b)*a(a|b){n} needs 2^(n+1)): the count is
+   checked as they are made, so a pattern past the budget is refused before memory grows.
 3. Moore's partition refinement: start from {accepting, rejecting} and split blocks whose
    states step to different blocks on some class, until stable: the minimal DFA (Myhill-Nerode).
 4. Trimming: states from which no accepting state is reachable are removed (transitions to
@@ -14,13 +22,28 @@ The rest is the sandbox's own:
 """
 
 import dataclasses
+import functools
+import warnings
 
 import numpy as np
 
 from sandbox.errors import SandboxError
-from sandbox.text.utf8_ranges import byte_sequences, char_ranges
+from sandbox.text.utf8_ranges import byte_sequences
+
+with warnings.catch_warnings():  # the public names of re's parser, deprecated as modules but stable
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import sre_compile
+    import sre_constants as C
+    import sre_parse
 
 MAX_NFA_STATES = 200_000
+MAX_DFA_STATES = 10_000  # table 10,000 x 256 int32 = 10 MiB; the token index grows with it (constrained.py)
+_SURROGATES = (0xD800, 0xE000)
+_REFUSED = {C.GROUPREF: "backreferences", C.GROUPREF_EXISTS: "conditional groups (?(1)...)",
+            C.ASSERT: "lookaround (lookahead/lookbehind)", C.ASSERT_NOT: "lookaround (lookahead/lookbehind)",
+            C.AT: "anchors (^ $ \\A \\Z \\b \\B; the whole string must match anyway)",
+            C.POSSESSIVE_REPEAT: "possessive quantifiers (*+ ++ ?+ {m,n}+)", C.ATOMIC_GROUP: "atomic groups (?>...)"}
+_SUPPORTED = ("supported: literals, classes, \\d \\w \\s, . * + ? {m,n} (lazy too) | ( ), flags (?i) (?s) (?a) (?x)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,19 +75,51 @@ class ByteDFA:
 
 
 def parse(pattern: str):
-    """The interegular AST of `pattern`; SandboxError naming what is unsupported or malformed."""
-    from interegular.patterns import InvalidSyntax, Unsupported, parse_pattern
-
+    """Python's parse tree of `pattern`; SandboxError with `re`'s message if `re` rejects it."""
     if not isinstance(pattern, str):
         raise SandboxError(f"a regex pattern must be a string, got {type(pattern).__name__}")
     try:
-        return parse_pattern(pattern)
-    except Unsupported as e:
-        raise SandboxError(f"regex {pattern!r} uses an unsupported feature ({e}); supported: literals, classes, "
-                           ". * + ? {m,n} | ( ), (?i) (?s); not: backreferences, lookaround, anchors ^ $ \\b, "
-                           "\\u escapes (write the character itself)") from None
-    except (InvalidSyntax, ValueError, IndexError) as e:
-        raise SandboxError(f"regex {pattern!r} is not valid syntax: {str(e) or 'parse error'}") from None
+        return sre_parse.parse(pattern)
+    except (C.error, OverflowError, RecursionError) as e:
+        raise SandboxError(f"regex {pattern!r} is not valid syntax: {e}") from None
+
+
+@functools.cache
+def _all_characters() -> str:
+    """Every code point UTF-8 can write (the surrogates aside), in order."""
+    points = np.concatenate([np.arange(_SURROGATES[0], dtype=np.uint32),
+                             np.arange(_SURROGATES[1], 0x110000, dtype=np.uint32)])
+    return points.tobytes().decode("utf-32-le")
+
+
+def _code_point(index: int) -> int:
+    return index if index < _SURROGATES[0] else index + _SURROGATES[1] - _SURROGATES[0]
+
+
+_RANGES: dict[tuple[str, int], tuple] = {}  # (one-character item, flags) -> its ranges, for the process
+
+
+def _char_ranges(node, flags: int) -> tuple[tuple[int, int], ...]:
+    """The code-point ranges one-character `node` matches under `flags`, as `re` finds them."""
+    key = (str(node), flags)
+    if key not in _RANGES:
+        _RANGES[key] = _runs(node, flags)
+    return _RANGES[key]
+
+
+def _runs(node, flags: int) -> tuple[tuple[int, int], ...]:
+    state = sre_parse.State()
+    state.flags = flags
+    item = sre_parse.SubPattern(state, [node])
+    runs = sre_compile.compile(sre_parse.SubPattern(state, [(C.MAX_REPEAT, (1, C.MAXREPEAT, item))]), flags)
+    out = []
+    for m in runs.finditer(_all_characters()):
+        lo, hi = _code_point(m.start()), _code_point(m.end() - 1)
+        if lo < _SURROGATES[0] <= hi:  # a run across the surrogates' gap
+            out += [(lo, _SURROGATES[0] - 1), (_SURROGATES[1], hi)]
+        else:
+            out.append((lo, hi))
+    return tuple(out)
 
 
 class _NFA:
@@ -94,55 +149,45 @@ class _NFA:
                     s = t
         return start, end
 
-    def build(self, node, flags) -> tuple[int, int]:
-        """NFA fragment (start, end) of an interegular AST node under the active flags."""
-        from interegular import patterns as P
+    def sequence(self, items, flags: int) -> tuple[int, int]:
+        """NFA fragment (start, end) of a sequence of parse-tree items under the active flags."""
+        start = end = self.state()
+        for op, av in items:
+            a, b = self.build(op, av, flags)
+            self.eps[end].append(a)
+            end = b
+        return start, end
 
-        if isinstance(node, P.Pattern):
-            flags = P._combine_flags(flags, node.added_flags, node.removed_flags)
-            if flags & P.REFlags.MULTILINE:
-                raise SandboxError(f"regex {self.pattern!r}: the (?m) flag is not supported (anchors are implicit)")
+    def build(self, op, av, flags: int) -> tuple[int, int]:
+        """NFA fragment (start, end) of one parse-tree item."""
+        if op in _REFUSED:
+            raise SandboxError(f"regex {self.pattern!r} uses {_REFUSED[op]}: not supported ({_SUPPORTED})")
+        if op in (C.LITERAL, C.NOT_LITERAL, C.IN, C.ANY):
+            return self.chars(_char_ranges((op, av), flags & ~C.SRE_FLAG_DEBUG))
+        if op is C.SUBPATTERN:
+            _, add, remove, items = av
+            return self.sequence(items, (flags | add) & ~remove)
+        if op is C.BRANCH:
             start, end = self.state(), self.state()
-            for option in node.options:
-                a, b = self.build(option, flags)
+            for items in av[1]:
+                a, b = self.sequence(items, flags)
                 self.eps[start].append(a)
                 self.eps[b].append(end)
             return start, end
-        if isinstance(node, P._Concatenation):
-            start = end = self.state()
-            for part in node.parts:
-                if isinstance(part, P._NonCapturing):
-                    raise SandboxError(f"regex {self.pattern!r} uses lookaround (lookahead/lookbehind): not supported")
-                a, b = self.build(part, flags)
-                self.eps[end].append(a)
-                end = b
-            return start, end
-        if isinstance(node, P._CharGroup):
-            chars = set(node.chars)
-            if flags & P.REFlags.CASE_INSENSITIVE:
-                chars |= {c.lower() for c in chars} | {c.upper() for c in chars if len(c.upper()) == 1}
-            return self.chars(char_ranges(chars, node.negated))
-        if node == P._DOT:
-            dotall = bool(flags & P.REFlags.SINGLE_LINE)
-            return self.chars(char_ranges(set() if dotall else {"\n"}, negated=True))
-        if node == P._EMPTY:
-            s = self.state()
-            return s, s
-        if isinstance(node, P._Repeated):
-            return self.repeat(node, flags)
-        raise SandboxError(f"regex {self.pattern!r}: construct {type(node).__name__} is not supported")
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT):  # lazy or greedy: the same language
+            low, high, items = av
+            return self.repeat(items, low, None if high == C.MAXREPEAT else high, flags)
+        raise SandboxError(f"regex {self.pattern!r}: construct {op} is not supported ({_SUPPORTED})")
 
-    def repeat(self, node, flags) -> tuple[int, int]:
-        """base{min,max}: min copies, then a loop (max None) or max - min optional copies."""
-        if node.max is not None and node.max < node.min:
-            raise SandboxError(f"regex {self.pattern!r}: repetition {{{node.min},{node.max}}} has max < min")
+    def repeat(self, items, low: int, high: int | None, flags: int) -> tuple[int, int]:
+        """items{low,high}: low copies, then a loop (high None) or high - low optional copies."""
         start = end = self.state()
-        for _ in range(node.min):
-            a, b = self.build(node.base, flags)
+        for _ in range(low):
+            a, b = self.sequence(items, flags)
             self.eps[end].append(a)
             end = b
-        if node.max is None:
-            a, b = self.build(node.base, flags)
+        if high is None:
+            a, b = self.sequence(items, flags)
             self.eps[end].append(a)
             self.eps[b].append(a)
             out = self.state()
@@ -150,9 +195,9 @@ class _NFA:
             self.eps[b].append(out)
             return start, out
         out = self.state()
-        for _ in range(node.max - node.min):
+        for _ in range(high - low):
             self.eps[end].append(out)
-            a, b = self.build(node.base, flags)
+            a, b = self.sequence(items, flags)
             self.eps[end].append(a)
             end = b
         self.eps[end].append(out)
@@ -194,6 +239,11 @@ def _determinize(nfa: _NFA, start: int, end: int, class_256: np.ndarray):
                 continue
             target = nfa.closure(moved)
             if target not in ids:
+                if len(ids) >= MAX_DFA_STATES:
+                    raise SandboxError(
+                        f"regex {nfa.pattern!r} is too large: its automaton needs more than {MAX_DFA_STATES:,} "
+                        f"states (a table of over {MAX_DFA_STATES * 256 * 4 / 2**20:.0f} MiB, and its token index "
+                        "grows with the vocabulary); a repetition like (a|b)*a(a|b){n} doubles it with each n")
                 ids[target] = len(ids)
                 todo.append(target)
             row.append(ids[target])
@@ -238,10 +288,9 @@ def _minimize(next_SxC: np.ndarray, accept_S: np.ndarray):
 def compile_regex(pattern: str) -> ByteDFA:
     """The trimmed minimal DFA over bytes of `pattern` (whole-string match); SandboxError if the
     pattern is unsupported or its language is empty."""
-    from interegular.patterns import REFlags
-
+    parsed = parse(pattern)
     nfa = _NFA(pattern)
-    start, end = nfa.build(parse(pattern), REFlags(0))
+    start, end = nfa.sequence(list(parsed), parsed.state.flags)
     class_256 = _byte_classes(nfa)
     next_SxC, accept_S = _minimize(*_determinize(nfa, start, end, class_256))
     if next_SxC is None:

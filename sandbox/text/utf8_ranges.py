@@ -14,27 +14,6 @@ _SURROGATES = (0xD800, 0xDFFF)
 _LENGTH_ENDS = (0x7F, 0x7FF, 0xFFFF)
 
 
-def char_ranges(chars, negated: bool) -> list[tuple[int, int]]:
-    """Sorted disjoint code-point ranges of a character class: `chars`, or every other character."""
-    points = sorted({ord(c) for c in chars})
-    ranges: list[tuple[int, int]] = []
-    for p in points:
-        if ranges and ranges[-1][1] + 1 == p:
-            ranges[-1] = (ranges[-1][0], p)
-        else:
-            ranges.append((p, p))
-    if not negated:
-        return ranges
-    out, start = [], 0
-    for lo, hi in ranges:
-        if start < lo:
-            out.append((start, lo - 1))
-        start = hi + 1
-    if start <= MAX_CODE_POINT:
-        out.append((start, MAX_CODE_POINT))
-    return out
-
-
 def byte_sequences(lo: int, hi: int) -> list[tuple[tuple[int, int], ...]]:
     """The UTF-8 encodings of code points lo..hi as a list of byte-range products
     ((lo_1, hi_1), ..., (lo_n, hi_n)); their union is exactly those encodings, each once."""

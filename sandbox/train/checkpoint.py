@@ -2,11 +2,15 @@
 
 A checkpoint holds the whole `TrainState` (step, params, optimizer state), so resuming is
 exact. It is saved only if every array of the state is finite, and once orbax has finished a
-`manifest` of its files' sizes and checksums is written beside it: a checkpoint without one is an
-unfinished save, one that disagrees with it is damaged, and neither is ever restored.
+`manifest` (its run, its step, its files' sizes and checksums) is written beside it: a checkpoint
+that disagrees with its manifest is damaged and never restored. The run folder's marker names the
+step being saved (`saving`) until its manifest is written: a step folder without a manifest is an
+unfinished save of this run only if the marker says so, and only then is it deleted before resuming;
+any other folder there is a stranger, and a resume refuses to run beside it.
 `load_run` is how every other tool (hessian, compress, sample, spectra) opens a run folder.
 """
 
+import hashlib
 import logging
 import shutil
 import signal
@@ -19,8 +23,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from omegaconf import OmegaConf
 
-from sandbox import optim
+from sandbox import optim, rundir
 from sandbox.errors import SandboxError
 from sandbox.train import config as config_lib
 from sandbox.train import manifest, precision
@@ -61,8 +66,14 @@ def saved_steps(run_dir: Path) -> list[int]:
 
 def unfinished_steps(run_dir: Path) -> list[int]:
     """Steps whose save never finished (killed before its manifest): to be dropped before resuming."""
-    dirs = _step_dirs(run_dir)
-    return sorted(s for s, p in dirs.items() if _verified(dirs) and not manifest.has(p))
+    dirs, saving = _step_dirs(run_dir), (rundir.marker(run_dir) or {}).get("saving")
+    return [saving] if saving in dirs and not manifest.has(dirs[saving]) else []
+
+
+def strangers(run_dir: Path) -> list[Path]:
+    """Folders under checkpoints/ named like a step that are neither a finished nor an unfinished save."""
+    dirs, unfinished = _step_dirs(run_dir), unfinished_steps(run_dir)
+    return sorted(p for s, p in dirs.items() if _verified(dirs) and not manifest.has(p) and s not in unfinished)
 
 
 def damage(run_dir: Path, step: int) -> str | None:
@@ -97,6 +108,8 @@ def drop(run_dir: Path, steps) -> None:
     dirs = _step_dirs(run_dir)
     for step in steps:
         shutil.rmtree(dirs[step])
+    if (rundir.marker(run_dir) or {}).get("saving") in steps:
+        rundir.annotate(run_dir, saving=None)
 
 
 def step_of(state) -> int:
@@ -118,14 +131,20 @@ def save(mngr: ocp.CheckpointManager, state) -> None:
         raise NonFinite(f"{len(bad)} arrays hold NaN or infinity, e.g. {bad[0]}; the state of step {step} "
                         "was not saved")
     run_dir = Path(mngr.directory).parent
+    primary = jax.process_index() == 0  # orbax saves collectively; one process keeps the books
     try:
         with _interrupt_after(), _quiet_orbax():
+            if primary:
+                rundir.annotate(run_dir, saving=step)
             mngr.save(step, args=ocp.args.StandardSave(host), force=True)
             mngr.wait_until_finished()
-            if jax.process_index() == 0:  # orbax saved collectively; one process writes the manifest
+            if primary:
                 manifest.write(_step_dirs(run_dir)[step])
+                rundir.annotate(run_dir, saving=None)
     except Exception as e:
         _remove_unfinished(Path(mngr.directory), step)
+        if primary:
+            rundir.annotate(run_dir, saving=None)
         kept = newest_intact(run_dir)
         raise SandboxError(
             f"saving the checkpoint at step {step} in {run_dir} failed ({_reason(e)}); nothing of it is left, and "
@@ -240,10 +259,44 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None
         ) from None
 
 
+def config_fields(text: str) -> dict:
+    """{"marker field": value} recording a run's config.yaml `text` (its SHA-256 and the text itself)."""
+    return {"config_sha256": hashlib.sha256(text.encode()).hexdigest(), "config": text}
+
+
+def _edits(before: str, after: str) -> str:
+    """The dotted keys whose values differ between two config texts, e.g. 'train.seed: 0 -> 7'."""
+    def flat(text):
+        try:
+            return dict(_flatten(OmegaConf.to_container(OmegaConf.create(text))))
+        except Exception:
+            return {}
+    a, b = flat(before), flat(after)
+    changed = [f"{k}: {a.get(k, '(none)')} -> {b.get(k, '(none)')}" for k in sorted(a.keys() | b.keys())
+               if a.get(k) != b.get(k)]
+    return "; ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "") or "its text"
+
+
+def _flatten(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def load_config(run_dir: str | Path) -> config_lib.Config:
+    """The run's config; refused if config.yaml was edited since the sandbox wrote it (SHA-256 in the marker)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise SandboxError(f"{run_dir} is not a run folder: it has no config.yaml")
+    note = rundir.marker(run_dir) or {}
+    if note.get("config_sha256"):
+        text = path.read_text(errors="replace")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != note["config_sha256"]:
+            raise SandboxError(f"{path} was edited since the run began ({_edits(note.get('config', ''), text)}); "
+                               "a run's config must describe how it was trained: undo the edit, or start a new "
+                               "run (`sandbox train --resume` changes only train.steps and the cadence)")
     return config_lib.load(path)
 
 

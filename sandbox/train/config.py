@@ -48,7 +48,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "eval_every", "eval_batches", "log_every",
                      "checkpoint_every", "keep_checkpoints", "num_seeds", "loss_scale_period", "model_parallel"):
             validate.positive_int("train", name, getattr(self, name))
-        for name in ("seed", "num_devices", "sharpness_every"):
+        validate.seed("train", "seed", self.seed)
+        for name in ("num_devices", "sharpness_every"):
             validate.non_negative_int("train", name, getattr(self, name))
         validate.positive_number("train", "static_loss_scale", self.static_loss_scale)
         validate.in_range("train", "label_smoothing", self.label_smoothing, 0.0, 1.0, closed=(True, False))

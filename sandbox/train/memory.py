@@ -2,12 +2,17 @@
 
   parameters + gradients + updates   3 x 4 P bytes (float32)
   optimizer state                    exact, from the shapes optimizer.init would make
+(parameters and optimizer state are counted for 1 and 2 layers and extended linearly, c(L) =
+c(1) + (L - 1)(c(2) - c(1)): each layer adds the same arrays, so this is exact, and no model of
+L layers is ever traced, so an absurd depth is refused at once)
   activations kept for the backward  per layer B L (12 D + 2 F) + 2 B H L^2 floats (residual
                                      stream, norms, q/k/v, attention scores and weights, MLP),
                                      plus 3 B L V for the logits, their softmax and gradient
 all times train.num_seeds. It is an estimate (XLA may fuse some activations away and needs some
 scratch of its own), meant to refuse requests that cannot fit, not to budget tightly.
 """
+
+import dataclasses
 
 import jax
 
@@ -33,13 +38,30 @@ def step_bytes(cfg, optimizer, num_devices: int = 1) -> dict[str, int]:
     data_axis = max(1, num_devices // cfg.train.model_parallel) if sharding == "fsdp_tp" else num_devices
     b = -(-cfg.train.batch_size // data_axis)
     state_split = 1 if sharding == "replicated" else num_devices
-    params = transformer.num_params(m) * FLOAT_BYTES // state_split
-    opt_shapes = jax.eval_shape(lambda k: optimizer.init(transformer.init(k, m)), jax.random.PRNGKey(0))
-    opt = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(opt_shapes)) // state_split
-    per_layer = b * m.seq_len * (12 * m.d_model + 2 * m.d_ff) + 2 * b * m.n_heads * m.seq_len**2
-    acts = (m.n_layers * per_layer + 3 * b * m.seq_len * m.vocab_size) * FLOAT_BYTES
+    params = _by_depth(m, transformer.num_params) * FLOAT_BYTES // state_split
+    opt = _by_depth(m, lambda small: _state_bytes(optimizer, small)) // state_split
+    acts = activation_bytes(m, b)
     return {"parameters": n * params, "gradients and updates": 2 * n * params,
             "optimizer state": n * opt, "activations": n * acts}
+
+
+def activation_bytes(m, b: int) -> int:
+    """The activations one forward-backward keeps for `b` windows of model `m` (see the module docstring)."""
+    per_layer = b * m.seq_len * (12 * m.d_model + 2 * m.d_ff) + 2 * b * m.n_heads * m.seq_len**2
+    return (m.n_layers * per_layer + 3 * b * m.seq_len * m.vocab_size) * FLOAT_BYTES
+
+
+def _by_depth(m, count) -> int:
+    """count(m) from count at 1 and 2 layers, extended linearly to m.n_layers."""
+    if m.n_layers <= 2:
+        return count(m)
+    one, two = (count(dataclasses.replace(m, n_layers=n)) for n in (1, 2))
+    return one + (m.n_layers - 1) * (two - one)
+
+
+def _state_bytes(optimizer, m) -> int:
+    shapes = jax.eval_shape(lambda k: optimizer.init(transformer.init(k, m)), jax.random.PRNGKey(0))
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
 
 
 def available_bytes() -> tuple[int | None, str]:
@@ -70,3 +92,13 @@ def check(cfg, optimizer, extra_bytes: int = 0) -> int:
             "lower train.batch_size, model.seq_len, the model's size or train.num_seeds"
         )
     return total
+
+
+def check_activations(cfg, batch_size: int, copies: int, what: str) -> None:
+    """Refuse `copies` times one forward-backward's activations at `batch_size` windows (an analysis's batch,
+    e.g. a Hessian-vector product keeps about 3) if they cannot fit; `what` names the argument to lower."""
+    need = copies * activation_bytes(cfg.model, batch_size)
+    free, where = available_bytes()
+    if free is not None and need > free:
+        raise SandboxError(f"{what} {batch_size:,} needs about {_gib(need)} of activations but only {_gib(free)} "
+                           f"is free in {where}; lower {what}")

@@ -9,6 +9,7 @@ lock and is a continuation, never a rewrite: only settings that leave the run's 
 import dataclasses
 import datetime
 import json
+import uuid
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -27,10 +28,15 @@ RESUMABLE = ("train.steps", "train.eval_every", "train.log_every", "train.checkp
              "train.keep_checkpoints", "train.sharpness_every", "train.sharpness_preconditioned")
 
 
-def _checked(cfg: config_lib.Config, run_dir: Path | None):
-    """(cfg with the tokenizer's vocab size, dataset); raises SandboxError on any bad input."""
+def _checked(cfg: config_lib.Config, run_dir: Path | None, vocab_given: bool = False):
+    """(cfg with the tokenizer's vocab size, dataset); raises SandboxError on any bad input. A
+    model.vocab_size the user gave (`vocab_given`) must be the tokenizer's."""
     tokenizer = run_tokenizer(cfg.data, run_dir) if run_dir is not None else None
     data = load_dataset(cfg.data, cfg.model.seq_len, tokenizer)
+    if vocab_given and cfg.model.vocab_size != data.tokenizer.vocab_size:
+        raise SandboxError(f"model.vocab_size={cfg.model.vocab_size} differs from the tokenizer's "
+                           f"{data.tokenizer.vocab_size} tokens; drop it (it is taken from the tokenizer) or set "
+                           f"it to {data.tokenizer.vocab_size}")
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.tokenizer.vocab_size))
     optimizer = optim.build(cfg.optimizer, cfg.train.steps)
     sharpness.check(cfg)
@@ -40,16 +46,19 @@ def _checked(cfg: config_lib.Config, run_dir: Path | None):
     return cfg, data
 
 
-def start(cfg: config_lib.Config, run_dir: Path, force: bool = False, progress: bool = True) -> dict:
+def start(cfg: config_lib.Config, run_dir: Path, force: bool = False, progress: bool = True,
+          vocab_given: bool = False) -> dict:
     """A new run in `run_dir` (new or empty; with `force`, a folder the sandbox made, replaced)."""
-    cfg, data = _checked(cfg, None)
+    cfg, data = _checked(cfg, None, vocab_given)
     corpus = Path(cfg.data.corpus)
     inputs = [corpus] if corpus.exists() else []
     if not distributed.is_primary():  # process 0 claims and writes the folder; the others only train
         distributed.barrier("run folder claimed")
         return train(cfg, run_dir, data, progress=False)
-    with rundir.claim(run_dir, "train", force, inputs=inputs):
-        records.write_atomic(run_dir / "config.yaml", config_lib.to_yaml(cfg))
+    text = config_lib.to_yaml(cfg)
+    identity = {"run_id": uuid.uuid4().hex, **checkpoint.config_fields(text)}
+    with rundir.claim(run_dir, "train", force, inputs=inputs, extra=identity):
+        records.write_atomic(run_dir / "config.yaml", text)
         save_tokenizer(data.tokenizer, run_dir)
         distributed.barrier("run folder claimed")
         return train(cfg, run_dir, data, progress=progress)
@@ -109,14 +118,21 @@ def resume(run_dir: Path, overrides: list[str] = (), progress: bool = True, from
         distributed.barrier("resume recorded")
         cfg, data = _checked(_resume_config(run_dir, list(overrides)), run_dir)
         return train(cfg, run_dir, data, resume=True, progress=False)
-    with rundir.lock(run_dir):
+    with rundir.lock(run_dir), rundir.recording(run_dir):
         cfg = _resume_config(run_dir, list(overrides))
+        strangers = checkpoint.strangers(run_dir)
+        if strangers:
+            raise SandboxError(f"{strangers[0]} is not a checkpoint of this run (no manifest, and no save of it was "
+                               "begun by it); a resume deletes nothing it did not write: move it out of "
+                               "checkpoints/ (nothing was changed)")
         start_step = _start_step(run_dir, from_step)
         _check_length(run_dir, cfg, start_step)
         cfg, data = _checked(cfg, run_dir)
         checkpoint.drop(run_dir, checkpoint.unfinished_steps(run_dir))  # saves killed before they finished
         checkpoint.drop(run_dir, [s for s in checkpoint.saved_steps(run_dir) if s > start_step])  # damaged
-        records.write_atomic(run_dir / "config.yaml", config_lib.to_yaml(cfg))
+        text = config_lib.to_yaml(cfg)
+        records.write_atomic(run_dir / "config.yaml", text)
+        rundir.annotate(run_dir, **checkpoint.config_fields(text))
         note = {"from_step": start_step, "to_step": cfg.train.steps, "overrides": list(overrides),
                 "when": datetime.datetime.now().isoformat(timespec="seconds")}
         with open(run_dir / "resumes.jsonl", "a") as f:

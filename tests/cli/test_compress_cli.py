@@ -3,6 +3,7 @@
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from sandbox.cli import main
@@ -16,24 +17,29 @@ def run_dir(tiny_run):
 @pytest.mark.slow
 def test_compress_writes_rows_and_figures(run_dir, tmp_path):
     out = tmp_path / "c"
-    args = ["compress", str(run_dir), "--method", "svd,svd-whiten,quantize,prune", "--fractions", "0.25",
+    args = ["compress", str(run_dir), "--method", "svd,svd-whiten,quantize,prune,gptq,sparsegpt", "--fractions", "0.25",
             "--bits", "4", "--granularity", "group", "--group-size", "16", "--floats", "", "--sparsities", "",
-            "--eval-batches", "1", "--calib-batches", "1", "--batch-size", "4", "--out", str(out)]
+            "--eval-batches", "1", "--calib-batches", "1", "--batch-size", "4", "--diag-probes", "2", "--out", str(out)]
     assert main(args) == 0
     result = json.loads((out / "compress.json").read_text())
     rows = {(r["method"], r["setting"]): r for r in result["rows"]}
-    assert set(rows) == {("svd", "fraction=0.25"), ("svd-whiten", "fraction=0.25"),
-                         ("quantize", "int4 group(16) sym"), ("prune", "2:4")}
+    assert set(rows) == {("svd", "fraction=0.25"), ("svd-whiten", "fraction=0.25"), ("quantize", "int4 group(16) sym"),
+                         ("prune", "2:4"), ("gptq", "int4 group(16) sym"), ("sparsegpt", "2:4")}
     # 32x32 layers at rank 4 and 32x64 layers at rank 5: k (M + N) over M N
     kept = (4 * (4 * 64) + 5 * (96 * 2)) / (4 * 32 * 32 + 2 * 32 * 64)
     assert rows[("svd", "fraction=0.25")]["kept_fraction"] == pytest.approx(kept)
     assert rows[("prune", "2:4")]["kept_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert rows[("sparsegpt", "2:4")]["kept_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert rows[("gptq", "int4 group(16) sym")]["bits_per_weight"] == pytest.approx(4 + 16 / 16)
     for r in result["rows"]:
-        assert r["change"] == pytest.approx(r["val_loss"] - result["base"]["val_loss"])
+        assert r["change"] == pytest.approx(r["val_loss"] - result["base"]["val_loss"]) == r["delta_loss"]
+        assert np.isfinite(r["predicted_delta_loss"]) and np.isfinite(r["predicted_delta_loss_diag"])
+    assert result["prediction"]["rows"] == 6
+    assert result["prediction"]["hessian_diagonal"] == "Hutchinson, 2 Rademacher probes"
     assert result["eval_set"] == "val/seed0/2x8x32[:1,:4]"  # --eval-batches 1 --batch-size 4: a named subset
     assert set(result["spectra"]) == {f"block_0/{n}"
                                       for n in ("attn/q", "attn/k", "attn/v", "attn/o", "mlp/up", "mlp/down")}
-    for name in ("tradeoff.png", "singular_values.png", "esd.png", "alpha.png"):
+    for name in ("tradeoff.png", "singular_values.png", "esd.png", "alpha.png", "predicted_vs_measured.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert main(args) == 2  # refuses a non-empty --out without --force
     assert main([*args, "--force"]) == 0  # replaces a folder the sandbox made
@@ -53,8 +59,9 @@ def test_compress_default_output_is_a_new_folder_and_baseline_is_training_val_lo
 @pytest.mark.parametrize("option", ["--eval-batches", "--batch-size"])
 def test_zero_eval_sizes_are_refused_before_any_folder(run_dir, tmp_path, capsys, option):
     out = tmp_path / "zero"
-    assert main(["compress", str(run_dir), "--method", "svd", option, "0", "--out", str(out)]) == 2
-    assert "must be a positive integer, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a usage error: argparse's one line
+        main(["compress", str(run_dir), "--method", "svd", option, "0", "--out", str(out)])
+    assert e.value.code == 2 and f"{option}: must be an integer in [1," in capsys.readouterr().err
     assert not out.exists()
 
 

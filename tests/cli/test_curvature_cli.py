@@ -14,14 +14,18 @@ def test_hessian_cli_without_a_run_folder_exits_2(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--num-steps", "0"], "hessian.num_steps must be a positive integer, got 0"),
-    (["--top-k", "0"], "hessian.top_k must be a positive integer, got 0"),
-    (["--top-k", "100000000"], "exceeds the operator's dimension"),
-    (["--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+    (["--num-steps", "0"], "--num-steps: must be an integer in [1,"),
+    (["--top-k", "0"], "--top-k: must be an integer in [1,"),
+    (["--top-k", "100000000", "--num-steps", "100000000"], "exceeds the operator's dimension"),
+    (["--batch-size", "0"], "--batch-size: must be an integer in [1,"),
 ])
 def test_bad_requests_are_refused_before_any_folder(tiny_run, tmp_path, capsys, extra, message):
     out = tmp_path / "h"
-    assert cli.main(["hessian", str(tiny_run[0]), *extra, "--out", str(out)]) == 2
+    try:
+        rc = cli.main(["hessian", str(tiny_run[0]), *extra, "--out", str(out)])
+    except SystemExit as e:  # a usage error: argparse's one line
+        rc = e.code
+    assert rc == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 

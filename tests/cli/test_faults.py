@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 import paths
 import pytest
 
-from sandbox import optim
+from sandbox import optim, rundir
 from sandbox.train import checkpoint, manifest, records
 from sandbox.train.step import init_state
 
@@ -121,12 +121,12 @@ def test_resume_is_a_continuation_never_a_rewrite(trained, tmp_path):
         assert f"--resume cannot change {key!r}" in r["err"] and "nothing was changed" in r["err"]
     assert snapshot(run) == before  # not a byte changed, config.yaml included
 
-    # a cosine schedule is laid out over train.steps: stretching it is refused too
-    cosine = tmp_path / "cosine"
-    cosine.mkdir()
-    (cosine / "config.yaml").write_text((run / "config.yaml").read_text().replace("schedule: constant",
-                                                                                  "schedule: cosine"))
-    shutil.copytree(run / "checkpoints", cosine / "checkpoints")
+    # a cosine schedule is laid out over train.steps: stretching it is refused too (the run's config is
+    # rewritten as the sandbox would have written it: an edit by hand is refused, see test_ownership.py)
+    cosine = copy(run, tmp_path / "cosine")
+    text = (run / "config.yaml").read_text().replace("schedule: constant", "schedule: cosine")
+    (cosine / "config.yaml").write_text(text)
+    rundir.annotate(cosine, **checkpoint.config_fields(text))
     result, = cli(["train", "--resume", cosine, "train.steps=20"])
     assert result["rc"] == 2 and "cosine learning-rate schedule" in result["err"]
 

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sandbox.compress import methods, prune, sweep
 from sandbox.compress import model as cmodel
-from sandbox.compress import prune, sweep
 from sandbox.nn import transformer
 from sandbox.nn.config import ModelConfig
 
@@ -31,7 +31,7 @@ def test_thin_padded_model_equals_the_densified_model_in_float64():
     with jax.enable_x64(True):
         params = transformer.init(jax.random.PRNGKey(0), CFG, jnp.float64)
         tokens = jax.random.randint(jax.random.PRNGKey(1), (3, 8), 0, 32)
-        decs = cmodel.decompose(cmodel.linear_layers(params), "svd")
+        decs = methods.get("svd").prepare(cmodel.linear_layers(params), None)
         small, _ = sweep.compress(params, "svd", {"rank": 3}, decs)
         small = jax.tree.map(lambda p: np.asarray(p, np.float64), small)  # decompose's factors are float32
         thin, dense = cmodel.densify(small, rank_multiple=8), cmodel.densify(small)

@@ -19,6 +19,9 @@ CASES = {
     "quantize": ({"bits": 4, "symmetric": True, "granularity": "group", "group_size": 8},
                  {"bits": 4, "symmetric": True, "granularity": "group", "group_size": 5}, "int4 group(8) sym"),
     "prune": ({"n": 2, "m": 4}, {"n": 2, "m": 5}, "2:4"),
+    "integer": ({"bits": 4, "symmetric": True, "granularity": "group", "group_size": 8, "act_order": False},
+                {"bits": 4, "symmetric": True, "granularity": "group", "group_size": 5, "act_order": True},
+                "int4 group(8) sym"),
 }
 
 
@@ -56,5 +59,5 @@ def test_every_method(name):
 
 
 def test_unknown_method_names_the_valid_ones():
-    with pytest.raises(SandboxError, match="choose one of svd, svd-whiten, asvd, quantize, prune"):
+    with pytest.raises(SandboxError, match="choose one of svd, svd-whiten, asvd, quantize, prune, gptq, sparsegpt"):
         methods.get("distill")

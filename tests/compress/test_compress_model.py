@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sandbox.compress import methods, sweep
 from sandbox.compress import model as cmodel
-from sandbox.compress import sweep
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
 from sandbox.nn.config import ModelConfig
@@ -27,7 +27,7 @@ def test_finds_every_block_linear_layer():
 
 def test_factorized_apply_equals_dense_truncated_matrix():
     """The factorized model's logits equal those of the model whose W is the dense u v."""
-    decs = cmodel.decompose(cmodel.linear_layers(PARAMS), "svd")
+    decs = methods.get("svd").prepare(cmodel.linear_layers(PARAMS), None)
     small, info = sweep.compress(PARAMS, "svd", {"rank": 3}, decs)
     thin = cmodel.linear_layers(small)
     assert all(set(p) == {"u", "v"} and p["u"].shape[1] == 3 for p in thin.values())
@@ -81,11 +81,11 @@ def test_quantize_and_prune_rows():
 
 
 def test_bad_settings_are_clear_errors():
-    decs = cmodel.decompose(cmodel.linear_layers(PARAMS), "svd")
+    decs = methods.get("svd").prepare(cmodel.linear_layers(PARAMS), None)
     with pytest.raises(SandboxError, match="choose 1..16"):
         sweep.compress(PARAMS, "svd", {"rank": 17}, decs)
     with pytest.raises(SandboxError, match="calibration"):
-        cmodel.decompose(cmodel.linear_layers(PARAMS), "asvd")
+        methods.get("asvd").prepare(cmodel.linear_layers(PARAMS), None)
     with pytest.raises(SandboxError, match="choose one of"):
         sweep.compress(PARAMS, "distill", {})
 
@@ -93,7 +93,7 @@ def test_bad_settings_are_clear_errors():
 def test_a_sweep_scores_every_setting_with_one_compiled_model():
     """Factors are multiplied out for scoring (`densify`: w = u v, original shapes), so ranks, bit widths,
     casts and sparsities never recompile the model; the scores are those of the factorized model."""
-    decs = cmodel.decompose(cmodel.linear_layers(PARAMS), "svd")
+    decs = methods.get("svd").prepare(cmodel.linear_layers(PARAMS), None)
     small, _ = sweep.compress(PARAMS, "svd", {"rank": 5}, decs)
     dense_view = cmodel.densify(small)
     for path, p in cmodel.linear_layers(dense_view).items():

@@ -40,12 +40,19 @@ def test_sharpness_hovers_at_each_threshold_at_every_seed(tmp_path):
         assert (tmp_path / "figures" / name).stat().st_size > 0
 
 
-def test_judge_takes_the_median_after_the_first_crossing():
+def test_judge_takes_the_median_after_the_first_crossing_and_fails_divergence_and_stalls():
+    import numpy as np
     from sandbox.experiments.edge_of_stability import Config, judge
 
     cfg = Config(sharpness_every=10)
-    row = judge([2.0, 6.0, 10.5, 9.0, 10.0, 30.0], threshold=10.0, cfg=cfg)
+    losses = np.linspace(2.0, 1.0, 60)
+    row = judge([2.0, 6.0, 10.5, 9.0, 10.0, 30.0], losses, threshold=10.0, cfg=cfg)
     assert row["crossing_step"] == 30  # third measurement, after 30 steps
     assert row["median_after_crossing"] == pytest.approx(10.25)  # median of 10.5, 9, 10, 30
-    assert row["verdict"] == "pass"
-    assert judge([2.0, 6.0], threshold=10.0, cfg=cfg)["verdict"] == "fail"  # never reached the edge
+    assert row["verdict"] == "pass" and row["reached"] and row["hovers"]
+    stalled = judge([2.0, 6.0, 9.65, 9.6], losses, threshold=10.0, cfg=cfg)  # seed 2025 at lr 0.1: peak 0.965
+    assert stalled["verdict"] == "fail" and not stalled["reached"] and stalled["peak_ratio"] == pytest.approx(0.965)
+    above = judge([2.0, 12.0, 13.0, 13.0], losses, threshold=10.0, cfg=cfg)  # crossed, then stayed 1.3x above
+    assert above["reached"] and not above["hovers"] and above["verdict"] == "fail"
+    diverged = judge([2.0, 12.0, np.nan], np.r_[losses[:25], np.inf, np.full(34, np.nan)], threshold=10.0, cfg=cfg)
+    assert diverged["verdict"] == "fail" and diverged["diverged_step"] == 26  # a verdict, not an exception

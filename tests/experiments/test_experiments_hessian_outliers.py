@@ -88,3 +88,25 @@ def test_no_batched_lapack_call_even_vmapped_over_seeds():
     per_seed = measurement(cfg, 4)
     assert batched_eigh_shapes(jax.make_jaxpr(per_seed)(0).jaxpr) == []
     assert batched_eigh_shapes(jax.make_jaxpr(jax.vmap(per_seed))(jnp.arange(2)).jaxpr) == []
+
+
+def test_the_rule_fails_without_a_gap_or_without_the_class_mean_directions():
+    from sandbox.experiments.hessian_outliers import Config, gap_ratios, judge
+
+    # C = 4: three outliers 10, 9, 8, then a bulk 3, 2.9, 2.8, 2.7, 2.6 (top 2C = 8 values)
+    vals = np.array([10.0, 9.0, 8.0, 3.0, 2.9, 2.8, 2.7, 2.6])
+    gap, bulk = gap_ratios(vals, 4)
+    assert gap == pytest.approx(8.0 / 2.9) and bulk == pytest.approx(max(2.9 / 2.7, 2.8 / 2.6))
+    vecs = np.eye(8, 20)
+    density = (np.zeros(3), np.zeros(3))
+
+    def measured(h_vals, mean_overlap):
+        return 0.01, 1.0, (h_vals, vecs), (h_vals, vecs), 3.05, h_vals, mean_overlap, density
+
+    ok = judge(Config(), 4, 0, measured(vals, 0.95))
+    assert ok["passed"] and ok["outliers_hessian"] == 3
+    smooth = np.array([10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0])  # a smooth spectrum: no gap after the outliers
+    assert not judge(Config(), 4, 0, (0.01, 1.0, (smooth, vecs), (smooth, vecs), 6.5, smooth, 0.95, density))[
+        "checks"]["gap"]
+    wrong_directions = judge(Config(), 4, 0, measured(vals, 0.5))  # outliers not along the class means
+    assert not wrong_directions["passed"] and not wrong_directions["checks"]["class_mean_subspace"]

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from sandbox.experiments import registry
 
 
@@ -14,6 +15,14 @@ def test_quick_comparison(tmp_path, capsys):
     assert all(r["final_val_loss_std"] > 0 for r in rows.values())  # two seeds really differ
     assert all(r["top_hessian_eigenvalue"] > 0 for r in rows.values())
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    # one result layout (protocol.py): per seed, each optimizer's own final val loss; the mean-best wins every seed
+    assert summary["seeds"] == [0, 1] and summary["expected"]["rule"].startswith("per seed")
+    for j, s in enumerate(summary["per_seed"]):
+        losses = {k.removeprefix("val loss "): v for k, v in s["measured"].items()}
+        assert losses["adamw (lr 0.01)"] == rows["adamw"]["per_seed_val_loss"][j]
+        assert s["verdict"] == ("pass" if min(losses, key=losses.get) == "adamw (lr 0.01)" else "fail")
+    mean = sum(rows["adamw"]["per_seed_val_loss"]) / 2
+    assert mean == pytest.approx(rows["adamw"]["final_val_loss"], rel=1e-5)  # the engine's mean over the same sets
     assert (tmp_path / "figures" / "val_loss.png").stat().st_size > 10_000
     # both optimizers were measured on the same eval sets (each seed its own), named in the summary
     assert {r["eval_set"] for r in rows.values()} == {summary["eval_set"]} == {"val/seed0..1/8x16x32"}

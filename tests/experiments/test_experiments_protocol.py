@@ -62,3 +62,35 @@ def test_write_puts_per_seed_aggregate_expected_and_verdict_in_summary_json(tmp_
     assert on_disk["aggregate"]["x"]["mean"] == 2.0
     assert on_disk["expected"]["rule"] == "per seed: x > 0" and on_disk["expected"]["reason"] == "because"
     assert on_disk["setup"] == {"seed": 10, "seeds": 2} and on_disk["figures"] == ["a.png"]
+
+
+def test_not_applicable_seeds_are_left_out_and_a_failed_rule_with_a_reason_is_not_reproduced():
+    rows = results([1, 2, 3], [True, None, True])
+    assert protocol.verdict(rows, EXPECTED) == "pass" and rows[1].as_dict()["verdict"] == "not applicable"
+    failing = results([1, 2], [True, False])
+    assert protocol.verdict(failing, EXPECTED) == "fail"
+    assert protocol.verdict(failing, EXPECTED, not_reproduced="x stays below 0 at seed 11") == "not reproduced"
+    assert protocol.verdict(results([1], [None]), EXPECTED) == "not reproduced"  # no seed within scope
+    out = protocol.summary("demo", {"seed": 10}, EXPECTED, failing, not_reproduced="because y")
+    assert out["verdict"] == "not reproduced" and out["not_reproduced"] == "because y"
+    assert "not_reproduced" not in protocol.summary("demo", {}, EXPECTED, results([1], [True]), not_reproduced="z")
+
+
+def test_sandbox_results_prints_one_table_across_experiment_folders(tmp_path, capsys):
+    from sandbox.cli import main
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    protocol.write(a, "demo", {"seed": 10}, EXPECTED, results([1.0, 3.0], [True, True]))
+    protocol.write(b, "other", {"seed": 0}, EXPECTED, results([1.0], [False]), not_reproduced="x fell short")
+    assert main(["results", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "demo" in out and "2 pass" in out and "not reproduced" in out and "x fell short" in out
+    assert out.count("demo") == 1 and "other" in out
+    (tmp_path / "c").mkdir()
+    assert main(["results", str(a), str(tmp_path / "c")]) == 2  # no summary.json: one line, nothing printed
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error:") and "summary.json" in captured.err and captured.out == ""
+    (tmp_path / "c" / "summary.json").write_text(json.dumps({"verdict": "maybe"}))
+    assert main(["results", str(tmp_path / "c")]) == 2
+    assert "layout" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 import base64
 import re
 
+import numpy as np
 import pytest
 from sandbox.experiments import registry
 
@@ -27,7 +28,12 @@ def test_quickstart_report(tmp_path):
         assert name in summary["figures"]
     captions = re.findall(r"<figcaption>([^<]+)</figcaption>", page)
     assert len(captions) == 8 and all(len(c) > 80 and "/" not in c.split()[0] for c in captions)
-    assert "2/eta" in summary["figures"]["sharpness.png"]
+    assert "2/eta" in summary["captions"]["sharpness.png"]
+    # the one result layout: the model learnt (val loss below ln V) at its seed
+    (seed,) = summary["per_seed"]
+    assert summary["seeds"] == [0] and seed["measured"]["uniform_loss"] == pytest.approx(np.log(300))
+    assert seed["measured"]["final_val_loss"] == pytest.approx(summary["final_val_loss"], rel=1e-5)
+    assert seed["verdict"] == summary["verdict"] == "pass"
     assert f"{summary['final_val_loss']:.4f}" in page
     # every row of the summary table names what it was measured on
     rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>", page)
