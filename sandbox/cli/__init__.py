@@ -18,7 +18,7 @@ from sandbox import compile_cache
 from sandbox.errors import SandboxError
 
 COMMANDS = ["train", "launch", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra", "attention",
-            "numerics", "bayes", "pretrained", "results"]
+            "numerics", "bayes", "results", "pretrained"]
 
 
 class _Parser(argparse.ArgumentParser):

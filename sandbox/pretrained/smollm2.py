@@ -139,7 +139,11 @@ def model_config(n_layers: int | None = None) -> ModelConfig:
 def load(n_layers: int | None = None, path: str | Path | None = None):
     """(model_cfg, params): SmolLM2-135M from the installed wheel's GGUF (or `path`), float32,
     cut to its first n_layers blocks if given (the final norm and tied unembedding kept)."""
+    return load_from(read(gguf_path() if path is None else path), n_layers)
+
+
+def load_from(reader, n_layers: int | None = None):
+    """`load` of a GGUF file already open as a `gguf.GGUFReader` (its parse is most of the cost)."""
     model_cfg = model_config(n_layers)
-    reader = read(gguf_path() if path is None else path)
     check_config(reader, model_cfg)
     return model_cfg, jax.device_put(params_from_gguf(reader, model_cfg))

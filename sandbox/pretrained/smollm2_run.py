@@ -44,8 +44,9 @@ def write(run_dir: str | Path, n_layers: int | None = None, force: bool = False)
     run_dir = Path(run_dir)
     cfg = run_config(n_layers)
     path = smollm2.gguf_path()
-    model_cfg, params = smollm2.load(cfg.model.n_layers, path)
-    tokenizer = bpe_gguf.from_gguf(path)
+    reader = smollm2.read(path)  # one parse of the file for the weights and the tokenizer
+    model_cfg, params = smollm2.load_from(reader, cfg.model.n_layers)
+    tokenizer = bpe_gguf.from_reader(reader)
     optimizer = optim.build(cfg.optimizer, cfg.train.steps)
     state = state_from_params(params, cfg, optimizer)
     summary = {"source": str(path), "package": smollm2.PACKAGE, "n_layers": model_cfg.n_layers,
