@@ -34,6 +34,7 @@ from jax import enable_x64
 from sandbox.experiments import protocol
 
 from sandbox import plotting
+from sandbox.analysis.residual_rank import rank1_residual, uniformity_residual
 from sandbox.errors import SandboxError
 from sandbox.nn.attention import multi_head_attention
 from sandbox.nn.mlp import gelu_mlp
@@ -73,17 +74,6 @@ class Config:
             raise SandboxError("variants must include 'attention' and 'skip': the two the rule judges")
         if self.min_log_ratio <= 1 or not 0 < self.keep_fraction <= 1:
             raise SandboxError("min_log_ratio must be > 1 and keep_fraction in (0, 1]")
-
-
-def rank1_residual(x_NxD):
-    """sqrt(sum_{i>=2} s_i^2 / sum_i s_i^2): relative distance to the best rank-1 matrix."""
-    s = jnp.linalg.svd(x_NxD, compute_uv=False)
-    return jnp.sqrt(jnp.sum(s[1:] ** 2) / jnp.sum(s**2))
-
-
-def uniformity_residual(x_NxD):
-    """||X - 1 mean^T||_F / ||X||_F: distance to identical rows (the rank-1 matrices attention converges to)."""
-    return jnp.linalg.norm(x_NxD - x_NxD.mean(axis=0)) / jnp.linalg.norm(x_NxD)
 
 
 def residuals(key, variant: int, cfg: Config):

@@ -19,7 +19,7 @@ from sandbox.errors import SandboxError
 from sandbox.train import config as run_config
 
 NAMES = ("quickstart", "optimizer_comparison", "edge_of_stability", "hessian_outliers", "entropy_rate",
-         "block_heterogeneity", "rank_collapse", "precision", "laplace_overconfidence")
+         "block_heterogeneity", "rank_collapse", "precision", "laplace_overconfidence", "smollm2_tour")
 
 
 def get(name: str):

@@ -18,7 +18,7 @@ from sandbox import compile_cache
 from sandbox.errors import SandboxError
 
 COMMANDS = ["train", "launch", "sample", "run", "list", "hessian", "tokenize", "compress", "spectra", "attention",
-            "numerics", "bayes", "results", "report", "compare"]
+            "numerics", "bayes", "results", "pretrained", "report", "compare"]
 
 DESCRIPTION = """\
 Train small transformer LMs and ask them exact mathematical questions: Hessian spectra, weight

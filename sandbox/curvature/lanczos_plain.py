@@ -56,14 +56,19 @@ def active_steps(betas_M) -> int:
     return int(zero[0]) + 1 if len(zero) else len(b)
 
 
+SPURIOUS_REL_TOL = 1e-10  # a spurious value is an eigenvalue of T_2 to the float64 accuracy of eigh(T)
+
+
 def cullum_willoughby(alphas_M, betas_M, rel_tol: float) -> tuple[np.ndarray, np.ndarray]:
     """(eigenvalues of A found, descending; their residual bounds |beta_m s_m|) from a plain Lanczos T:
-    copies of a value within rel_tol ||T|| count once; a simple value that is also an eigenvalue of T_2
-    is spurious and dropped."""
+    copies of a value within rel_tol ||T|| (the run's precision) count once; a simple value that is also an
+    eigenvalue of T_2 to `SPURIOUS_REL_TOL` ||T|| (T's own float64 arithmetic: a genuine unconverged Ritz value
+    sits farther from T_2's interlacing values) is spurious and dropped."""
     m = active_steps(betas_M)
     t_MxM = _t(alphas_M[:m], betas_M[:m])
     theta_M, s_MxM = np.linalg.eigh(t_MxM)
-    tol = rel_tol * max(np.abs(theta_M).max(), np.finfo(np.float64).tiny)
+    norm = max(np.abs(theta_M).max(), np.finfo(np.float64).tiny)
+    tol, spurious_tol = rel_tol * norm, SPURIOUS_REL_TOL * norm
     residual_M = np.abs(float(betas_M[m - 1]) * s_MxM[-1])
     theta2 = np.linalg.eigvalsh(t_MxM[1:, 1:]) if m > 1 else np.array([])
     values, residuals, i = [], [], 0
@@ -71,7 +76,7 @@ def cullum_willoughby(alphas_M, betas_M, rel_tol: float) -> tuple[np.ndarray, np
         j = i
         while j + 1 < m and theta_M[j + 1] - theta_M[i] <= tol:  # a cluster of copies
             j += 1
-        spurious = j == i and len(theta2) and np.min(np.abs(theta2 - theta_M[i])) <= tol
+        spurious = j == i and len(theta2) and np.min(np.abs(theta2 - theta_M[i])) <= spurious_tol
         if not spurious:
             values.append(theta_M[i:j + 1].mean())
             residuals.append(residual_M[i:j + 1].min())

@@ -44,33 +44,46 @@ def scaled_dot_product_attention(q_BxHxLxK, k_BxHxSxK, v_BxHxSxK, mask=None):
     return jnp.einsum("bhls,bhsk->bhlk", weights_BxHxLxS, v_BxHxSxK)
 
 
-def project_heads(p, x_BxLxD, n_heads, rope=False, positions_L=None):
+def project_heads(p, x_BxLxD, n_heads, rope=False, positions_L=None, n_kv_heads=None, rope_base=10000.0):
     """(q, k, v)_BxHxLxK: x's dense projections split into H heads of width K = D/H; with
-    rope=True, q and k are rotated by RoPE at positions_L (default 0..L-1)."""
-    b, length, d = x_BxLxD.shape
+    rope=True, q and k are rotated by RoPE (theta_i = rope_base^(-2i/K)) at positions_L (default 0..L-1).
 
-    def split_heads(y_BxLxD):
-        return y_BxLxD.reshape(b, length, n_heads, d // n_heads).transpose(0, 2, 1, 3)
+    Grouped-query attention (Ainslie et al., 2023): with n_kv_heads = G < H, k and v project to G
+    heads only (D x G K), and query head h reads key/value head floor(h / (H/G)), so each k/v head
+    serves H/G consecutive query heads. The G heads are repeated to H here, so every caller sees
+    H heads; G = H (the default) is plain multi-head attention.
+    """
+    b, length, d = x_BxLxD.shape
+    width = d // n_heads
+    n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+
+    def split_heads(y_BxLxGK):
+        return y_BxLxGK.reshape(b, length, -1, width).transpose(0, 2, 1, 3)
 
     q_BxHxLxK = split_heads(dense(p["q"], x_BxLxD))
-    k_BxHxLxK = split_heads(dense(p["k"], x_BxLxD))
-    v_BxHxLxK = split_heads(dense(p["v"], x_BxLxD))
+    k_BxGxLxK = split_heads(dense(p["k"], x_BxLxD))
+    v_BxGxLxK = split_heads(dense(p["v"], x_BxLxD))
     if rope:
         positions_L = jnp.arange(length) if positions_L is None else positions_L
-        q_BxHxLxK = embedding.rope(q_BxHxLxK, positions_L)
-        k_BxHxLxK = embedding.rope(k_BxHxLxK, positions_L)
-    return q_BxHxLxK, k_BxHxLxK, v_BxHxLxK
+        q_BxHxLxK = embedding.rope(q_BxHxLxK, positions_L, rope_base)
+        k_BxGxLxK = embedding.rope(k_BxGxLxK, positions_L, rope_base)
+    group = n_heads // n_kv_heads
+    if group > 1:
+        k_BxGxLxK, v_BxGxLxK = (jnp.repeat(t, group, axis=1) for t in (k_BxGxLxK, v_BxGxLxK))
+    return q_BxHxLxK, k_BxGxLxK, v_BxGxLxK
 
 
-def multi_head_attention(p, x_BxLxD, n_heads, mask=None, rope=False, positions_L=None):
+def multi_head_attention(p, x_BxLxD, n_heads, mask=None, rope=False, positions_L=None, n_kv_heads=None,
+                         rope_base=10000.0):
     """o(concat_h attention(q_h(x), k_h(x), v_h(x))), p = {"q", "k", "v", "o"} dense maps.
 
     Each of H heads attends in its own K = D/H dimensional subspace, so the layer can
     mix information by several patterns at once for the cost of one. With rope=True,
-    q and k are rotated by RoPE at positions_L (default 0..L-1) before the scores.
+    q and k are rotated by RoPE at positions_L (default 0..L-1) before the scores; with
+    n_kv_heads < H, groups of query heads share key/value heads (see `project_heads`).
     """
     b, length, d = x_BxLxD.shape
-    q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = project_heads(p, x_BxLxD, n_heads, rope, positions_L)
+    q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = project_heads(p, x_BxLxD, n_heads, rope, positions_L, n_kv_heads, rope_base)
     out_BxHxLxK = scaled_dot_product_attention(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK, mask)
     out_BxLxD = out_BxHxLxK.transpose(0, 2, 1, 3).reshape(b, length, d)
     return dense(p["o"], out_BxLxD)

@@ -3,6 +3,9 @@
     logits = unembed(norm_final(blocks(embed(tokens))))
     block:  x <- x + attn(norm_attn(x), causal);  x <- x + mlp(norm_mlp(x))
 
+The config's options span GPT-2 (learned positions, LayerNorm, GELU) and LLaMA (RoPE with its
+base, RMSNorm with its epsilon, SwiGLU, grouped-query attention with n_kv_heads < n_heads).
+
 Parameters are one plain nested dict (see `init`), so `jax.grad`, `jax.hessian`,
 `ravel_pytree` and optax see the whole model directly. `apply` is split into
 `embed` and `forward_from_embeddings` so Jacobians of the logits can be taken with
@@ -38,10 +41,11 @@ def param_spec(cfg):
 
     {"embed": {"tokens": VxD, "positions": LxD (learned only)},
      "block_i": {"norm_attn", "attn": {"q","k","v","o"}, "norm_mlp", "mlp": {"up","down"[,"gate"]}},
-     "norm_final", "unembed": {"w": DxV} (untied only)}. Dense maps are {"w": Din x Dout};
-    norms are {"scale"[, "bias"]}. The LM has no biases.
+     "norm_final", "unembed": {"w": DxV} (untied only)}. Dense maps are {"w": Din x Dout}; k and v
+    are D x G K with G = cfg.kv_heads key/value heads; norms are {"scale"[, "bias"]}. The LM has no biases.
     """
     d, f, std = cfg.d_model, cfg.d_ff, cfg.init_std
+    d_kv = cfg.kv_heads * cfg.head_dim
     # Each block adds two terms to the residual stream; scaling the projections that
     # write them by 1/sqrt(2 n_layers) keeps the stream's variance O(1) at init (GPT-2).
     out_std = std / math.sqrt(2 * cfg.n_layers)
@@ -65,8 +69,8 @@ def param_spec(cfg):
             "norm_attn": norm_spec(),
             "attn": {
                 "q": dense_spec(d, d),
-                "k": dense_spec(d, d),
-                "v": dense_spec(d, d),
+                "k": dense_spec(d, d_kv),
+                "v": dense_spec(d, d_kv),
                 "o": dense_spec(d, d, out_std),
             },
             "norm_mlp": norm_spec(),
@@ -115,14 +119,18 @@ def embed(params, tokens_BxL, cfg):
     return x_BxLxD
 
 
+def attention_options(cfg) -> dict:
+    """The keyword arguments of `multi_head_attention` / `project_heads` that cfg fixes: RoPE and
+    its base, the number of key/value heads."""
+    return {"rope": cfg.pos_encoding == "rope", "rope_base": cfg.rope_base, "n_kv_heads": cfg.kv_heads}
+
+
 def block(p, x_BxLxD, cfg, mask_LxL):
     """One pre-norm block. Normalizing each branch's input (not the stream itself)
     leaves an identity path from input to output, which keeps deep stacks trainable."""
-    h_BxLxD = norm(p["norm_attn"], x_BxLxD, cfg.norm)
-    x_BxLxD = x_BxLxD + multi_head_attention(
-        p["attn"], h_BxLxD, cfg.n_heads, mask_LxL, rope=cfg.pos_encoding == "rope"
-    )
-    h_BxLxD = norm(p["norm_mlp"], x_BxLxD, cfg.norm)
+    h_BxLxD = norm(p["norm_attn"], x_BxLxD, cfg.norm, cfg.norm_eps)
+    x_BxLxD = x_BxLxD + multi_head_attention(p["attn"], h_BxLxD, cfg.n_heads, mask_LxL, **attention_options(cfg))
+    h_BxLxD = norm(p["norm_mlp"], x_BxLxD, cfg.norm, cfg.norm_eps)
     if cfg.mlp == "swiglu":
         return x_BxLxD + swiglu_mlp(p["mlp"], h_BxLxD)
     return x_BxLxD + gelu_mlp(p["mlp"], h_BxLxD, approximate=True)  # GPT-2's tanh GELU
@@ -142,7 +150,7 @@ def forward_from_embeddings(params, x_BxLxD, cfg):
 
 def unembed(params, x_BxLxD, cfg):
     """Logits from the last residual stream: the final norm, then the (tied) unembedding."""
-    x_BxLxD = norm(params["norm_final"], x_BxLxD, cfg.norm)
+    x_BxLxD = norm(params["norm_final"], x_BxLxD, cfg.norm, cfg.norm_eps)
     if cfg.tie_embeddings:
         # Tying reuses E as the output map: a token's input vector is also the
         # direction that scores it, which saves V D parameters.

@@ -65,9 +65,10 @@ def check_model_parallel(model_cfg, sharding: str, model_parallel: int) -> None:
     """fsdp_tp splits heads and hidden units evenly over "model": refuse sizes that do not divide."""
     if sharding != "fsdp_tp":
         return
-    for name in ("n_heads", "d_ff"):
-        if getattr(model_cfg, name) % model_parallel:
-            raise SandboxError(f"train.sharding=fsdp_tp splits model.{name}={getattr(model_cfg, name)} over "
+    sizes = {"n_heads": model_cfg.n_heads, "n_kv_heads": model_cfg.kv_heads, "d_ff": model_cfg.d_ff}
+    for name, size in sizes.items():
+        if size % model_parallel:
+            raise SandboxError(f"train.sharding=fsdp_tp splits model.{name}={size} over "
                                f"train.model_parallel={model_parallel} devices; choose a divisor of it")
 
 

@@ -45,7 +45,11 @@ def seed_keys(seed: int, num_seeds: int) -> tuple[jax.Array, jax.Array]:
 
 
 def init_state(param_key: jax.Array, cfg, optimizer: optax.GradientTransformation) -> TrainState:
-    params32 = transformer.init(param_key, cfg.model)
+    return state_from_params(transformer.init(param_key, cfg.model), cfg, optimizer)
+
+
+def state_from_params(params32: dict, cfg, optimizer: optax.GradientTransformation) -> TrainState:
+    """The step-0 state of a run starting from the float32 `params32` (random, or a pretrained model's)."""
     params, extra = precision_lib.init(params32, precision_lib.policy(cfg.train))
     state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params32))
     return state if extra is None else PolicyTrainState(state.step, params, state.opt_state, extra)

@@ -26,9 +26,10 @@ def _stochastic(rng, *shape):
     return a / a.sum(axis=-1, keepdims=True)
 
 
-@pytest.mark.parametrize("pos", ["learned", "rope"])
-def test_capturing_lm_attention_leaves_logits_bit_identical(pos):
-    cfg = ModelConfig(vocab_size=50, seq_len=12, d_model=16, n_layers=2, n_heads=4, d_ff=32, pos_encoding=pos)
+@pytest.mark.parametrize("extra", [dict(pos_encoding="learned"), dict(pos_encoding="rope"),
+                                   dict(pos_encoding="rope", n_kv_heads=2, norm="rmsnorm", norm_eps=1e-6)])
+def test_capturing_lm_attention_leaves_logits_bit_identical(extra):
+    cfg = ModelConfig(vocab_size=50, seq_len=12, d_model=16, n_layers=2, n_heads=4, d_ff=32, **extra)
     params = init(jax.random.PRNGKey(0), cfg)
     tokens = jax.random.randint(jax.random.PRNGKey(1), (2, 10), 0, 50)
     logits, att = jax.jit(lm_attention, static_argnames="cfg")(params, tokens, cfg)

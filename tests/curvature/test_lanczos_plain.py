@@ -67,3 +67,11 @@ def test_the_plain_route_of_a_run_agrees_with_the_basis_route(tiny_run):
     np.testing.assert_allclose(plain["top_eigenvalues"][0], basis["top_eigenvalues"][0], rtol=1e-4)
     assert plain["trace_method"] == "hutchinson" and np.isfinite(plain["trace"])
     assert len(plain["density"]["grid"]) == len(basis["density"]["grid"])
+
+
+def test_float32_runs_find_the_top_values_to_float32_accuracy():
+    a, lam = _matrix(seed=5)
+    op = curvature.from_dense(jnp.asarray(a, jnp.float32))
+    values, residuals = lanczos_plain.top_eigenvalues(op, 5, key=jax.random.key(6), num_steps=60)
+    assert len(values) == 5
+    np.testing.assert_allclose(values, lam[:5], rtol=1e-4)

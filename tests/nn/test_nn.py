@@ -47,6 +47,10 @@ def naive_attention(q, k, v, mask):
         (dict(n_layers=0), "n_layers"),
         (dict(d_model=12, n_heads=4, pos_encoding="rope"), "rope"),
         (dict(init_std=-1.0), "init_std"),
+        (dict(n_heads=4, n_kv_heads=3), "n_kv_heads"),
+        (dict(n_kv_heads=0), "n_kv_heads"),
+        (dict(rope_base=0.0), "rope_base"),
+        (dict(norm_eps=-1e-6), "norm_eps"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(kwargs, field):
@@ -65,6 +69,15 @@ def test_model_yaml_files_are_valid_configs(name, expected):
     cfg = nn.ModelConfig(**yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()))
     assert (cfg.seq_len, cfg.d_model, cfg.n_layers, cfg.d_ff) == expected
     assert cfg.vocab_size == 256 and cfg.n_heads == 4
+    assert (cfg.kv_heads, cfg.rope_base, cfg.norm_eps) == (4, 10000.0, 1e-5)  # the defaults: as before the options
+
+
+def test_smollm2_preset_has_134_5m_parameters():
+    """SmolLM2-135M: tied V D + 30 blocks of (q, o: D^2; k, v: D x 3*64; SwiGLU: 3 D F; two RMSNorms) + final norm."""
+    cfg = nn.ModelConfig(**yaml.safe_load((CONFIGS / "smollm2_135m.yaml").read_text()))
+    v, d, f, kv = 49152, 576, 1536, 3 * 64
+    assert cfg.kv_heads == 3 and cfg.head_dim == 64
+    assert nn.num_params(cfg) == v * d + 30 * (2 * d * d + 2 * d * kv + 3 * d * f + 2 * d) + d == 134_515_008
 
 
 # --- dense, norms, embeddings -----------------------------------------------------
@@ -137,6 +150,34 @@ def test_rope_attention_is_shift_invariant():
 # --- attention ------------------------------------------------------------------
 
 
+def test_grouped_query_attention_equals_multi_head_with_repeated_kv_heads():
+    """GQA with G = 2 key/value heads for H = 6 query heads is exactly MHA whose k, v weights repeat
+    each key/value head's columns for its H/G = 3 query heads (head h reads head h // 3), in float64."""
+    with jax.enable_x64(True):
+        d, h, g, width = 24, 6, 2, 4
+        p = {name: {"w": jnp.asarray(RNG.standard_normal((d, d if name in "qo" else g * width)))} for name in "qkvo"}
+        repeat = lambda w: jnp.repeat(w.reshape(d, g, width), h // g, axis=1).reshape(d, d)  # noqa: E731
+        mha = {**p, "k": {"w": repeat(p["k"]["w"])}, "v": {"w": repeat(p["v"]["w"])}}
+        x = jnp.asarray(RNG.standard_normal((2, 5, d)))
+        for rope in (False, True):
+            gqa_out = nn.multi_head_attention(p, x, h, nn.causal_mask(5), rope, None, g, 500.0)
+            mha_out = nn.multi_head_attention(mha, x, h, nn.causal_mask(5), rope, None, None, 500.0)
+            assert gqa_out.dtype == jnp.float64
+            np.testing.assert_allclose(gqa_out, mha_out, rtol=1e-13, atol=1e-13)
+        # and the grouping is not trivially ignored: other k columns change the output
+        other = {**p, "k": {"w": p["k"]["w"][:, ::-1]}}
+        assert float(jnp.abs(nn.multi_head_attention(other, x, h, None, n_kv_heads=g) - gqa_out).max()) > 1e-3
+
+
+def test_rope_base_sets_the_rotation_frequencies():
+    """Channel pair (i, i + K/2) turns by t * base^(-2i/K): at t = 1 the last pair turns by base^(-(K-2)/K)."""
+    x = jnp.zeros((1, 1, 1, 8)).at[..., 3].set(1.0)  # the last pair's first channel, i = 3
+    for base in (10000.0, 100000.0):
+        angle = base ** (-6 / 8)
+        np.testing.assert_allclose(nn.rope(x, jnp.array([1]), base)[0, 0, 0, [3, 7]],
+                                   [math.cos(angle), math.sin(angle)], rtol=1e-6)
+
+
 @pytest.mark.parametrize("mask_kind", ["none", "causal", "padding"])
 def test_attention_matches_naive_loop(mask_kind):
     with jax.enable_x64(True):
@@ -173,6 +214,7 @@ def test_gelu_exact_is_x_times_normal_cdf():
         dict(pos_encoding="learned"),
         dict(pos_encoding="sinusoidal", norm="rmsnorm"),
         dict(pos_encoding="rope", mlp="swiglu", tie_embeddings=False),
+        dict(pos_encoding="rope", rope_base=1e5, norm="rmsnorm", norm_eps=1e-6, mlp="swiglu", n_kv_heads=1),
     ],
 )
 def test_causality_through_gradients(extra):

@@ -64,6 +64,8 @@ def test_fsdp_tp_splits_heads_and_hidden_units_over_model():
     assert mlp["up"]["w"].spec == column and mlp["down"]["w"].spec == row
     with pytest.raises(SandboxError, match="model.n_heads=3"):
         mesh_lib.check_model_parallel(ModelConfig(d_model=12, n_heads=3), "fsdp_tp", 2)
+    with pytest.raises(SandboxError, match="model.n_kv_heads=1"):
+        mesh_lib.check_model_parallel(ModelConfig(d_model=12, n_heads=2, n_kv_heads=1), "fsdp_tp", 2)
 
 
 CFG = ModelConfig(vocab_size=16, seq_len=8, d_model=16, n_layers=1, n_heads=2, d_ff=32, init_std=0.5)

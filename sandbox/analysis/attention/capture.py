@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from sandbox.nn.attention import attention_weights, causal_mask, project_heads
 from sandbox.nn.norms import norm
-from sandbox.nn.transformer import block, embed, unembed
+from sandbox.nn.transformer import attention_options, block, embed, unembed
 from sandbox.pretrained import minilm
 
 
@@ -22,8 +22,8 @@ def lm_attention(params, tokens_BxL, cfg):
     att = []
     for i in range(cfg.n_layers):
         p = params[f"block_{i}"]
-        h_BxLxD = norm(p["norm_attn"], x_BxLxD, cfg.norm)
-        q_BxHxLxK, k_BxHxLxK, _ = project_heads(p["attn"], h_BxLxD, cfg.n_heads, rope=cfg.pos_encoding == "rope")
+        h_BxLxD = norm(p["norm_attn"], x_BxLxD, cfg.norm, cfg.norm_eps)
+        q_BxHxLxK, k_BxHxLxK, _ = project_heads(p["attn"], h_BxLxD, cfg.n_heads, **attention_options(cfg))
         att.append(attention_weights(q_BxHxLxK, k_BxHxLxK, mask_LxL))
         x_BxLxD = block(p, x_BxLxD, cfg, mask_LxL)
     return unembed(params, x_BxLxD, cfg), jnp.stack(att)
