@@ -25,7 +25,8 @@ from pathlib import Path
 from sandbox.experiments import protocol
 
 from sandbox import analysis
-from sandbox.analysis import compression, curvature, figures, spectra
+from sandbox.analysis import compression, curvature, figures, report, spectra
+from sandbox.analysis.progress import reporter
 from sandbox.train import config as config_lib
 from sandbox.train import records, session
 
@@ -67,11 +68,16 @@ def run(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
 
     # The Hessian and the SVD sweep are independent reads of the trained run, and mostly XLA compilation, which
     # runs on one core: side by side in two threads they keep both cores busy.
+    say(f"Hessian: top {cfg.hessian.top_k} eigenvalues and SLQ density ({cfg.hessian.num_probes} probes x "
+        f"{cfg.hessian.num_steps} Lanczos steps), beside an SVD sweep over {len(cfg.svd_fractions)} kept fractions "
+        "(mostly compiling, both at once) ...")
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        hessian_job = pool.submit(_hessian, lm, cfg.hessian, out_dir / "hessian")
+        hessian_job = pool.submit(_hessian, lm, cfg.hessian, out_dir / "hessian", progress)
         svd_job = pool.submit(_svd_sweep, lm, cfg.svd_fractions, out_dir / "compress", say)
         hessian, hessian_captions = hessian_job.result()
         svd, svd_captions = svd_job.result()
+    say(f"Hessian on {hessian['eval_set']}: top eigenvalues "
+        + ", ".join(f"{v:.4g}" for v in hessian["top_eigenvalues"]))
     captions.update({f"hessian/{k}": v for k, v in hessian_captions.items()})
     captions.update({f"compress/{k}": v for k, v in svd_captions.items()})
 
@@ -108,10 +114,14 @@ def run(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     return summary
 
 
-def _hessian(lm, hc: HessianConfig, out: Path) -> tuple[dict, dict]:
+def _hessian(lm, hc: HessianConfig, out: Path, progress: bool) -> tuple[dict, dict]:
     """(hessian.json's dict, {figure: caption}): top eigenvalues and SLQ density on the first eval batch."""
     opts = curvature.CurvatureOptions(top_k=hc.top_k, num_steps=hc.num_steps, density=True, num_probes=hc.num_probes)
-    hessian = curvature.of_run(lm, opts, hc.batch_size)
+    if not progress:
+        hessian = curvature.of_run(lm, opts, hc.batch_size)
+    else:  # a line as each stage finishes (the stages run inside one compiled program)
+        with reporter(curvature.stages(opts, lm.groups(), lm.params), "Hessian") as tick:
+            hessian = curvature.of_run(lm, opts, hc.batch_size, tick)
     out.mkdir()
     captions = figures.curvature(hessian, out)
     records.write_json(out / "hessian.json", hessian)
@@ -161,4 +171,5 @@ def _report(summary: dict, out_dir: Path) -> str:
             f"<style>body{{font-family:sans-serif;max-width:60em;margin:auto}}td,th{{padding:2px 12px;"
             f"text-align:left}}img{{max-width:100%}}figcaption{{font-size:90%;margin-bottom:2em}}</style></head>"
             f"<body><h1>Quickstart</h1><table><tr><th>quantity</th><th>value</th><th>measured on</th></tr>{table}"
-            f"</table><p>{html.escape(note)}</p>{images}</body></html>")
+            f"</table><p>{html.escape(note)}</p>{images}"
+            f"{report.provenance_html({'run': (Path(summary['run_dir']) / 'config.yaml').read_text()})}</body></html>")

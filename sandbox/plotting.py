@@ -1,9 +1,12 @@
 """One place for figures: matplotlib's object API (no pyplot state, no backend switch), one style.
 
 `figure()` returns a `Figure` and its axes, which render in a notebook as they are; `save` writes a
-PNG atomically (a reader never sees half a file) and returns its file name.
+PNG atomically (a reader never sees half a file) and returns its file name. The PNG carries what the
+figure says (`labels`: titles and axis labels) in its text chunks, so a file can be checked or
+searched without looking at it.
 """
 
+import json
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -23,8 +26,22 @@ def figure(width: float = 6.0, height: float = 3.5, nrows: int = 1, ncols: int =
     return fig, axes
 
 
+def labels(fig: Figure) -> dict:
+    """{"title": the figure's suptitle (or ""), "axes": [{"title", "xlabel", "ylabel", "xticks"}] of each
+    visible axes}: what a reader of the figure is told."""
+    sup = fig.get_suptitle()
+    axes = [{"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+             "xticks": [float(t) for t in ax.get_xticks()]} for ax in fig.axes if ax.get_visible()
+            and ax.get_label() != "<colorbar>"]
+    return {"title": sup, "axes": axes}
+
+
 def save(fig: Figure, path: Path) -> str:
-    """Write `fig` as a PNG at `path` (atomically); returns the file name."""
+    """Write `fig` as a PNG at `path` (atomically), its `labels` as the PNG's Title and Description; returns
+    the file name."""
     path = Path(path)
-    replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=STYLE["dpi"], format="png"))
+    said = labels(fig)
+    meta = {"Title": said["title"] or (said["axes"][0]["title"] if said["axes"] else ""),
+            "Description": json.dumps(said), "Software": "llm-math-sandbox"}
+    replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=STYLE["dpi"], format="png", metadata=meta))
     return path.name

@@ -45,3 +45,34 @@ def test_flax_snippet(capsys):
     top = result["top_eigenvalues"][0]
     assert all(b["top_eigenvalues"][0] <= top * (1 + 1e-4) for b in result["blocks"].values())
     assert np.all(np.diff(result["top_eigenvalues"]) <= 1e-6)
+
+
+def _elsewhere() -> dict[str, str]:
+    """The README's other Python snippets, by the section they are in."""
+    found = {}
+    for section in README.read_text().split("\n## ")[1:]:
+        title = section.splitlines()[0]
+        if title != "Use it from Python":
+            for i, code in enumerate(re.findall(r"```python\n(.*?)```", section, re.S)):
+                found[f"{title} #{i}"] = code
+    return found
+
+
+@pytest.mark.slow  # compiling a dozen small programs: about 20 s with a warm compile cache, minutes cold
+def test_every_other_snippet_runs_as_written():
+    snippets = _elsewhere()
+    assert len(snippets) == 3, list(snippets)
+    scopes = {}
+    for name, code in snippets.items():
+        scopes[name] = {}
+        exec(code, scopes[name])
+    regex, bayes, curvature = scopes.values()
+    allowed = np.flatnonzero(np.asarray(regex["mask_V"]))
+    assert [chr(t) for t in allowed] == list("0123456789") and not regex["index"].is_final(regex["state"])
+    probs = np.asarray(bayes["probs_NxC"])
+    assert probs.shape == (200, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert np.isfinite(float(bayes["lml"]))
+    exact = np.linalg.eigvalsh(np.asarray(curvature["exact"], np.float64))
+    np.testing.assert_allclose(np.asarray(curvature["eigvals"]), exact[::-1][:5], rtol=2e-3)
+    trace = float(np.trace(curvature["exact"]))
+    assert abs(float(curvature["estimate"]) - trace) < 0.5 * abs(trace) + 1e-3

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from sandbox import bayes
+from sandbox.bayes.calibration import bootstrap
+from sandbox.bayes.last_layer import PRIOR_GRID
 from sandbox.errors import SandboxError
 from sandbox.nn import transformer
 from sandbox.text.data import as_device, get_batch
@@ -66,6 +68,9 @@ def lm_laplace(run, *, structure: str = "kron", fit_windows: int = 32, val_windo
                       "brier": float(bayes.brier(p, labels)), "accuracy": float(jnp.mean(jnp.argmax(p, -1) == labels)),
                       "mean_confidence": float(jnp.mean(jnp.max(p, -1))), "mean_entropy": float(jnp.mean(_entropy(p)))}
                for name, p in probs.items()}
+    for name, p in probs.items():  # error bars: bootstrap over the test tokens
+        se = bootstrap(p, labels, jax.random.fold_in(jax.random.key(seed), 7), num_bins=num_bins)
+        metrics[name].update({f"{k}_se": float(v) for k, v in se.items()})
     gap = _entropy(probs["Laplace"]) - _entropy(probs["MAP"])
     wrong = jnp.argmax(probs["MAP"], -1) != labels
     result = {
@@ -77,10 +82,18 @@ def lm_laplace(run, *, structure: str = "kron", fit_windows: int = 32, val_windo
         "evidence_prior_precision": evidence_delta,
         "log_marginal_likelihood_at_evidence_prior": float(post.log_marginal_likelihood(evidence_delta)),
         "temperature": temperature, "metrics": metrics,
+        "prior_grid": f"{len(PRIOR_GRID)} values log-spaced on [{PRIOR_GRID[0]:g}, {PRIOR_GRID[-1]:g}]",
+        "prior_at_grid_edge": _edge(post.prior_precision),
         "entropy_gain": {"mean": float(jnp.mean(gap)), "on_map_errors": _mean_where(gap, wrong),
                          "on_map_hits": _mean_where(gap, ~wrong)},
     }
     return result, probs, labels
+
+
+def _edge(delta: float) -> str | None:
+    """Which end of the prior grid `delta` is at ("lower", "upper"), or None inside it: at an edge the
+    held-out NLL was still falling there, so the best prior may lie beyond the grid."""
+    return {float(PRIOR_GRID[0]): "lower", float(PRIOR_GRID[-1]): "upper"}.get(float(delta))
 
 
 def entropy_figure(probs: dict, labels_N):

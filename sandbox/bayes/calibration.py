@@ -120,3 +120,19 @@ def _fit_temperature(logits_NxC, labels_N, steps, learning_rate):
         return minimize(lambda x: _nll_at(x, logits_NxC, labels_N), log_t, opt, steps)[0]
 
     return jnp.exp(run(jnp.zeros((), logits_NxC.dtype)))
+
+
+def bootstrap(probs_NxC, labels_N, key, num_resamples: int = 200, num_bins: int = 15) -> dict:
+    """Standard errors of ECE, NLL, Brier and accuracy by the bootstrap: the std of each metric over
+    `num_resamples` resamples of the N points drawn with replacement (Efron). The points are tokens of
+    a few windows, not independent draws, so this is a floor on the error, not its whole size."""
+    probs_NxC, labels_N = _check(probs_NxC, labels_N)
+    n = labels_N.shape[0]
+
+    def once(k):
+        idx_N = jax.random.randint(k, (n,), 0, n)
+        p, y = probs_NxC[idx_N], labels_N[idx_N]
+        return jnp.stack([ece(p, y, num_bins), nll(p, y), brier(p, y), jnp.mean(jnp.argmax(p, -1) == y)])
+
+    values_RxM = jax.lax.map(once, jax.random.split(key, num_resamples))
+    return dict(zip(("ece", "nll", "brier", "accuracy"), np.asarray(values_RxM, np.float64).std(axis=0, ddof=1)))

@@ -77,6 +77,9 @@ def _head_probit(post, delta_P, phi_NxD):
     return predictive.probit(z_NxC, post.curv.head_variance(delta_P, phi_NxD)), z_NxC
 
 
+PRIOR_GRID = np.logspace(-4, 4, 100)  # laplace-torch's gridsearch grid: 0.08 decades a step
+
+
 def tune_prior(post: posterior.Posterior, phi_NxD, labels_N, grid=None) -> posterior.Posterior:
     """The head posterior at the prior precision of `grid` with the lowest held-out NLL (large delta -> MAP).
 
@@ -84,7 +87,7 @@ def tune_prior(post: posterior.Posterior, phi_NxD, labels_N, grid=None) -> poste
     on [1e-4, 1e4] (a step of 0.08 decades). A half-decade grid moves the choice by up to a factor 1.8, enough to
     put the test NLL on the wrong side of the MAP's when the held-out curve is flat near its minimum.
     """
-    grid = np.logspace(-4, 4, 100) if grid is None else grid
+    grid = PRIOR_GRID if grid is None else grid
     val_nll = [float(calibration.nll(head_predictive(post.replace(prior_precision=float(d)), phi_NxD)[0], labels_N))
                for d in grid]
     return post.replace(prior_precision=float(grid[int(np.argmin(val_nll))]))

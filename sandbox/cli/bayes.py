@@ -19,7 +19,7 @@ def add_parser(subparsers):
     p.add_argument("--val-windows", type=argtypes.count(2, 1_000_000), default=32,
                    help="validation windows: half tune, half test")
     p.add_argument("--num-bins", type=argtypes.count(1, 100_000), default=15, help="equal-width bins of the ECE")
-    p.add_argument("--seed", type=argtypes.SEED, default=0)
+    p.add_argument("--seed", type=argtypes.SEED, default=0, help="key of the random draws")
     p.add_argument("--out", help="output folder (default: RUN_DIR/bayes-<timestamp>)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
     p.set_defaults(func=run)
@@ -42,11 +42,17 @@ def run(args) -> int:
                                                            "next-token reliability (validation)"),
                                  out / "reliability.png"),
                    plotting.save(laplace_lm.entropy_figure(probs, labels), out / "entropy.png")]
+    print(f"on {result['test_tokens']:,} test tokens (± one bootstrap standard error):")
     for name, m in result["metrics"].items():
-        print(f"{name:>24}: ECE {m['ece']:.4f}  NLL {m['nll']:.4f}  Brier {m['brier']:.4f}  "
-              f"entropy {m['mean_entropy']:.3f} nats")
-    print(f"prior precision {result['prior_precision']:.3g} (held-out NLL), evidence optimum "
-          f"{result['evidence_prior_precision']:.3g}; temperature {result['temperature']:.3f}")
+        print(f"{name:>24}: ECE {m['ece']:.4f} ± {m['ece_se']:.4f}  NLL {m['nll']:.4f} ± {m['nll_se']:.4f} nats  "
+              f"Brier {m['brier']:.4f} ± {m['brier_se']:.4f}  mean entropy {m['mean_entropy']:.3f} nats")
+    print(f"prior precision {result['prior_precision']:.3g} (lowest held-out NLL on {result['prior_grid']}), "
+          f"evidence optimum {result['evidence_prior_precision']:.3g}; temperature {result['temperature']:.3f}")
+    edge = result["prior_at_grid_edge"]
+    if edge:
+        print(f"note: the prior precision is the {edge} end of its grid: the held-out NLL was still falling there, "
+              "so the best prior may lie beyond it" + ("; so large a prior makes Laplace nearly the MAP"
+                                                        if edge == "upper" else ""))
     print(f"wrote {out / 'bayes.json'} and {', '.join(figures)}")
     return 0
 

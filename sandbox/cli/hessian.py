@@ -35,7 +35,9 @@ def add_parser(subparsers):
     p.add_argument("--num-steps", type=argtypes.SIZE, default=80, help="Lanczos steps (eigenvalues, SLQ)")
     p.add_argument("--num-probes", type=argtypes.SIZE, default=4, help="SLQ probes")
     p.add_argument("--num-matvecs", type=argtypes.SIZE, default=60, help="matvecs for the trace")
-    p.add_argument("--seed", type=argtypes.SEED, default=0)
+    p.add_argument("--seed", type=argtypes.SEED, default=0, help="key of the random probes")
+    p.add_argument("--seed-index", type=argtypes.count(0, 1_000_000), default=0,
+                   help="a run of several seeds (train.num_seeds): which one, 0-based")
     p.set_defaults(func=run)
 
 
@@ -54,7 +56,10 @@ def run(args) -> int:
     opts = curvature.CurvatureOptions(args.operator, args.top_k, args.num_steps, args.density, args.num_probes,
                                       args.trace, args.num_matvecs, args.blocks, args.seed,
                                       args.plain_lanczos)
-    run = analysis.load(args.run_dir, args.step)
+    run = analysis.load(args.run_dir, args.step, args.seed_index)
+    if run.cfg.train.num_seeds > 1:  # never silently one of several
+        print(f"the run trained {run.cfg.train.num_seeds} seeds at once; this is seed index {args.seed_index} "
+              f"(train.seed {run.cfg.train.seed + args.seed_index}); --seed-index picks another")
     curvature.check_request(Layout.of(run.params).dim, opts)
     batch = args.batch_size or min(ANALYSIS_BATCH_SIZE, run.cfg.train.batch_size)
     memory.check_activations(run.cfg, batch, 3, "--batch-size")  # refused before --out is made
@@ -67,8 +72,26 @@ def run(args) -> int:
     if result.get("method") == curvature.PLAIN:
         print(f"the Lanczos bases would not fit in memory: plain Lanczos (no reorthogonalization, Cullum-Willoughby "
               f"filter), {result.get('trace_method', 'no')} trace")
-    print(f"{args.operator} at step {run.step} on eval set {result['eval_set']}: dim {result['dim']}, top eigenvalues "
-          + ", ".join(f"{v:.4g}" for v in result["top_eigenvalues"][:5])
-          + (f", trace {result['trace']:.4g}" if "trace" in result else ""))
+    for line in summary_lines(result, args.operator, run.step):
+        print(line)
     print(f"wrote {out / 'hessian.json'} and {', '.join(result['figures'])}")
     return 0
+
+
+def summary_lines(result: dict, operator: str, step: int) -> list[str]:
+    """What `hessian` prints: every eigenvalue asked for, each number named; per block, its method."""
+    top, res = result["top_eigenvalues"], result.get("residuals")
+    lines = [f"{operator} at step {step} on eval set {result['eval_set']}, dimension {result['dim']:,}:",
+             f"  top {len(top)} eigenvalues (Lanczos, largest first): " + ", ".join(f"{v:.4g}" for v in top)]
+    if res:
+        lines.append(f"  their Lanczos residuals ||A v - lambda v||: at most {max(res):.2g}")
+    if "trace" in result:
+        lines.append(f"  trace ({result.get('trace_method', 'Hutch++')} estimate): {result['trace']:.4g}")
+    for name, block in result.get("blocks", {}).items():
+        how = ("exact, from the dense block (residuals 0)" if block["method"] == "dense"
+               else f"Lanczos, residual at most {max(block['residuals']):.2g}")
+        shown = f"top {len(block['top_eigenvalues'])}" + (f" (all {block['dim']}: the block's dimension)"
+                                                           if len(block["top_eigenvalues"]) == block["dim"] else "")
+        lines.append(f"  block {name} ({block['dim']:,} parameters): largest eigenvalue "
+                     f"{block['top_eigenvalues'][0]:.4g} of the {shown}; {how}")
+    return lines

@@ -15,7 +15,8 @@ def add_parser(subparsers):
     p.add_argument("--top-k", type=argtypes.SIZE, default=8, help="curvature: number of top eigenvalues")
     p.add_argument("--batch-size", type=argtypes.SIZE, help="curvature: sequences of the eval set's first batch "
                                                             "(default: 8, the batch `sandbox hessian` uses)")
-    p.add_argument("--out", help="output folder (default: numerics-REPORT; curvature: RUN/numerics-curvature-<time>)")
+    p.add_argument("--out", help="output folder (default: a new runs/numerics-REPORT-<time>; "
+                   "curvature: RUN/numerics-curvature-<time>)")
     p.add_argument("--force", action="store_true", help="replace --out if the sandbox made it")
     p.set_defaults(func=run)
 
@@ -87,7 +88,10 @@ def _report(args, make):
 
     if args.run:
         raise SandboxError(f"--run is for the curvature report, not {args.report!r}")
-    return Path(args.out or f"numerics-{args.report}"), make, ()
+    from sandbox import rundir
+
+    out = Path(args.out) if args.out else rundir.new_child(Path("runs"), f"numerics-{args.report}")
+    return out, make, ()
 
 
 def _curvature(args):

@@ -1,8 +1,11 @@
 """`sandbox sample RUN_DIR --prompt TEXT`: generate text from a run's checkpoint.
 
 The prompt and the continuation are printed under their own headings; control characters a
-byte-level model may produce are shown as escapes (\\x00), never written raw to the terminal.
+byte-level model may produce are shown as escapes (\\x00), never written raw to the terminal, and
+long runs of spaces as `<N spaces>`.
 """
+
+import re
 
 from sandbox.cli import argtypes
 from sandbox.errors import SandboxError
@@ -48,7 +51,7 @@ def run(args) -> int:
     out = sample.of_run(run, args.prompt, args.num_tokens, options, args.seed, n, args.regex, args.canonical_only)
     cut = f"; its first {out['cut']} tokens cut to fit the context of {run.cfg.model.seq_len}" if out["cut"] else ""
     print(f"--- prompt ({len(out['prompt_ids'])} tokens{cut}) ---")
-    print(_visible(run.tokenizer.decode(out["prompt_ids"])))
+    print(visible(run.tokenizer.decode(out["prompt_ids"])))
     if args.regex is not None:
         print(f"--- {n} samples matching {args.regex!r} (checkpoint step {run.step}, "
               f"temperature {args.temperature:g}) ---")
@@ -60,7 +63,7 @@ def run(args) -> int:
     for i, (text, ids, ents) in enumerate(zip(out["texts"], out["ids"], out["entropies"])):
         print(f"--- continuation{f' {i + 1}/{n}' if n > 1 else ''} ({len(ids)} tokens, checkpoint step {run.step}, "
               f"temperature {args.temperature:g}) ---")
-        print(_visible(text))
+        print(visible(text))
         if args.entropy:
             print(f"\nper-token predictive entropy (nats), checkpoint step {run.step}:")
             for t, h in zip(ids, ents):
@@ -69,6 +72,9 @@ def run(args) -> int:
     return 0
 
 
-def _visible(text: str) -> str:
-    """`text` with control characters other than newline and tab escaped (\\x00, \\x1b, ...)."""
-    return "".join(c if c in "\n\t" or c.isprintable() else repr(c)[1:-1] for c in text)
+def visible(text: str) -> str:
+    """`text` with control characters other than newline and tab escaped (\\x00, \\x1b, ...), and each run of 8 or
+    more spaces shown as `<N spaces>` (a byte-level model trained on indented docs emits long runs that would
+    otherwise print as a blank screen)."""
+    shown = "".join(c if c in "\n\t" or c.isprintable() else repr(c)[1:-1] for c in text)
+    return re.sub(r" {8,}", lambda m: f"<{len(m.group())} spaces>", shown)

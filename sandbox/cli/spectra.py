@@ -38,11 +38,17 @@ def run(args) -> int:
     with rundir.claim(out, "spectra", args.force, inputs=inputs):
         table, figures = spectra.of_params(params, out, title, groups)
         records.write_json(out / "spectra.json", {"target": title, "layers": table, "figures": figures})
-    print(f"{'layer':28s} {'shape':>11s} {'alpha':>6s} {'stable rank':>11s} {'||W||_2':>8s} {'>MP edge':>8s}")
+    print(f"{'layer':28s} {'shape':>11s} {'alpha ± se':>12s} {'KS D':>6s} {'tail n':>6s} {'stable rank':>11s} "
+          f"{'||W||_2':>8s} {'>MP edge':>8s}  fit flags")
     for name, row in table.items():
         shape = "x".join(map(str, row["shape"]))
-        print(f"{name:28s} {shape:>11s} {row['alpha']:6.2f} {row['stable_rank']:11.2f} "
-              f"{row['spectral_norm']:8.3f} {row['n_above_mp']:8d}")
+        print(f"{name:28s} {shape:>11s} {row['alpha']:6.2f} ± {row['alpha_se']:4.2f} {row['ks']:6.3f} "
+              f"{row['n_tail']:6d} {row['stable_rank']:11.2f} {row['spectral_norm']:8.3f} {row['n_above_mp']:8d}  "
+              + ("; ".join(row["fit_flags"]) or "-"))
+    flagged = [name for name, row in table.items() if row["fit_flags"]]
+    if flagged:
+        print(f"{len(flagged)} of {len(table)} fits are flagged: read their alpha with the flag (a short tail, a "
+              "poor KS fit or alpha outside 2..6, where the 'well-trained' reading does not apply)")
     print(f"wrote {out / 'spectra.json'} and {', '.join(figures)}")
     return 0
 

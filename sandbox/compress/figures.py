@@ -80,7 +80,7 @@ def plot_esd_grid(esds: dict, table: dict, path: Path, title: str) -> str:
                Line2D([], [], color="r", label="power law p ~ x^-alpha above x_min"),
                Line2D([], [], color="gray", ls=":", label="Marchenko-Pastur bulk edge")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7)
-    fig.suptitle(f"{title}: ESD of W^T W per layer", fontsize=9)
+    fig.suptitle(f"ESD of W^T W per layer, power-law tail fitted ({title})", fontsize=9)
     fig.get_layout_engine().set(rect=(0, 0.06, 1, 0.94))
     return plotting.save(fig, path)
 

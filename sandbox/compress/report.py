@@ -55,9 +55,9 @@ def spectra_table(params, groups: dict | None = None, esds: dict | None = None) 
 
 def write_spectra_figures(esds: dict, table: dict, out: Path, title: str) -> list[str]:
     """Singular values, ESD grid and alpha per layer from `layer_esds` and `spectra_table`, written into out."""
-    return [figures.plot_singular_values(esds, out / "singular_values.png", f"{title}: singular values per layer"),
+    return [figures.plot_singular_values(esds, out / "singular_values.png", f"singular values per layer ({title})"),
             figures.plot_esd_grid(esds, table, out / "esd.png", title),
-            figures.plot_alpha(table, out / "alpha.png", f"{title}: power-law alpha per layer")]
+            figures.plot_alpha(table, out / "alpha.png", f"power-law alpha of each layer's ESD tail ({title})")]
 
 
 def one_blas_thread():

@@ -17,6 +17,26 @@ above it are structure learned beyond noise.
 import numpy as np
 
 MIN_TAIL = 10  # fewest eigenvalues a power-law tail may hold (WeightWatcher fits need a tail)
+TRUSTED_TAIL = 50  # CSN's advice: below ~50 points a power law cannot be told from other heavy tails
+MAX_KS = 0.1  # a KS distance above this between the tail and its fitted law: the law does not describe it
+ALPHA_RANGE = (2.0, 6.0)  # WeightWatcher's 'well-trained' band
+
+
+def fit_flags(fit: dict) -> list[str]:
+    """Why a power-law fit ({"alpha", "ks", "n_tail"}) should not be read at face value; [] if none.
+
+    The MLE's standard error is (alpha - 1) / sqrt(n_tail) (Clauset, Shalizi, Newman 2009, eq. 3.2)."""
+    if not np.isfinite(fit["alpha"]):
+        return ["no power-law tail could be fitted"]
+    flags = []
+    if fit["n_tail"] < TRUSTED_TAIL:
+        flags.append(f"tail of {fit['n_tail']} eigenvalues (< {TRUSTED_TAIL}): alpha +- "
+                     f"{(fit['alpha'] - 1) / np.sqrt(fit['n_tail']):.2f}")
+    if fit["ks"] > MAX_KS:
+        flags.append(f"KS distance {fit['ks']:.3f} > {MAX_KS}: a poor fit")
+    if not ALPHA_RANGE[0] <= fit["alpha"] <= ALPHA_RANGE[1]:
+        flags.append(f"alpha outside {ALPHA_RANGE[0]:g}..{ALPHA_RANGE[1]:g}")
+    return flags
 
 
 def esd(w_MxN) -> np.ndarray:
@@ -75,6 +95,8 @@ def layer_spectrum(w_MxN, evals=None) -> dict:
         "frobenius_norm": float(np.sqrt(evals.sum())),
         "stable_rank": float(evals.sum() / lam_max),
         **fit,
+        "alpha_se": float((fit["alpha"] - 1) / np.sqrt(fit["n_tail"])) if fit["n_tail"] else float("nan"),
+        "fit_flags": fit_flags(fit),
         "alpha_weighted": float(fit["alpha"] * np.log10(lam_max)),
         "mp_edge": edge,
         "n_above_mp": int(np.sum(evals > edge)),

@@ -13,9 +13,7 @@ any other folder there is a stranger, and a resume refuses to run beside it.
 import hashlib
 import logging
 import shutil
-import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +26,7 @@ from omegaconf import OmegaConf
 from sandbox import optim, rundir
 from sandbox.errors import SandboxError
 from sandbox.train import config as config_lib
-from sandbox.train import manifest, precision
+from sandbox.train import interrupts, manifest, precision
 
 
 class NonFinite(SandboxError):
@@ -133,7 +131,7 @@ def save(mngr: ocp.CheckpointManager, state) -> None:
     run_dir = Path(mngr.directory).parent
     primary = jax.process_index() == 0  # orbax saves collectively; one process keeps the books
     try:
-        with _interrupt_after(), _quiet_orbax():
+        with interrupts.held(), _quiet_orbax():
             if primary:
                 rundir.annotate(run_dir, saving=step)
             mngr.save(step, args=ocp.args.StandardSave(host), force=True)
@@ -180,23 +178,6 @@ def _reason(e: Exception) -> str:
     text = str(e)
     found = next((r for r in _OS_REASONS if r in text), None)
     return found or ((text.splitlines() or [repr(e)])[0][:200])
-
-
-@contextmanager
-def _interrupt_after():
-    """Hold back Ctrl-C (SIGINT) until the block ends: a save is finished, manifest included, before
-    the KeyboardInterrupt it deferred is raised (orbax's writer threads cannot be interrupted half-way)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
 
 
 @contextmanager

@@ -80,6 +80,16 @@ def available_bytes() -> tuple[int | None, str]:
     return stats["bytes_limit"] - stats.get("bytes_in_use", 0), f"{device.device_kind} {device.id}"
 
 
+def describe(cfg, optimizer, extra_bytes: int = 0) -> str:
+    """One line: the estimated peak of one step, its parts, and what is free where."""
+    parts = step_bytes(cfg, optimizer)
+    free, where = available_bytes()
+    detail = ", ".join(f"{name} {_gib(v)}" for name, v in parts.items())
+    room = f"; {_gib(free)} free in {where}" if free is not None else ""
+    return (f"memory of one training step, estimated: {_gib(sum(parts.values()) + extra_bytes)} "
+            f"({detail}, data {_gib(extra_bytes)}){room}")
+
+
 def check(cfg, optimizer, extra_bytes: int = 0) -> int:
     """The estimated peak (plus `extra_bytes`, e.g. the token arrays); raise if it cannot fit."""
     parts = step_bytes(cfg, optimizer)

@@ -29,7 +29,7 @@ class Reporter:
             self.bar = Progress(*columns)
 
     def __enter__(self):
-        self.t0 = time.perf_counter()
+        self.begin()
         if self.bar is not None:
             self.bar.__enter__()
             self.task = self.bar.add_task("train", total=self.total, completed=self.start, info="")
@@ -38,6 +38,10 @@ class Reporter:
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+    def begin(self) -> None:
+        """The steps start now (after compiling): the ETA counts from here."""
+        self.t0 = time.perf_counter()
 
     def say(self, line: str) -> None:
         """A one-off message (resuming, stopping), shown whatever the stream is."""

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from sandbox import optim, rundir
 from sandbox.errors import SandboxError
+from sandbox.nn import transformer
 from sandbox.text.data import load_dataset
 from sandbox.text.tokenizer import run_tokenizer, save_tokenizer
 from sandbox.train import checkpoint, distributed, memory, records, sharpness
@@ -46,9 +47,20 @@ def _checked(cfg: config_lib.Config, run_dir: Path | None, vocab_given: bool = F
     return cfg, data
 
 
+def dry_run(cfg: config_lib.Config, vocab_given: bool = False) -> str:
+    """What `start` would train, without touching any folder: the resolved config (YAML, the tokenizer's vocab
+    size filled in) and the memory estimate of one step. Raises SandboxError as `start` would."""
+    cfg, data = _checked(cfg, None, vocab_given)
+    optimizer = optim.build(cfg.optimizer, cfg.train.steps)
+    estimate = memory.describe(cfg, optimizer, extra_bytes=data.train_N.nbytes + data.val_N.nbytes)
+    return f"{config_lib.to_yaml(cfg)}\n# {estimate}\n# {transformer.num_params(cfg.model):,} parameters"
+
+
 def start(cfg: config_lib.Config, run_dir: Path, force: bool = False, progress: bool = True,
           vocab_given: bool = False) -> dict:
     """A new run in `run_dir` (new or empty; with `force`, a folder the sandbox made, replaced)."""
+    if progress and distributed.is_primary():  # reading a corpus and fitting a BPE tokenizer take seconds
+        print(f"preparing the data: corpus {cfg.data.corpus}, {cfg.data.tokenizer.kind} tokenizer ...", flush=True)
     cfg, data = _checked(cfg, None, vocab_given)
     corpus = Path(cfg.data.corpus)
     inputs = [corpus] if corpus.exists() else []

@@ -7,6 +7,7 @@ import pytest
 
 from sandbox import bayes
 from sandbox.bayes import posterior
+from sandbox.bayes.calibration import bootstrap
 from sandbox.errors import SandboxError
 from sandbox.nn import plain_mlp
 
@@ -80,3 +81,17 @@ def test_full_too_large_and_nan(small, monkeypatch):
     bad = jax.tree_util.tree_map(lambda a: a.at[0].set(jnp.nan), params)
     with pytest.raises(SandboxError, match="NaN"):
         bayes.laplace(model_fn, bad, (x, y), structure="diag")
+
+
+def test_bootstrap_error_of_the_nll_is_its_standard_error():
+    """For a mean, the bootstrap's standard error tends to std / sqrt(N) (the CLT's), within its own noise."""
+
+    key_p, key_y, key_b = jax.random.split(jax.random.key(0), 3)
+    probs = jax.nn.softmax(2 * jax.random.normal(key_p, (2000, 5)), -1)
+    labels = jax.random.randint(key_y, (2000,), 0, 5)
+    se = bootstrap(probs, labels, key_b, num_resamples=400)
+    per_point = np.asarray(bayes.nll_per_point(probs, labels), np.float64)
+    assert se["nll"] == pytest.approx(per_point.std() / np.sqrt(2000), rel=0.15)
+    acc = float(np.mean(np.argmax(np.asarray(probs), -1) == np.asarray(labels)))
+    assert se["accuracy"] == pytest.approx(np.sqrt(acc * (1 - acc) / 2000), rel=0.15)
+    assert 0 < se["ece"] < 0.05 and 0 < se["brier"] < 0.05

@@ -30,6 +30,11 @@ def test_bayes_writes_calibration_of_map_temperature_and_laplace(run_dir, capsys
     assert result["test_tokens"] == 4 * 32 and result["head_parameters"] == 32 * result["vocab_size"]
     for m in result["metrics"].values():
         assert 0 <= m["ece"] <= 1 and m["nll"] > 0 and 0 <= m["brier"] <= 2
+        assert all(0 < m[f"{k}_se"] < 0.5 for k in ("ece", "nll", "brier", "accuracy"))  # bootstrap error bars
+    edge = {1e-4: "lower", 1e4: "upper"}.get(round(result["prior_precision"], 8))
+    assert result["prior_at_grid_edge"] == edge
+    said = capsys.readouterr().out
+    assert "± one bootstrap standard error" in said and (edge is None) == ("end of its grid" not in said)
     # temperature scaling and the prior were chosen on the tuning half; the Laplace predictive at a
     # finite prior has at least the MAP's entropy per token on average (the probit flattens the softmax)
     for name in ("Laplace", "Laplace (evidence prior)"):

@@ -45,3 +45,19 @@ def test_hessian_writes_a_new_folder_names_its_batch_and_never_overwrites(tiny_r
     assert "--force" in capsys.readouterr().err
     assert cli.main([*args, "--out", str(run_dir)]) == 2  # the run itself is an input: never replaced
     assert cli.main([*args, "--out", str(out), "--force"]) == 0
+
+
+def test_hessian_prints_every_eigenvalue_asked_for_and_why_a_residual_is_zero():
+    from sandbox.cli.hessian import summary_lines
+
+    result = {"eval_set": "val/seed0/1x8x32[:1,:8]", "dim": 4000, "top_eigenvalues": list(range(10, 0, -1)),
+              "residuals": [1e-3] * 10, "trace": 55.0,
+              "blocks": {"final_norm": {"dim": 5, "method": "dense", "top_eigenvalues": [5, 4, 3, 2, 1],
+                                        "residuals": [0.0] * 5},
+                         "embed": {"dim": 3000, "method": "lanczos", "top_eigenvalues": [9.0] * 10,
+                                   "residuals": [2e-4] * 10}}}
+    lines = summary_lines(result, "hessian", 100)
+    assert "top 10 eigenvalues (Lanczos, largest first): 10, 9, 8, 7, 6, 5, 4, 3, 2, 1" in lines[1]
+    assert "residuals ||A v - lambda v||: at most 0.001" in lines[2] and "trace (Hutch++ estimate): 55" in lines[3]
+    assert "final_norm (5 parameters)" in lines[4] and "all 5: the block's dimension" in lines[4]
+    assert "exact, from the dense block (residuals 0)" in lines[4] and "Lanczos, residual at most 0.0002" in lines[5]

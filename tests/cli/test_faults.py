@@ -297,10 +297,52 @@ def test_two_writers_on_one_folder_and_ctrl_c(tmp_path):
     writer.send_signal(signal.SIGINT)
     _, err = writer.communicate(timeout=120)
     assert writer.returncode == 130 and "Traceback" not in err
-    assert "interrupted: training was interrupted after step" in err
+    assert "interrupted: SIGINT: stopped after step" in err and "saved a verified checkpoint there" in err
     assert f"continue with `sandbox train --resume {run}`" in err
     result, = cli(["train", "--resume", run, "train.steps=1"])  # the lock went with the process
     assert result["rc"] == 2 and "has finished" not in result["err"] and "being written" not in result["err"]
+
+
+def _stop_at(procs: list, runs: list, step: int, signals: list) -> list[str]:
+    """Send each process its signals (one after the other at once) when its metrics.jsonl has reached `step`;
+    their stderr."""
+    waiting, deadline = set(range(len(procs))), time.time() + 300
+    while waiting:
+        for i in sorted(waiting):
+            assert procs[i].poll() is None and time.time() < deadline, procs[i].communicate()[1][-2000:]
+            if (rows := records.read_metrics(runs[i] / "metrics.jsonl")) and rows[-1]["step"] >= step:
+                for signum in signals[i]:
+                    procs[i].send_signal(signum)
+                waiting.remove(i)
+        time.sleep(0.02)
+    return [proc.communicate(timeout=120)[1] for proc in procs]
+
+
+@pytest.mark.slow
+def test_sigint_and_sigterm_save_where_they_stop_and_the_resume_is_bit_identical(tmp_path):
+    """A first signal finishes the step group, saves a verified checkpoint there (none was due: checkpoint_every is
+    1000) and exits 130 / 143 with the resume command; resumed, every row and every parameter equal those of a run
+    never interrupted (a constant schedule: train.steps may grow on resume). A second signal aborts at once."""
+    args = [*TINY, "train.log_every=2", "train.eval_every=10", "train.checkpoint_every=1000"]
+    by_int, by_term, twice = runs = [tmp_path / name for name in ("int", "term", "twice")]
+    procs = [start("train", *args, "train.steps=1000000", "--out", run) for run in runs]
+    errs = _stop_at(procs, runs, 4, [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGTERM]])
+    assert [p.returncode for p in procs] == [130, 143, 143], errs
+    stopped = []
+    for err, run, name in zip(errs, (by_int, by_term), ("SIGINT", "SIGTERM")):
+        stopped.append(int(err.split(f"interrupted: {name}: stopped after step ")[1].split()[0]))
+        assert checkpoint.saved_steps(run) == [stopped[-1]] and checkpoint.damage(run, stopped[-1]) is None
+        assert f"continue with `sandbox train --resume {run}`" in err and "Traceback" not in err
+    assert "a second signal (SIGTERM) aborted the run at once, without saving" in errs[2]
+    assert checkpoint.saved_steps(twice) == [] and "no checkpoint had been saved yet" in errs[2]
+    steps, whole = max(stopped) + 10, tmp_path / "whole"
+    results = cli(["train", *args, f"train.steps={steps}", "--out", whole],
+                  *[["train", "--resume", run, f"train.steps={steps}"] for run in (by_int, by_term)])
+    assert [r["rc"] for r in results] == [0, 0, 0], results
+    for run in (by_int, by_term):
+        assert losses(run) == losses(whole)
+        for a, b in zip(params_of(whole), params_of(run)):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_bad_requests_are_refused_before_any_folder_is_made(trained, tmp_path):

@@ -45,3 +45,16 @@ def test_norms_and_stable_rank():
     assert info["stable_rank"] == pytest.approx(np.sum(s**2) / s[0] ** 2)
     np.testing.assert_allclose(spectra.esd(w), np.sort(s**2))
     assert info["mp_edge"] == pytest.approx(np.var(w) * (np.sqrt(20) + np.sqrt(30)) ** 2)
+
+
+def test_fit_flags_say_why_an_alpha_is_not_to_be_read_at_face_value():
+    assert spectra.fit_flags({"alpha": 3.0, "ks": 0.05, "n_tail": 80}) == []
+    short = spectra.fit_flags({"alpha": 1.5, "ks": 0.2, "n_tail": 25})
+    assert short == ["tail of 25 eigenvalues (< 50): alpha +- 0.10", "KS distance 0.200 > 0.1: a poor fit",
+                     "alpha outside 2..6"]
+    assert spectra.fit_flags({"alpha": float("nan"), "ks": float("nan"), "n_tail": 0}) == [
+        "no power-law tail could be fitted"]
+    rng = np.random.default_rng(0)
+    info = spectra.layer_spectrum(rng.standard_normal((64, 32)))  # 32 eigenvalues: never a trusted tail
+    assert info["n_tail"] < 50 and any("eigenvalues (< 50)" in f for f in info["fit_flags"])
+    assert info["alpha_se"] == pytest.approx((info["alpha"] - 1) / np.sqrt(info["n_tail"]))

@@ -35,6 +35,7 @@ def test_quickstart_report(tmp_path):
     assert seed["measured"]["final_val_loss"] == pytest.approx(summary["final_val_loss"], rel=1e-5)
     assert seed["verdict"] == summary["verdict"] == "pass"
     assert f"{summary['final_val_loss']:.4f}" in page
+    assert "git commit" in page and "sandbox version" in page and "resolved config" in page  # provenance
     # every row of the summary table names what it was measured on
     rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>", page)
     assert len(rows) == 6 + len(summary["svd"]) and all(m.strip() for _, _, m in rows)

@@ -1,6 +1,7 @@
 """Floating point: format constants, rounding, summation bounds, naive vs stable ops, finite differences."""
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -144,6 +145,13 @@ def test_cli_formats_writes_table_and_refuses_to_overwrite(tmp_path, capsys):
     assert (out / "formats.png").stat().st_size > 10_000
     assert "65504" in capsys.readouterr().out.replace("6.55e+04", "65504")
     assert main(["numerics", "formats", "--out", str(out)]) == 2  # refuses to overwrite without --force
+
+
+def test_cli_formats_without_out_makes_a_new_timestamped_folder_each_time(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default folder is relative to where the command runs
+    assert main(["numerics", "formats"]) == 0 and main(["numerics", "formats"]) == 0
+    made = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(made) == 2 and all(re.fullmatch(r"numerics-formats-\d{8}-\d{6}(-2)?", n) for n in made), made
 
 
 def test_top_hessian_eigenvalues_degrade_with_the_hvp_format():

@@ -5,8 +5,10 @@ writes its files once, and resumes bit-identically."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -81,3 +83,33 @@ def test_resumed_multi_process_run_is_bit_identical(runs):
 def test_half_given_process_arguments_are_refused():
     with pytest.raises(SandboxError, match="go together"):
         distributed.initialize(num_processes=2, process_id=None, coordinator=None)
+
+
+def test_a_refusal_in_one_process_is_one_line_and_ctrl_c_saves_every_process_at_one_step(runs, tmp_path):
+    """A refused resume is reported once, by the launcher, naming the process; the other process is stopped (no
+    barrier timeout, no abort report). SIGINT to the launcher reaches every process once: they agree on a step,
+    save it together and exit 130 with the launch command that resumes them."""
+    multi = runs[0]
+    refused = _launch("train", "--resume", str(multi), "train.steps=8", "train.seed=3")
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode == 2 and len(lines) == 1, refused.stderr[-3000:]
+    assert lines[0].startswith("error: process 0 of 2: --resume cannot change 'train.seed'")
+    assert lines[0].endswith("the others were stopped") and "[Gloo]" not in refused.stdout
+
+    live = tmp_path / "live"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "launch", "--local", "2", "--devices-per-process", "2",
+                             "--", "train", "configs/tiny.yaml", *OVERRIDES, "train.steps=100000",
+                             "train.checkpoint_every=1000", "--out", str(live), "--no-progress"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (live / "metrics.jsonl").is_file() or not (live / "metrics.jsonl").read_text().strip():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    step = int(err.split("stopped after step ")[1].split()[0])
+    assert checkpoint.saved_steps(live) == [step] and checkpoint.damage(live, step) is None
+    assert f"`sandbox launch --local 2 --devices-per-process 2 -- train --resume {live}`" in err
+    assert err.count("interrupted: ") == 1 and "Traceback" not in err

@@ -52,13 +52,19 @@ def analyse(att_NxHxLxL) -> dict:
             "rollout": rollout(mean_NxLxL), "flow": flow(mean_NxLxL)}
 
 
-def _heatmap(ax, data, title, xlabel, ylabel, labels=None):
-    im = ax.imshow(data, cmap="viridis", aspect="auto")
+def _heatmap(ax, data, title, xlabel, ylabel, labels=None, vmin=0.0, vmax=1.0):
+    """A heat map on the colour range [vmin, vmax] the quantity can take (fractions and gaps: [0, 1]), so equal
+    colours mean equal values across figures and rounding noise shows as no colour at all; integer ticks for
+    layers and heads, the tokens' text for token axes."""
+    im = ax.imshow(np.asarray(data), cmap="viridis", aspect="auto", vmin=vmin, vmax=vmax)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(False)
     if labels is not None:
         ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
         ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    else:
+        ax.set_xticks(range(np.shape(data)[1]))
+        ax.set_yticks(range(np.shape(data)[0]))
     ax.figure.colorbar(im, ax=ax, shrink=0.8)
 
 
@@ -90,10 +96,13 @@ def make_figures(att_NxHxLxL, labels, stats: dict) -> dict:
     """{file name: figure}: entropy, Markov statistics, each layer's weights, rollout and flow, the graph."""
     figs = {}
     fig, ax = plotting.figure(5, 3.5)
-    _heatmap(ax, stats["entropy"], "attention entropy per head (nats)", "head", "layer")
+    length = att_NxHxLxL.shape[-1]
+    _heatmap(ax, stats["entropy"], f"attention entropy per head (nats; max log {length} = {np.log(length):.2f})",
+             "head", "layer", vmax=float(np.log(length)))
     figs["entropy.png"] = fig
     fig, axes = plotting.figure(13, 3.5, ncols=3)
-    titles = ("spectral gap 1 - |lambda_2|", "mean attention to token 0", "stationary mass on token 0")
+    titles = ("spectral gap 1 - |lambda_2|", "mean attention to token 0",
+              "stationary mass on token 0\n(1 for every causal head: token 0 is absorbing)")
     for ax, key, title in zip(axes, ("spectral_gap", "first_token_mass", "stationary_first"), titles):
         _heatmap(ax, stats[key], title, "head", "layer")
     figs["markov.png"] = fig
@@ -103,8 +112,10 @@ def make_figures(att_NxHxLxL, labels, stats: dict) -> dict:
         _heatmap(ax, att_NxHxLxL[l].mean(axis=0), f"layer {l}: head mean", "key", "query", labels)
     figs["layers.png"] = fig
     fig, axes = plotting.figure(10, 4.5, ncols=2)
-    _heatmap(axes[0], stats["rollout"], "attention rollout", "input token", "output token", labels)
-    _heatmap(axes[1], stats["flow"], "attention flow (max-flow)", "input token", "output token", labels)
+    _heatmap(axes[0], stats["rollout"], "attention rollout", "input token", "output token", labels,
+             vmax=float(np.max(stats["rollout"])))
+    _heatmap(axes[1], stats["flow"], "attention flow (max-flow)", "input token", "output token", labels,
+             vmax=float(np.max(stats["flow"])))
     figs["rollout_flow.png"] = fig
     figs["graph.png"] = _graph_figure(att_NxHxLxL, labels)
     return figs
