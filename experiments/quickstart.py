@@ -15,9 +15,7 @@ the V tokens, which is where training starts. `seeds` models train at once (vmap
 Hessian and the SVD sweep look at the first.
 """
 
-import base64
 import concurrent.futures
-import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,17 +157,7 @@ def _rows(s: dict) -> list[tuple[str, str, str]]:
 
 
 def _report(summary: dict, out_dir: Path) -> str:
-    cell = lambda x: f"<td>{html.escape(x)}</td>"  # noqa: E731
-    table = "".join(f"<tr>{cell(q)}{cell(v)}{cell(m)}</tr>" for q, v, m in _rows(summary))
-    images = "".join(
-        f'<figure><img src="data:image/png;base64,{base64.b64encode((out_dir / name).read_bytes()).decode()}" '
-        f'alt="{html.escape(name)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
-        for name, caption in summary["captions"].items())
     note = ("Eval set names read val/seed S/E x B x L: E batches of B windows of L tokens from the val split, "
             "drawn from the run's seed S; [:e,:b] is its first e batches cut to b windows.")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>LLM Math Sandbox quickstart</title>"
-            f"<style>body{{font-family:sans-serif;max-width:60em;margin:auto}}td,th{{padding:2px 12px;"
-            f"text-align:left}}img{{max-width:100%}}figcaption{{font-size:90%;margin-bottom:2em}}</style></head>"
-            f"<body><h1>Quickstart</h1><table><tr><th>quantity</th><th>value</th><th>measured on</th></tr>{table}"
-            f"</table><p>{html.escape(note)}</p>{images}"
-            f"{report.provenance_html({'run': (Path(summary['run_dir']) / 'config.yaml').read_text()})}</body></html>")
+    return report.results_page("Quickstart", _rows(summary), summary["captions"], out_dir, note,
+                               {"run": (Path(summary["run_dir"]) / "config.yaml").read_text()})

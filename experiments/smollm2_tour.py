@@ -20,7 +20,7 @@ from pathlib import Path
 import jax
 
 from sandbox import analysis
-from sandbox.analysis import compression, curvature, figures, html_page, residual_rank, sample, spectra
+from sandbox.analysis import compression, curvature, figures, report, residual_rank, sample, spectra
 from sandbox.errors import SandboxError
 from sandbox.sampling import GREEDY, SamplingOptions
 from sandbox.train import records
@@ -112,8 +112,9 @@ def run(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
         "residual_rank": ranks, "figures": captions,
     }
     records.write_json(out_dir / "summary.json", summary)
-    records.write_atomic(out_dir / "report.html", html_page.page(f"A tour of {title}", _rows(summary), captions,
-                                                                 out_dir, _NOTE))
+    records.write_atomic(out_dir / "report.html", report.results_page(
+        f"A tour of {title}", _rows(summary), captions, out_dir, _NOTE,
+        {"run": (out_dir / "run" / "config.yaml").read_text()}))
     say(f"wrote {out_dir / 'report.html'}")
     return summary
 

@@ -90,6 +90,15 @@ def page(title: str, body: str) -> str:
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
 
 
+def results_page(title: str, rows: list[tuple[str, str, str]], figures: dict, folder: Path, note: str,
+                 configs: dict[str, str]) -> str:
+    """An experiment's page: rows (quantity, value, measured on), a note, each figure file of `folder` with its
+    caption ({file: caption}), then the provenance with the resolved configs ({label: YAML text})."""
+    body = (_table(("quantity", "value", "measured on"), rows) + f"<p>{html.escape(note)}</p>"
+            + "".join(_figure(Path(folder) / name, caption) for name, caption in figures.items()))
+    return page(title, body + provenance_html(configs))
+
+
 def check_run(run_dir: Path) -> None:
     """Raise SandboxError unless `run_dir` is a train run folder (it has config.yaml and metrics.jsonl)."""
     run_dir = Path(run_dir)
