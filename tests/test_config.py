@@ -34,7 +34,7 @@ def test_yaml_round_trip(tmp_path):
     ("train.steps=abc", "train.steps"),
     ("train.steps=0", "train.steps must be a positive integer"),
     ("model.n_heads=-1", "model.n_heads must be a positive integer"),
-    ("model=huge", "unknown model preset 'huge'; valid: gpt2_small, small, tiny"),
+    ("model=huge", "unknown model preset 'huge'; valid: gpt2_small, llama_tiny, small, smollm2_135m, tiny"),
     ("optimizer.learning_rate=-1", "learning_rate must be a positive number"),
     ("optimizer.schedule=warp", "valid choices: constant, cosine, linear"),
     ("steps", "KEY=VALUE"),

@@ -60,7 +60,7 @@ def test_the_plain_route_of_a_run_agrees_with_the_basis_route(tiny_run):
     from sandbox import analysis
 
     run = analysis.load(tiny_run[0])
-    opts = dict(top_k=3, num_steps=60, density=True, num_probes=2, trace=True, num_matvecs=30)
+    opts = dict(top_k=2, num_steps=30, density=True, num_probes=1, trace=True, num_matvecs=9)
     basis = analysis.curvature.of_run(run, analysis.CurvatureOptions(**opts))
     plain = analysis.curvature.of_run(run, analysis.CurvatureOptions(**opts, plain=True))
     assert plain["method"] == "lanczos-plain" and "method" not in basis
