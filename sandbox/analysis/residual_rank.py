@@ -55,11 +55,11 @@ def uniformity_residual(x_LxD):
 def per_layer(params, tokens_BxL, cfg) -> dict:
     """{"rank1_residual", "effective_rank", "uniformity_residual"}: per layer (embedding first), the mean over
     the B sequences of each measure of that sequence's L x D stream, and its standard deviation."""
-    x_NxBxLxD = np.asarray(streams(params, tokens_BxL, cfg), np.float64)
+    x_NxBxLxD = streams(params, tokens_BxL, cfg)
     out = {}
     for name, fn in (("rank1_residual", rank1_residual), ("effective_rank", effective_rank),
                      ("uniformity_residual", uniformity_residual)):
-        vals_NxB = np.asarray(jax.vmap(jax.vmap(fn))(jnp.asarray(x_NxBxLxD, jnp.float32)), np.float64)
+        vals_NxB = np.asarray(jax.vmap(jax.vmap(fn))(x_NxBxLxD), np.float64)
         out[name] = {"mean": vals_NxB.mean(1).tolist(), "std": vals_NxB.std(1).tolist()}
     return out
 
